@@ -1,0 +1,13 @@
+# One image with both services; docker-compose picks the binary per service.
+FROM rust:1.89-bookworm AS build
+WORKDIR /src
+COPY . .
+RUN cargo build --release --locked -p ingest -p processor
+
+FROM debian:bookworm-slim
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates curl \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --uid 10001 telemetry
+COPY --from=build /src/target/release/ingest /src/target/release/processor /usr/local/bin/
+USER telemetry
+ENV LOG_FORMAT=json

@@ -1,0 +1,16 @@
+//! Plumbing that ingest and processor share, so that neither repeats it.
+//!
+//! - [`kafka`]: librdkafka client settings from one [`KafkaConfig`], and
+//!   [`ensure_topics`], the only way topics come to exist (the broker's
+//!   automatic creation is off);
+//! - [`logging`]: one log style for both binaries (lowercase messages,
+//!   structured fields, JSON lines on request);
+//! - [`shutdown`]: the signals that start a graceful shutdown.
+//!
+//! No report logic lives here.
+
+pub mod kafka;
+pub mod logging;
+pub mod shutdown;
+
+pub use kafka::{KafkaConfig, TopicError, ensure_topics};

@@ -1,0 +1,171 @@
+//! Processor configuration, read from a TOML file (see
+//! `processor/processor.example.toml`).
+
+use std::path::Path;
+use std::time::Duration;
+
+use pipeline::KafkaConfig;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub kafka: KafkaConfig,
+    /// Consumer group; every processor instance of one deployment shares it.
+    #[serde(default = "default_group")]
+    pub group_id: String,
+    #[serde(default)]
+    pub topics: Topics,
+    pub clickhouse: ClickHouseConfig,
+    #[serde(default)]
+    pub batch: BatchConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Topics {
+    pub reports: String,
+    pub dead_letters: String,
+}
+
+impl Default for Topics {
+    fn default() -> Self {
+        Topics {
+            reports: schemas::topics::REPORTS.to_string(),
+            dead_letters: schemas::topics::DEAD_LETTERS.to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClickHouseConfig {
+    /// HTTP interface, e.g. `http://127.0.0.1:8123`.
+    pub url: String,
+    #[serde(default = "default_database")]
+    pub database: String,
+    #[serde(default = "default_user")]
+    pub user: String,
+    #[serde(default)]
+    pub password: String,
+}
+
+impl ClickHouseConfig {
+    pub fn local(url: impl Into<String>, database: impl Into<String>) -> Self {
+        ClickHouseConfig {
+            url: url.into(),
+            database: database.into(),
+            user: default_user(),
+            password: String::new(),
+        }
+    }
+}
+
+/// When a batch of rows is written: at `max_rows` or `max_age_ms` after its
+/// first row, whichever comes first.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchConfig {
+    pub max_rows: usize,
+    pub max_age_ms: u64,
+    /// First pause after a failed insert; doubles up to `max_backoff_ms`.
+    pub min_backoff_ms: u64,
+    pub max_backoff_ms: u64,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig {
+            max_rows: 10_000,
+            max_age_ms: 1_000,
+            min_backoff_ms: 100,
+            max_backoff_ms: 30_000,
+        }
+    }
+}
+
+impl BatchConfig {
+    pub fn max_age(&self) -> Duration {
+        Duration::from_millis(self.max_age_ms)
+    }
+}
+
+fn default_group() -> String {
+    "telemetry-processor".to_string()
+}
+
+fn default_database() -> String {
+    "telemetry".to_string()
+}
+
+fn default_user() -> String {
+    "default".to_string()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("parsing configuration: {0}")]
+    Parse(#[from] toml::de::Error),
+    #[error("invalid configuration: {0}")]
+    Invalid(&'static str),
+}
+
+impl Config {
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text)?;
+        if config.batch.max_rows == 0 {
+            return Err(ConfigError::Invalid("batch.max_rows must be at least 1"));
+        }
+        if !is_identifier(&config.clickhouse.database) {
+            return Err(ConfigError::Invalid(
+                "clickhouse.database must be letters, digits and underscores",
+            ));
+        }
+        Ok(config)
+    }
+
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_toml(&text)
+    }
+}
+
+fn is_identifier(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_fill_what_is_left_out() {
+        let config = Config::from_toml(
+            "[kafka]\nbrokers = \"127.0.0.1:9092\"\n[clickhouse]\nurl = \"http://127.0.0.1:8123\"\n",
+        )
+        .expect("valid");
+        assert_eq!(config.clickhouse.database, "telemetry");
+        assert_eq!(config.batch.max_rows, 10_000);
+        assert_eq!(config.topics.reports, schemas::topics::REPORTS);
+    }
+
+    #[test]
+    fn database_names_cannot_carry_sql() {
+        let text =
+            "[kafka]\nbrokers = \"x\"\n[clickhouse]\nurl = \"http://x\"\ndatabase = \"a; DROP\"\n";
+        assert!(matches!(
+            Config::from_toml(text),
+            Err(ConfigError::Invalid(_))
+        ));
+    }
+}

@@ -1,0 +1,331 @@
+//! Rows of the raw tables, made from accepted reports.
+//!
+//! Every raw table has the same envelope columns around its own; the
+//! `raw_row!` macro writes them once, in the order the migrations give.
+
+use clickhouse::Row;
+use schemas::{
+    AcceptedReport, CrashPayload, FeatureRequestPayload, FeedbackPayload, HeartbeatPayload,
+};
+use serde::Serialize;
+use time::{Date, OffsetDateTime};
+use uuid::Uuid;
+
+/// Where a message came from in Kafka.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Source {
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// The envelope columns' values, shared by every raw row of one report.
+struct Envelope<'a> {
+    report: &'a AcceptedReport,
+    source: Source,
+    now: OffsetDateTime,
+}
+
+macro_rules! raw_row {
+    (
+        $(#[$meta:meta])*
+        $name:ident { $( $(#[$fmeta:meta])* $field:ident : $ty:ty ),* $(,)? }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Row, Serialize)]
+        pub struct $name {
+            #[serde(with = "clickhouse::serde::uuid")]
+            pub report_id: Uuid,
+            #[serde(with = "clickhouse::serde::time::datetime")]
+            pub received_at: OffsetDateTime,
+            #[serde(with = "clickhouse::serde::time::datetime")]
+            pub sent_at: OffsetDateTime,
+            pub org_id: String,
+            pub machine_hash: String,
+            pub consent: String,
+            pub os_product: String,
+            pub os_version: String,
+            pub os_build: u32,
+            pub os_revision: u32,
+            pub os_locale: String,
+            pub os_arch: String,
+            $( $(#[$fmeta])* pub $field: $ty, )*
+            pub scrubbed_total: u32,
+            pub kafka_partition: u32,
+            pub kafka_offset: u64,
+            #[serde(with = "clickhouse::serde::time::datetime")]
+            pub inserted_at: OffsetDateTime,
+        }
+
+        impl $name {
+            fn from_parts(e: Envelope<'_>, own: ($($ty,)*)) -> Self {
+                let ($($field,)*) = own;
+                let r = e.report;
+                $name {
+                    report_id: r.report_id,
+                    received_at: r.received_at,
+                    sent_at: r.sent_at,
+                    org_id: r.org_id.clone(),
+                    machine_hash: r.machine_hash.clone(),
+                    consent: r.consent.as_str().to_string(),
+                    os_product: r.os.product.clone(),
+                    os_version: r.os.version.clone(),
+                    os_build: r.os.build,
+                    os_revision: r.os.revision,
+                    os_locale: r.os.locale.clone(),
+                    os_arch: r.os.arch.clone(),
+                    $( $field, )*
+                    scrubbed_total: r.scrubbed.values().sum(),
+                    kafka_partition: u32::try_from(e.source.partition).unwrap_or_default(),
+                    kafka_offset: u64::try_from(e.source.offset).unwrap_or_default(),
+                    inserted_at: e.now,
+                }
+            }
+        }
+    };
+}
+
+raw_row!(
+    /// One row of `crash_reports`.
+    CrashRow {
+        app_name: String,
+        app_version: String,
+        exception_code: String,
+        module_name: String,
+        module_version: String,
+        module_offset: String,
+        frame_modules: Vec<String>,
+        frame_functions: Vec<String>,
+        frame_offsets: Vec<String>,
+    }
+);
+
+raw_row!(
+    /// One row of `feature_requests`.
+    FeatureRequestRow {
+        title: String,
+        body: String,
+        category: String,
+        language: String,
+    }
+);
+
+raw_row!(
+    /// One row of `feedback`.
+    FeedbackRow {
+        rating: u8,
+        text: String,
+        category: String,
+    }
+);
+
+raw_row!(
+    /// One row of `heartbeats`.
+    HeartbeatRow {
+        #[serde(with = "clickhouse::serde::time::date")]
+        day: Date,
+        uptime_minutes: Option<u32>,
+    }
+);
+
+impl CrashRow {
+    pub fn new(
+        report: &AcceptedReport,
+        crash: CrashPayload,
+        source: Source,
+        now: OffsetDateTime,
+    ) -> Self {
+        let (frame_modules, (frame_functions, frame_offsets)) = crash
+            .frames
+            .into_iter()
+            .map(|f| {
+                (
+                    f.module,
+                    (f.function.unwrap_or_default(), normalize_hex(&f.offset)),
+                )
+            })
+            .unzip();
+        let envelope = Envelope {
+            report,
+            source,
+            now,
+        };
+        Self::from_parts(
+            envelope,
+            (
+                crash.app.name,
+                crash.app.version,
+                normalize_hex(&crash.exception_code),
+                crash.module.name,
+                crash.module.version,
+                normalize_hex(&crash.module.offset),
+                frame_modules,
+                frame_functions,
+                frame_offsets,
+            ),
+        )
+    }
+}
+
+impl FeatureRequestRow {
+    pub fn new(
+        report: &AcceptedReport,
+        request: FeatureRequestPayload,
+        source: Source,
+        now: OffsetDateTime,
+    ) -> Self {
+        let envelope = Envelope {
+            report,
+            source,
+            now,
+        };
+        Self::from_parts(
+            envelope,
+            (
+                request.title,
+                request.body.unwrap_or_default(),
+                request.category,
+                request.language.unwrap_or_default(),
+            ),
+        )
+    }
+}
+
+impl FeedbackRow {
+    pub fn new(
+        report: &AcceptedReport,
+        feedback: FeedbackPayload,
+        source: Source,
+        now: OffsetDateTime,
+    ) -> Self {
+        let envelope = Envelope {
+            report,
+            source,
+            now,
+        };
+        Self::from_parts(
+            envelope,
+            (
+                feedback.rating,
+                feedback.text.unwrap_or_default(),
+                feedback.category,
+            ),
+        )
+    }
+}
+
+/// A heartbeat whose `day` is not a calendar date.
+#[derive(Debug, thiserror::Error)]
+#[error("heartbeat day {0:?} is not a YYYY-MM-DD date")]
+pub struct BadDay(String);
+
+impl HeartbeatRow {
+    pub fn new(
+        report: &AcceptedReport,
+        heartbeat: HeartbeatPayload,
+        source: Source,
+        now: OffsetDateTime,
+    ) -> Result<Self, BadDay> {
+        let format = time::macros::format_description!("[year]-[month]-[day]");
+        let day = Date::parse(&heartbeat.day, format).map_err(|_| BadDay(heartbeat.day))?;
+        let envelope = Envelope {
+            report,
+            source,
+            now,
+        };
+        Ok(Self::from_parts(envelope, (day, heartbeat.uptime_minutes)))
+    }
+}
+
+/// `0xc0000005` → `0xC0000005`: one spelling per code or offset, so that
+/// grouping and filters need not care how a client wrote it.
+fn normalize_hex(text: &str) -> String {
+    match text.get(..2) {
+        Some("0x" | "0X") => format!("0x{}", text[2..].to_ascii_uppercase()),
+        _ => text.to_ascii_uppercase(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use schemas::{Envelope as Sent, Payload, SchemaId, fixtures};
+    use time::macros::{date, datetime};
+
+    const NOW: OffsetDateTime = datetime!(2026-11-20 08:15:32 UTC);
+    const SOURCE: Source = Source {
+        partition: 3,
+        offset: 42,
+    };
+
+    fn accepted(text: &str) -> (AcceptedReport, Payload) {
+        let sent: Sent = serde_json::from_str(text).expect("fixture");
+        let schema: SchemaId = sent.schema.parse().expect("known schema");
+        let report = AcceptedReport {
+            report_id: sent.report_id,
+            schema,
+            org_id: "grid".into(),
+            machine_hash: "ab".repeat(16),
+            consent: sent.consent,
+            sent_at: sent.sent_at,
+            received_at: datetime!(2026-11-20 08:15:31 UTC),
+            os: sent.os,
+            payload: sent.payload,
+            scrubbed: [("email".to_string(), 2), ("ipv4".to_string(), 1)].into(),
+        };
+        let payload = Payload::decode(schema, &report.payload).expect("payload");
+        (report, payload)
+    }
+
+    #[test]
+    fn a_crash_report_becomes_one_flat_row() {
+        let (report, Payload::Crash(crash)) = accepted(fixtures::CRASH) else {
+            panic!("fixture is a crash");
+        };
+        let row = CrashRow::new(&report, crash, SOURCE, NOW);
+        assert_eq!(row.org_id, "grid");
+        assert_eq!(row.os_build, 19045);
+        assert_eq!(row.module_name, "shell32.dll");
+        assert_eq!(row.exception_code, "0xC0000005");
+        assert_eq!(row.module_offset, "0x00000000000A1B2C");
+        assert_eq!(row.frame_modules.len(), 7);
+        assert_eq!(row.frame_functions[4], "");
+        assert_eq!(row.frame_offsets[6], "0x52651");
+        assert_eq!(row.scrubbed_total, 3);
+        assert_eq!((row.kafka_partition, row.kafka_offset), (3, 42));
+        assert_eq!(row.inserted_at, NOW);
+    }
+
+    #[test]
+    fn other_reports_fill_their_own_columns() {
+        let (report, Payload::FeatureRequest(request)) = accepted(fixtures::FEATURE_REQUEST) else {
+            panic!("fixture is a feature request");
+        };
+        let row = FeatureRequestRow::new(&report, request, SOURCE, NOW);
+        assert_eq!(row.category, "shell.taskbar");
+        assert_eq!(row.language, "zh-CN");
+        assert!(row.title.starts_with("希望"));
+
+        let (report, Payload::Feedback(feedback)) = accepted(fixtures::FEEDBACK) else {
+            panic!("fixture is feedback");
+        };
+        let row = FeedbackRow::new(&report, feedback, SOURCE, NOW);
+        assert_eq!((row.rating, row.category.as_str()), (4, "update"));
+
+        let (report, Payload::Heartbeat(heartbeat)) = accepted(fixtures::HEARTBEAT) else {
+            panic!("fixture is a heartbeat");
+        };
+        let row = HeartbeatRow::new(&report, heartbeat, SOURCE, NOW).expect("valid day");
+        assert_eq!(row.day, date!(2026 - 11 - 20));
+        assert_eq!(row.uptime_minutes, Some(540));
+    }
+
+    #[test]
+    fn impossible_days_are_refused() {
+        let (report, _) = accepted(fixtures::HEARTBEAT);
+        let heartbeat = HeartbeatPayload {
+            day: "2026-02-30".into(),
+            uptime_minutes: None,
+        };
+        assert!(HeartbeatRow::new(&report, heartbeat, SOURCE, NOW).is_err());
+    }
+}

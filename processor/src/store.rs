@@ -1,0 +1,99 @@
+//! ClickHouse: the connection, chosen by the server's version, and the
+//! inserts of each table.
+
+use clickhouse::{Client, Compression, Row};
+use schemas::ServerVersion;
+use serde::Serialize;
+
+use crate::config::ClickHouseConfig;
+use crate::migrate::{self, MigrationError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("clickhouse: {0}")]
+    ClickHouse(#[from] clickhouse::error::Error),
+    #[error("clickhouse answered an unreadable version {0:?}")]
+    Version(String),
+    #[error(transparent)]
+    Migration(#[from] MigrationError),
+}
+
+/// A client for the pipeline's database, set up for the server it talks to.
+#[derive(Clone)]
+pub struct Store {
+    client: Client,
+    version: ServerVersion,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("version", &self.version)
+            .finish()
+    }
+}
+
+impl Store {
+    /// Asks the server its version, creates the database if needed, and
+    /// returns a client with the settings that version needs.
+    pub async fn connect(config: &ClickHouseConfig) -> Result<Self, StoreError> {
+        // The first request must work on any version: no compression, no
+        // row-type validation.
+        let probe = Client::default()
+            .with_url(&config.url)
+            .with_user(&config.user)
+            .with_password(&config.password)
+            .with_compression(Compression::None)
+            .with_validation(false);
+        let text: String = probe.query("SELECT version()").fetch_one().await?;
+        let version = ServerVersion::parse(&text).ok_or(StoreError::Version(text))?;
+        probe
+            .query_raw(&format!(
+                "CREATE DATABASE IF NOT EXISTS `{}`",
+                config.database
+            ))
+            .execute()
+            .await?;
+        let compression = if version.supports_compressed_http() {
+            Compression::Lz4
+        } else {
+            Compression::None
+        };
+        let client = probe
+            .with_database(&config.database)
+            .with_compression(compression)
+            .with_validation(version.supports_row_type_validation());
+        tracing::info!(%version, database = %config.database, "connected to clickhouse");
+        Ok(Store { client, version })
+    }
+
+    pub fn version(&self) -> ServerVersion {
+        self.version
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Applies every migration not applied yet; returns their versions.
+    pub async fn migrate(&self) -> Result<Vec<u32>, StoreError> {
+        Ok(migrate::apply(&self.client, schemas::MIGRATIONS).await?)
+    }
+
+    /// Inserts `rows` into `table` in one INSERT, which ClickHouse applies
+    /// whole or not at all.
+    pub async fn insert<T>(&self, table: &str, rows: &[T]) -> Result<(), StoreError>
+    where
+        T: Row + Serialize + for<'a> Row<Value<'a> = T>,
+    {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut insert = self.client.insert::<T>(table).await?;
+        for row in rows {
+            insert.write(row).await?;
+        }
+        insert.end().await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,225 @@
+//! ClickHouse DDL: the ordered migrations that build every table, and the one
+//! place where differences between ClickHouse versions are decided.
+//!
+//! Every statement here must run both on the oldest server the project is
+//! tested against (18.16, Debian's package) and on current ClickHouse; the
+//! test command checks the second with chdb.
+
+use std::fmt;
+
+/// One versioned SQL file from `schemas/migrations/`, named
+/// `<version>_<name>.sql`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Migration {
+    /// File name without `.sql`, e.g. `0001_crash_reports`.
+    pub file: &'static str,
+    /// The file's text: one or more statements, each ended by `;`.
+    pub sql: &'static str,
+}
+
+impl Migration {
+    /// The number before the first `_`; applied in ascending order, never
+    /// reused. 0 if the file name has none (a test rejects such files).
+    pub fn version(&self) -> u32 {
+        self.file
+            .split_once('_')
+            .and_then(|(version, _)| version.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// The file name after the version.
+    pub fn name(&self) -> &'static str {
+        self.file
+            .split_once('_')
+            .map_or(self.file, |(_, name)| name)
+    }
+
+    /// The file's statements, without comments, in order.
+    pub fn statements(&self) -> Vec<String> {
+        split_statements(self.sql)
+    }
+
+    /// FNV-1a of the file's text, stored when applied so that a changed file
+    /// can be told from the one that ran.
+    pub fn checksum(&self) -> u64 {
+        self.sql.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        })
+    }
+}
+
+macro_rules! migration {
+    ($file:literal) => {
+        Migration {
+            file: $file,
+            sql: include_str!(concat!("../migrations/", $file, ".sql")),
+        }
+    };
+}
+
+/// All migrations, oldest first.
+pub const MIGRATIONS: &[Migration] = &[
+    migration!("0001_crash_reports"),
+    migration!("0002_raw_reports"),
+];
+
+/// The table that records which migrations ran. Created before any migration.
+pub const SCHEMA_MIGRATIONS_DDL: &str = "CREATE TABLE IF NOT EXISTS schema_migrations \
+(version UInt32, name String, checksum UInt64, applied_at DateTime) \
+ENGINE = MergeTree() ORDER BY version";
+
+/// Splits SQL text into statements at `;` outside string literals and
+/// comments, dropping `--` comments and empty statements.
+pub fn split_statements(sql: &str) -> Vec<String> {
+    let mut statements = Vec::new();
+    let mut current = String::new();
+    let mut chars = sql.chars().peekable();
+    let mut in_string = false;
+    while let Some(c) = chars.next() {
+        if in_string {
+            current.push(c);
+            if c == '\\' {
+                if let Some(next) = chars.next() {
+                    current.push(next);
+                }
+            } else if c == '\'' {
+                in_string = false;
+            }
+            continue;
+        }
+        match c {
+            '\'' => {
+                in_string = true;
+                current.push(c);
+            }
+            '-' if chars.peek() == Some(&'-') => {
+                for skipped in chars.by_ref() {
+                    if skipped == '\n' {
+                        current.push('\n');
+                        break;
+                    }
+                }
+            }
+            ';' => push_statement(&mut statements, &mut current),
+            _ => current.push(c),
+        }
+    }
+    push_statement(&mut statements, &mut current);
+    statements
+}
+
+fn push_statement(statements: &mut Vec<String>, current: &mut String) {
+    let statement: String = current
+        .lines()
+        .map(str::trim_end)
+        .filter(|l| !l.trim().is_empty())
+        .collect::<Vec<_>>()
+        .join("\n");
+    if !statement.is_empty() {
+        statements.push(statement);
+    }
+    current.clear();
+}
+
+/// A ClickHouse server version, from `SELECT version()`. Every behaviour that
+/// differs between the versions the project runs on is a method here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ServerVersion {
+    pub major: u32,
+    pub minor: u32,
+}
+
+impl ServerVersion {
+    /// The first release assumed to behave like current ClickHouse in every
+    /// respect below. Conservative: 18.16 is the only older one tested.
+    const CURRENT: ServerVersion = ServerVersion {
+        major: 21,
+        minor: 1,
+    };
+
+    /// Parses `18.16.1`, `26.9.2.1` and the like.
+    pub fn parse(version: &str) -> Option<Self> {
+        let mut parts = version.trim().split('.');
+        let major = parts.next()?.parse().ok()?;
+        let minor = parts.next()?.parse().ok()?;
+        Some(ServerVersion { major, minor })
+    }
+
+    /// Old servers answer an LZ4-compressed HTTP request for a SELECT with
+    /// no rows at all, silently; the client must not ask for compression.
+    pub fn supports_compressed_http(self) -> bool {
+        self >= Self::CURRENT
+    }
+
+    /// Old servers lack the `RowBinaryWithNamesAndTypes` format, which the
+    /// client uses to check row types; without it, rows go unchecked.
+    pub fn supports_row_type_validation(self) -> bool {
+        self >= Self::CURRENT
+    }
+}
+
+impl fmt::Display for ServerVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.major, self.minor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_are_ordered_and_non_empty() {
+        let mut last = 0;
+        for m in MIGRATIONS {
+            assert!(m.version() > last, "migration {} out of order", m.file);
+            last = m.version();
+            assert!(!m.name().is_empty(), "migration {} has no name", m.file);
+            assert!(!m.statements().is_empty(), "migration {} is empty", m.file);
+        }
+    }
+
+    #[test]
+    fn splitting_respects_strings_and_drops_comments() {
+        let sql = "-- header; with a semicolon\nCREATE TABLE a (x String DEFAULT ';') ENGINE = Log;\n\n\
+                   INSERT INTO a VALUES ('it\\'s; fine'); -- trailing\n";
+        assert_eq!(
+            split_statements(sql),
+            vec![
+                "CREATE TABLE a (x String DEFAULT ';') ENGINE = Log".to_string(),
+                "INSERT INTO a VALUES ('it\\'s; fine')".to_string(),
+            ]
+        );
+    }
+
+    #[test]
+    fn checksum_changes_with_the_text() {
+        let a = Migration {
+            file: "0001_a",
+            sql: "SELECT 1",
+        };
+        let b = Migration {
+            file: "0001_a",
+            sql: "SELECT 2",
+        };
+        assert_eq!((a.version(), a.name()), (1, "a"));
+        assert_ne!(a.checksum(), b.checksum());
+        assert_eq!(a.checksum(), a.checksum());
+    }
+
+    #[test]
+    fn versions_parse_and_pick_behaviour() {
+        let old = ServerVersion::parse("18.16.1").expect("parses");
+        let new = ServerVersion::parse("26.9.2.1").expect("parses");
+        assert_eq!(
+            old,
+            ServerVersion {
+                major: 18,
+                minor: 16
+            }
+        );
+        assert!(!old.supports_compressed_http() && !old.supports_row_type_validation());
+        assert!(new.supports_compressed_http() && new.supports_row_type_validation());
+        assert_eq!(ServerVersion::parse("garbage"), None);
+    }
+}

@@ -1,0 +1,39 @@
+//! The contract shared by every part of the pipeline. No I/O happens here.
+//!
+//! ```text
+//!  machine ──Envelope (JSON)──▶ ingest ──AcceptedReport (JSON)──▶ Kafka topics::REPORTS
+//!                                                                        │
+//!  analysts ◀── ClickHouse tables (clickhouse::MIGRATIONS) ◀── processor ◀┘
+//! ```
+//!
+//! - [`report`]: the [`Envelope`] machines send, the payload of each report
+//!   type, and the [`AcceptedReport`] ingest writes to Kafka;
+//! - [`json_schema`]: the JSON Schemas ingest validates against;
+//! - [`topics`]: Kafka topic names;
+//! - [`clickhouse`]: the DDL as ordered migrations, and [`ServerVersion`],
+//!   the one place where ClickHouse version differences are decided.
+//!
+//! Ingest and processor depend on this crate; it depends on neither, and on
+//! no network client.
+
+pub mod clickhouse;
+pub mod json_schema;
+pub mod report;
+pub mod topics;
+
+pub use clickhouse::{MIGRATIONS, Migration, ServerVersion};
+pub use report::{
+    AcceptedReport, AppInfo, Consent, CrashPayload, Envelope, FeatureRequestPayload,
+    FeedbackPayload, Frame, HeartbeatPayload, ModuleInfo, OsInfo, Payload, ReportKind, SchemaId,
+    SchemaIdError,
+};
+
+/// Sample reports, one per type, valid against the schemas. Tests and the
+/// README use them.
+pub mod fixtures {
+    pub const CRASH: &str = include_str!("../fixtures/crash.json");
+    pub const FEATURE_REQUEST: &str = include_str!("../fixtures/feature_request.json");
+    pub const FEEDBACK: &str = include_str!("../fixtures/feedback.json");
+    pub const HEARTBEAT: &str = include_str!("../fixtures/heartbeat.json");
+    pub const ALL: [&str; 4] = [CRASH, FEATURE_REQUEST, FEEDBACK, HEARTBEAT];
+}

@@ -1,0 +1,286 @@
+//! What every end-to-end test needs, against the real servers that
+//! `scripts/services` starts:
+//!
+//! - addresses from the environment with loopback defaults
+//!   (`KAFKA_BROKERS`, `CLICKHOUSE_URL`);
+//! - a [`TestEnv`] per test: its own topics and its own ClickHouse database
+//!   (random suffix), removed again by [`TestEnv::cleanup`];
+//! - ingest and processor started in-process, each stopped by dropping its
+//!   handle's sender;
+//! - [`eventually`]: polling with a deadline, never a fixed sleep.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use ingest::auth::token_hash;
+use pipeline::KafkaConfig;
+use processor::config::{BatchConfig, ClickHouseConfig};
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+pub use schemas::fixtures;
+
+/// The machine-id key every test deployment uses.
+pub const MACHINE_ID_KEY: &str = "e2e-test-machine-id-key-0123456789abcdef";
+
+/// Kafka brokers: `$KAFKA_BROKERS`, else the local broker.
+pub fn kafka_brokers() -> String {
+    std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+/// ClickHouse HTTP: `$CLICKHOUSE_URL`, else the local server.
+pub fn clickhouse_url() -> String {
+    std::env::var("CLICKHOUSE_URL").unwrap_or_else(|_| "http://127.0.0.1:8123".into())
+}
+
+/// An organisation of the test deployment and the token its machines use.
+#[derive(Debug, Clone)]
+pub struct TestOrg {
+    pub id: String,
+    pub token: String,
+    pub consent_cap: &'static str,
+}
+
+/// One test's own corner of the real servers.
+#[derive(Debug)]
+pub struct TestEnv {
+    pub suffix: String,
+    pub reports_topic: String,
+    pub dead_letters_topic: String,
+    pub database: String,
+    /// `grid` (consent up to optional) and `water` (required only).
+    pub orgs: Vec<TestOrg>,
+}
+
+impl Default for TestEnv {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TestEnv {
+    pub fn new() -> Self {
+        let suffix = Uuid::new_v4().simple().to_string()[..12].to_string();
+        let org = |id: &str, cap| TestOrg {
+            id: id.to_string(),
+            token: format!("{id}-token-{suffix}"),
+            consent_cap: cap,
+        };
+        TestEnv {
+            reports_topic: format!("e2e.reports.{suffix}"),
+            dead_letters_topic: format!("e2e.dead-letters.{suffix}"),
+            database: format!("e2e_{suffix}"),
+            orgs: vec![org("grid", "optional"), org("water", "required")],
+            suffix,
+        }
+    }
+
+    pub fn kafka(&self) -> KafkaConfig {
+        KafkaConfig::local(kafka_brokers())
+    }
+
+    pub fn token(&self, org: &str) -> &str {
+        &self
+            .orgs
+            .iter()
+            .find(|o| o.id == org)
+            .expect("test organisation exists")
+            .token
+    }
+
+    /// Ingest's configuration for this test, as an operator would write it.
+    pub fn ingest_config(&self) -> ingest::Config {
+        let mut text = format!(
+            "machine_id_key = \"{MACHINE_ID_KEY}\"\n\
+             [kafka]\nbrokers = \"{}\"\n\
+             [topics]\nreports = \"{}\"\n\
+             [limits]\nshutdown_grace_secs = 5\n",
+            kafka_brokers(),
+            self.reports_topic
+        );
+        for org in &self.orgs {
+            text.push_str(&format!(
+                "[[organisation]]\nid = \"{0}\"\nname = \"{0}\"\nconsent_cap = \"{1}\"\n\
+                 [[organisation.token]]\nsha256 = \"{2}\"\n",
+                org.id,
+                org.consent_cap,
+                token_hash(&org.token)
+            ));
+        }
+        ingest::Config::from_toml(&text).expect("test ingest configuration is valid")
+    }
+
+    pub fn processor_config(&self) -> processor::Config {
+        processor::Config {
+            kafka: self.kafka(),
+            group_id: format!("e2e-processor-{}", self.suffix),
+            topics: processor::config::Topics {
+                reports: self.reports_topic.clone(),
+                dead_letters: self.dead_letters_topic.clone(),
+            },
+            clickhouse: ClickHouseConfig::local(clickhouse_url(), &self.database),
+            batch: BatchConfig {
+                max_age_ms: 200,
+                ..BatchConfig::default()
+            },
+        }
+    }
+
+    /// A ClickHouse client for this test's database, set up like the
+    /// processor's.
+    pub async fn clickhouse(&self) -> processor::Store {
+        processor::Store::connect(&ClickHouseConfig::local(clickhouse_url(), &self.database))
+            .await
+            .expect("clickhouse is up (scripts/services start)")
+    }
+
+    /// How many messages the reports topic holds, over all partitions.
+    /// Exact once every send has been acknowledged.
+    pub async fn reports_in_kafka(&self) -> i64 {
+        let topic = self.reports_topic.clone();
+        tokio::task::spawn_blocking(move || {
+            let consumer: BaseConsumer = ClientConfig::new()
+                .set("bootstrap.servers", kafka_brokers())
+                .set("group.id", "e2e-watermarks")
+                .create()
+                .expect("consumer");
+            let timeout = Duration::from_secs(10);
+            let metadata = consumer
+                .fetch_metadata(Some(&topic), timeout)
+                .expect("topic metadata");
+            metadata.topics()[0]
+                .partitions()
+                .iter()
+                .map(|p| {
+                    let (low, high) = consumer
+                        .fetch_watermarks(&topic, p.id(), timeout)
+                        .expect("watermarks");
+                    high - low
+                })
+                .sum()
+        })
+        .await
+        .expect("watermark task")
+    }
+
+    /// Deletes the test's topics and database.
+    pub async fn cleanup(&self) {
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", kafka_brokers())
+            .create()
+            .expect("admin client");
+        let _ = admin
+            .delete_topics(
+                &[&self.reports_topic, &self.dead_letters_topic],
+                &AdminOptions::new(),
+            )
+            .await;
+        let store = self.clickhouse().await;
+        let _ = store
+            .client()
+            .query(&format!("DROP DATABASE IF EXISTS `{}`", self.database))
+            .execute()
+            .await;
+    }
+}
+
+/// A service running in-process; dropping `stop` (or sending on it) asks it
+/// to shut down.
+#[derive(Debug)]
+pub struct Running<E> {
+    pub stop: oneshot::Sender<()>,
+    pub task: JoinHandle<Result<(), E>>,
+}
+
+impl<E> Running<E> {
+    /// Asks the service to stop and waits until it has.
+    pub async fn shutdown(self) -> Result<(), E> {
+        let _ = self.stop.send(());
+        self.task.await.expect("service task did not panic")
+    }
+}
+
+fn stop_signal() -> (
+    oneshot::Sender<()>,
+    impl Future<Output = ()> + Send + 'static,
+) {
+    let (tx, rx) = oneshot::channel::<()>();
+    (tx, async move {
+        let _ = rx.await;
+    })
+}
+
+/// A running ingest and the base URL to reach it.
+#[derive(Debug)]
+pub struct Ingest {
+    pub url: String,
+    pub addr: SocketAddr,
+    pub running: Running<ingest::ServeError>,
+}
+
+/// Starts ingest on a free loopback port and waits until `/readyz` says so.
+pub async fn start_ingest(config: ingest::Config) -> Ingest {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    let addr = listener.local_addr().expect("local addr");
+    let (stop, signal) = stop_signal();
+    let task = tokio::spawn(ingest::serve(config, listener, signal));
+    let url = format!("http://{addr}");
+    let client = reqwest::Client::new();
+    eventually("ingest ready", Duration::from_secs(60), || async {
+        let response = client.get(format!("{url}/readyz")).send().await.ok()?;
+        response.status().is_success().then_some(())
+    })
+    .await;
+    Ingest {
+        url,
+        addr,
+        running: Running { stop, task },
+    }
+}
+
+/// Starts the processor in-process.
+pub fn start_processor(config: processor::Config) -> Running<processor::RunError> {
+    let (stop, signal) = stop_signal();
+    let task = tokio::spawn(processor::run(config, signal));
+    Running { stop, task }
+}
+
+/// Polls `probe` until it returns `Some`, or panics after `deadline`.
+pub async fn eventually<T, F, Fut>(what: &str, deadline: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = tokio::time::Instant::now();
+    let mut pause = Duration::from_millis(20);
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(
+            start.elapsed() < deadline,
+            "{what}: not reached within {deadline:?}"
+        );
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(500));
+    }
+}
+
+/// A fixture report with a fresh `report_id` and `sent_at` of now.
+pub fn fresh_report(fixture: &str) -> serde_json::Value {
+    let mut report: serde_json::Value = serde_json::from_str(fixture).expect("fixture is JSON");
+    report["report_id"] = serde_json::json!(Uuid::new_v4().to_string());
+    let now = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("format now");
+    report["sent_at"] = serde_json::json!(now);
+    report
+}
