@@ -7,7 +7,8 @@ RUN cargo build --release --locked -p ingest -p processor
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates curl \
     && rm -rf /var/lib/apt/lists/* \
-    && useradd --system --uid 10001 telemetry
+    && useradd --system --uid 10001 telemetry \
+    && mkdir -p /var/lib/ingest/spool && chown telemetry /var/lib/ingest/spool
 COPY --from=build /src/target/release/ingest /src/target/release/processor /usr/local/bin/
 USER telemetry
 ENV LOG_FORMAT=json

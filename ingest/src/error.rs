@@ -1,13 +1,16 @@
-//! Every way a request can fail, each with one HTTP status and one stable
-//! code. Clients get `{"error", "message", "field"?}`; internal error text
-//! stays in the logs.
+//! Every way a request or a report can fail, each with one HTTP status, one
+//! stable code and one outcome. Clients get `{"error", "message", "field"?}`;
+//! internal error text stays in the logs.
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use schemas::ReportKind;
 use serde::Serialize;
 
-#[derive(Debug, thiserror::Error)]
+use schemas::Outcome;
+
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ApiError {
     #[error("missing or malformed Authorization header; expected `Bearer <enrollment token>`")]
     Unauthenticated,
@@ -17,92 +20,156 @@ pub enum ApiError {
     RevokedToken,
     #[error("body is not valid JSON: {0}")]
     MalformedJson(String),
+    #[error("JSON nested deeper than {0} levels")]
+    TooDeep(usize),
     #[error("{message}")]
     Invalid { field: String, message: String },
     #[error("schema {0:?} is not one this endpoint knows")]
     UnknownSchema(String),
     #[error("{0}")]
     Consent(String),
+    #[error("the organisation has switched off {0} reports")]
+    TypeDisabled(ReportKind),
     #[error("sent_at is more than {0} hours in the future")]
     ClockSkew(u64),
     #[error("body exceeds the limit of {0} bytes")]
     TooLarge(usize),
+    #[error("a batch holds at most {0} reports")]
+    TooManyReports(usize),
+    #[error("Content-Encoding must be gzip, zstd or identity")]
+    UnsupportedEncoding,
+    #[error("the body is not valid {0} data")]
+    BadEncoding(&'static str),
+    #[error("Content-Type must be application/json (or application/x-ndjson for batches)")]
+    UnsupportedMediaType,
+    #[error("the request body was not received in time")]
+    RequestTimeout,
+    #[error("too many reports; retry in {0} s")]
+    RateLimited(u64),
+    #[error("the spool for reports Kafka cannot take yet is full; retry later")]
+    SpoolFull,
+    #[error("the service is at capacity; retry later")]
+    Overloaded,
+    #[error("the service cannot take reports right now; retry later")]
+    Unavailable,
     #[error("no route for this path")]
     NotFound,
     #[error("method not allowed on this path")]
     MethodNotAllowed,
-    #[error("the service cannot take reports right now; retry later")]
-    Unavailable,
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    error: &'static str,
-    message: String,
+/// The JSON body of every error response, and of every refused batch item.
+#[derive(Debug, Serialize)]
+pub struct ErrorBody {
+    pub error: &'static str,
+    pub message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    field: Option<&'a str>,
+    pub field: Option<String>,
 }
+
+/// Seconds a client should wait before retrying when the service itself is
+/// short of room.
+const RETRY_AFTER_SECS: u64 = 5;
 
 impl ApiError {
     pub fn status(&self) -> StatusCode {
+        use ApiError::*;
         match self {
-            ApiError::Unauthenticated | ApiError::UnknownToken => StatusCode::UNAUTHORIZED,
-            ApiError::RevokedToken | ApiError::Consent(_) => StatusCode::FORBIDDEN,
-            ApiError::MalformedJson(_) | ApiError::Invalid { .. } | ApiError::ClockSkew(_) => {
+            Unauthenticated | UnknownToken => StatusCode::UNAUTHORIZED,
+            RevokedToken | Consent(_) | TypeDisabled(_) => StatusCode::FORBIDDEN,
+            MalformedJson(_) | BadEncoding(_) | TooDeep(_) | Invalid { .. } | ClockSkew(_) => {
                 StatusCode::BAD_REQUEST
             }
-            ApiError::UnknownSchema(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::NotFound => StatusCode::NOT_FOUND,
-            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            UnknownSchema(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            TooLarge(_) | TooManyReports(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            UnsupportedEncoding | UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            SpoolFull => StatusCode::INSUFFICIENT_STORAGE,
+            Overloaded | Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            NotFound => StatusCode::NOT_FOUND,
+            MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         }
     }
 
     /// The stable code clients and metrics see. Bounded: one per variant.
     pub fn code(&self) -> &'static str {
+        use ApiError::*;
         match self {
-            ApiError::Unauthenticated => "unauthenticated",
-            ApiError::UnknownToken => "unknown_token",
-            ApiError::RevokedToken => "revoked_token",
-            ApiError::MalformedJson(_) => "malformed_json",
-            ApiError::Invalid { .. } => "invalid",
-            ApiError::UnknownSchema(_) => "unknown_schema",
-            ApiError::Consent(_) => "consent",
-            ApiError::ClockSkew(_) => "clock_skew",
-            ApiError::TooLarge(_) => "too_large",
-            ApiError::NotFound => "not_found",
-            ApiError::MethodNotAllowed => "method_not_allowed",
-            ApiError::Unavailable => "unavailable",
+            Unauthenticated => "unauthenticated",
+            UnknownToken => "unknown_token",
+            RevokedToken => "revoked_token",
+            MalformedJson(_) => "malformed_json",
+            TooDeep(_) => "too_deep",
+            Invalid { .. } => "invalid",
+            UnknownSchema(_) => "unknown_schema",
+            Consent(_) => "consent",
+            TypeDisabled(_) => "report_type_disabled",
+            ClockSkew(_) => "clock_skew",
+            TooLarge(_) => "too_large",
+            TooManyReports(_) => "too_many_reports",
+            UnsupportedEncoding => "unsupported_encoding",
+            BadEncoding(_) => "malformed_encoding",
+            UnsupportedMediaType => "unsupported_media_type",
+            RequestTimeout => "request_timeout",
+            RateLimited(_) => "rate_limited",
+            SpoolFull => "spool_full",
+            Overloaded => "overloaded",
+            Unavailable => "unavailable",
+            NotFound => "not_found",
+            MethodNotAllowed => "method_not_allowed",
         }
     }
 
-    fn field(&self) -> Option<&str> {
+    /// The outcome a report refused with this error counts as.
+    pub fn outcome(&self) -> Outcome {
+        use ApiError::*;
+        match self {
+            RateLimited(_) => Outcome::RateLimited,
+            TooLarge(_) | TooManyReports(_) => Outcome::TooLarge,
+            Consent(_) | TypeDisabled(_) => Outcome::Consent,
+            _ => Outcome::Rejected,
+        }
+    }
+
+    /// Seconds to wait before retrying, for errors that are worth a retry.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            ApiError::RateLimited(secs) => Some(*secs),
+            ApiError::SpoolFull | ApiError::Overloaded | ApiError::Unavailable => {
+                Some(RETRY_AFTER_SECS)
+            }
+            _ => None,
+        }
+    }
+
+    pub fn field(&self) -> Option<&str> {
         match self {
             ApiError::Invalid { field, .. } => Some(field),
             ApiError::UnknownSchema(_) => Some("schema"),
             ApiError::ClockSkew(_) => Some("sent_at"),
+            ApiError::Consent(_) => Some("consent"),
+            ApiError::TypeDisabled(_) => Some("schema"),
             _ => None,
+        }
+    }
+
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            error: self.code(),
+            message: self.to_string(),
+            field: self.field().map(str::to_string),
         }
     }
 }
 
-/// Seconds a client should wait before retrying after a 503.
-const RETRY_AFTER_SECS: &str = "5";
-
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody {
-            error: self.code(),
-            message: self.to_string(),
-            field: self.field(),
-        };
-        let mut response = (self.status(), Json(body)).into_response();
-        if matches!(self, ApiError::Unavailable) {
-            response.headers_mut().insert(
-                header::RETRY_AFTER,
-                HeaderValue::from_static(RETRY_AFTER_SECS),
-            );
+        let mut response = (self.status(), Json(self.body())).into_response();
+        if let Some(secs) = self.retry_after() {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }
@@ -122,6 +189,9 @@ mod tests {
                 message: "bad".into(),
             },
             ApiError::UnknownSchema("crash/9".into()),
+            ApiError::TooLarge(10),
+            ApiError::RateLimited(3),
+            ApiError::SpoolFull,
             ApiError::Unavailable,
         ];
         for error in errors {
@@ -137,8 +207,38 @@ mod tests {
     }
 
     #[test]
-    fn unavailable_says_when_to_retry() {
-        let response = ApiError::Unavailable.into_response();
-        assert_eq!(response.headers()[header::RETRY_AFTER], RETRY_AFTER_SECS);
+    fn retryable_errors_say_when_to_retry() {
+        let response = ApiError::RateLimited(7).into_response();
+        assert_eq!(response.headers()[header::RETRY_AFTER], "7");
+        for error in [
+            ApiError::SpoolFull,
+            ApiError::Overloaded,
+            ApiError::Unavailable,
+        ] {
+            let response = error.into_response();
+            assert_eq!(response.headers()[header::RETRY_AFTER], "5");
+        }
+        assert!(
+            ApiError::Invalid {
+                field: String::new(),
+                message: String::new()
+            }
+            .into_response()
+            .headers()
+            .get(header::RETRY_AFTER)
+            .is_none()
+        );
+    }
+
+    #[test]
+    fn each_error_counts_as_one_outcome() {
+        assert_eq!(ApiError::RateLimited(1).outcome(), Outcome::RateLimited);
+        assert_eq!(ApiError::TooLarge(1).outcome(), Outcome::TooLarge);
+        assert_eq!(ApiError::Consent(String::new()).outcome(), Outcome::Consent);
+        assert_eq!(
+            ApiError::TypeDisabled(ReportKind::Feedback).outcome(),
+            Outcome::Consent
+        );
+        assert_eq!(ApiError::UnknownToken.outcome(), Outcome::Rejected);
     }
 }

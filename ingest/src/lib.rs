@@ -1,26 +1,41 @@
 //! The ingest service: the only part of the pipeline that machines talk to.
 //!
 //! ```text
-//!  POST /v1/reports ─▶ auth (token → organisation) ─▶ parse + JSON Schema
-//!        ─▶ consent (machine ∧ organisation) ─▶ machine id → keyed hash
-//!        ─▶ Kafka reports topic (acks=all, awaited) ─▶ 202 {"report_id", "status"}
+//!  HTTP ─▶ server (connection limit, header deadline)
+//!       ─▶ api: token → organisation, body (size, encoding, deadline, depth)
+//!       ─▶ intake, per report: JSON Schema ─▶ organisation policy ─▶ consent
+//!            ─▶ machine id → keyed hash ─▶ rate limits ─▶ recent duplicate?
+//!            ─▶ scrub personal data ─▶ AcceptedReport
+//!       ─▶ sink: Kafka (acks=all, awaited) or the disk spool (fsync'd)
+//!       ─▶ 202 / per-item results; one outcome per report (metrics, and the
+//!          outcomes topic for refused ones)
 //! ```
 //!
-//! In: HTTP requests carrying [`schemas::Envelope`] JSON. Out: one
-//! [`schemas::AcceptedReport`] message per accepted report on the reports
-//! topic, keyed by the hashed machine id; a JSON error with a stable code for
-//! everything refused ([`error::ApiError`]). Nothing is written to Kafka for a
-//! refused report.
+//! In: HTTP requests carrying [`schemas::Envelope`] JSON, one or a batch.
+//! Out: [`schemas::AcceptedReport`] messages on the reports topic, keyed by
+//! the hashed machine id; [`schemas::OutcomeEvent`]s on the outcomes topic;
+//! a JSON error with a stable code for everything refused
+//! ([`error::ApiError`]). Nothing refused is written to the reports topic,
+//! and nothing is answered "accepted" before Kafka or the spool has it.
 //!
 //! [`serve`] runs the service on a bound listener until `shutdown` resolves;
 //! the binary only reads the configuration and binds.
 
 pub mod api;
 pub mod auth;
+pub mod body;
 pub mod config;
+pub mod dedup;
 pub mod error;
+pub mod intake;
+pub mod metrics;
+pub mod outcome;
 pub mod privacy;
+pub mod ratelimit;
+pub mod reload;
+pub mod server;
 pub mod sink;
+pub mod state;
 pub mod validate;
 
 use std::future::Future;
@@ -28,57 +43,140 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
 
+/// Locks a mutex, going on with the data if a panicking thread poisoned it:
+/// every value guarded here stays consistent between statements.
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error(transparent)]
-    Topics(#[from] pipeline::TopicError),
     #[error("creating kafka producer: {0}")]
     Producer(#[from] rdkafka::error::KafkaError),
-    #[error("http server: {0}")]
-    Io(#[from] std::io::Error),
+    #[error("opening the spool: {0}")]
+    Spool(#[from] spool::SpoolError),
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
 }
 
 /// Serves the API on `listener` until `shutdown` resolves. Then readiness
-/// turns 503, in-flight requests get `limits.shutdown_grace_secs` to finish,
-/// and the producer is flushed.
+/// turns 503, and after `limits.drain_delay_ms` no new connection is taken;
+/// open requests get
+/// `limits.shutdown_grace_secs` to finish (each ends in Kafka or the spool);
+/// then the producer is flushed and the spool closed.
 pub async fn serve(
     config: Config,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    pipeline::ensure_topics(&config.kafka, &[config.topics.reports.as_str()]).await?;
-    let sink = sink::ReportSink::new(
+    let metrics = Arc::new(metrics::Metrics::default());
+    let spool = match &config.spool {
+        Some(settings) => Some((Arc::new(open_spool(settings).await?), settings.max_bytes)),
+        None => None,
+    };
+    let delivery = Arc::new(sink::Delivery::new(
         &config.kafka,
         &config.topics.reports,
         config.limits.delivery_timeout(),
-    )?;
-    let state = Arc::new(api::AppState::new(&config, sink));
-    let grace = Duration::from_secs(config.limits.shutdown_grace_secs);
+        spool,
+        Arc::clone(&metrics),
+    )?);
+    let outcomes = outcome::Outcomes::new(
+        delivery.producer().clone(),
+        &config.topics.outcomes,
+        Arc::clone(&metrics),
+    );
+    let state = Arc::new(state::AppState::new(
+        &config,
+        Arc::clone(&delivery),
+        outcomes,
+        metrics,
+    )?);
 
-    let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
-    let signal_state = Arc::clone(&state);
-    let server =
-        axum::serve(listener, api::router(Arc::clone(&state))).with_graceful_shutdown(async move {
-            shutdown.await;
-            tracing::info!("shutdown requested; draining requests");
-            signal_state.set_not_ready();
-            let _ = stopping_tx.send(true);
-        });
-    let deadline = async move {
-        let _ = stopping_rx.wait_for(|stopping| *stopping).await;
-        tokio::time::sleep(grace).await;
-    };
-    tokio::select! {
-        result = server => result?,
-        () = deadline => tracing::warn!(?grace, "requests still running after the grace period; stopping"),
+    let background = CancellationToken::new();
+    tokio::spawn(create_topics(
+        config.clone(),
+        Arc::clone(&delivery),
+        background.clone(),
+    ));
+    let forwarder = tokio::spawn(Arc::clone(&delivery).forward(background.clone()));
+    if let Some(path) = config.source.clone() {
+        let interval = Duration::from_millis(config.reload_interval_ms);
+        tokio::spawn(reload::watch(
+            Arc::clone(&state),
+            path,
+            interval,
+            background.clone(),
+        ));
     }
 
-    if let Err(error) = state.sink().flush(grace).await {
+    let accepting = CancellationToken::new();
+    let trigger = accepting.clone();
+    let signal_state = Arc::clone(&state);
+    let drain_delay = Duration::from_millis(config.limits.drain_delay_ms);
+    tokio::spawn(async move {
+        shutdown.await;
+        tracing::info!(?drain_delay, "shutdown requested; readiness now 503");
+        signal_state.set_not_ready();
+        tokio::time::sleep(drain_delay).await;
+        trigger.cancel();
+    });
+    let grace = Duration::from_secs(config.limits.shutdown_grace_secs);
+    let limits = server::ServerLimits {
+        max_connections: config.limits.max_connections,
+        header_read_timeout: Duration::from_millis(config.limits.header_read_timeout_ms),
+        grace,
+    };
+    server::run(listener, api::router(Arc::clone(&state)), limits, accepting).await;
+
+    background.cancel();
+    let _ = forwarder.await;
+    if let Err(error) = delivery.flush(grace).await {
         tracing::error!(%error, "kafka producer did not flush");
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+async fn open_spool(settings: &config::SpoolSettings) -> Result<spool::Spool, ServeError> {
+    let config = spool::SpoolConfig {
+        dir: settings.dir.clone(),
+        max_bytes: settings.max_bytes,
+        segment_bytes: settings.segment_bytes,
+    };
+    let opened = tokio::task::spawn_blocking(move || spool::Spool::open(config))
+        .await
+        .map_err(|e| spool::SpoolError::Io(std::io::Error::other(e)))??;
+    tracing::info!(pending = opened.len(), "spool opened");
+    Ok(opened)
+}
+
+/// Creates the topics ingest writes to, retrying while Kafka is down: the
+/// service takes reports into its spool meanwhile.
+async fn create_topics(config: Config, delivery: Arc<sink::Delivery>, stop: CancellationToken) {
+    let topics = [
+        config.topics.reports.as_str(),
+        config.topics.outcomes.as_str(),
+    ];
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match pipeline::ensure_topics(&config.kafka, &topics).await {
+            Ok(()) => {
+                delivery.set_topics_ready();
+                return;
+            }
+            Err(error) => tracing::warn!(%error, retry_in = ?backoff, "topics not created yet"),
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
 }

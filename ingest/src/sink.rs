@@ -1,46 +1,132 @@
-//! The Kafka side of ingest: every accepted report is produced to the reports
-//! topic with acks from all in-sync replicas, and the request waits for that
-//! acknowledgement before it answers 202.
+//! Where accepted reports go: Kafka first, the disk spool when Kafka cannot
+//! take them in time, and back to Kafka from the spool, in order, once it
+//! can.
+//!
+//! ```text
+//!  deliver ──(no backlog)──▶ Kafka, acks=all, awaited ≤ delivery_timeout ──▶ Kafka
+//!     │                            │ failed or timed out
+//!     └──(backlog in spool)──▶ spool.append (fsync) ◀┘
+//!                                   │
+//!                      forwarder ───┴──▶ Kafka, then spool.ack
+//! ```
+//!
+//! While the spool holds a backlog, new reports queue behind it, so that a
+//! machine's reports reach Kafka in the order they were accepted. A report
+//! is only ever answered "accepted" once Kafka acknowledged it or the spool
+//! has it on disk.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use futures_util::future::join_all;
 use pipeline::KafkaConfig;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
-use schemas::AcceptedReport;
+use spool::{Spool, SpoolError};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
-#[derive(Debug, thiserror::Error)]
-pub enum SinkError {
-    #[error("encoding report: {0}")]
-    Encode(#[from] serde_json::Error),
-    #[error("kafka delivery: {0}")]
-    Kafka(#[from] KafkaError),
+use crate::metrics::Metrics;
+
+/// One encoded report on its way out.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    /// The hashed machine id: the Kafka key.
+    pub key: String,
+    /// The report's `schema`, as a header.
+    pub schema: String,
+    /// The [`schemas::AcceptedReport`] as JSON.
+    pub payload: Vec<u8>,
 }
 
-pub struct ReportSink {
+impl Outgoing {
+    /// `u16 key length (LE) | key | payload`: how a report sits in the spool.
+    fn to_record(&self) -> Vec<u8> {
+        let key = self.key.as_bytes();
+        let len = u16::try_from(key.len()).unwrap_or(u16::MAX);
+        let mut record =
+            Vec::with_capacity(2 + key.len() + self.schema.len() + 1 + self.payload.len());
+        record.extend_from_slice(&len.to_le_bytes());
+        record.extend_from_slice(&key[..usize::from(len)]);
+        let schema = self.schema.as_bytes();
+        record.push(u8::try_from(schema.len()).unwrap_or(u8::MAX));
+        record.extend_from_slice(&schema[..schema.len().min(255)]);
+        record.extend_from_slice(&self.payload);
+        record
+    }
+
+    fn from_record(record: &[u8]) -> Option<Self> {
+        let key_len = usize::from(u16::from_le_bytes(record.get(..2)?.try_into().ok()?));
+        let key = record.get(2..2 + key_len)?;
+        let at = 2 + key_len;
+        let schema_len = usize::from(*record.get(at)?);
+        let schema = record.get(at + 1..at + 1 + schema_len)?;
+        let payload = record.get(at + 1 + schema_len..)?;
+        Some(Outgoing {
+            key: String::from_utf8(key.to_vec()).ok()?,
+            schema: String::from_utf8(schema.to_vec()).ok()?,
+            payload: payload.to_vec(),
+        })
+    }
+}
+
+/// Where a report went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivered {
+    Kafka,
+    Spool,
+}
+
+/// Why a report could not be kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum DeliveryError {
+    #[error("the spool is full")]
+    SpoolFull,
+    #[error("kafka is unavailable and no spool can take the report")]
+    Unavailable,
+}
+
+pub struct Delivery {
     producer: FutureProducer,
     topic: String,
+    timeout: Duration,
+    spool: Option<Arc<Spool>>,
+    /// The spool's size limit, in bytes.
+    spool_limit: u64,
+    /// The spool holds reports not yet forwarded.
+    backlog: AtomicBool,
+    /// The topics exist (ingest creates them at start, retrying).
+    topics_ready: AtomicBool,
+    appended: Notify,
+    metrics: Arc<Metrics>,
 }
 
-impl std::fmt::Debug for ReportSink {
+impl std::fmt::Debug for Delivery {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ReportSink")
+        f.debug_struct("Delivery")
             .field("topic", &self.topic)
+            .field("backlog", &self.backlog)
             .finish()
     }
 }
 
-impl ReportSink {
+impl Delivery {
     /// A producer with idempotence on and `acks=all`: a retried send never
     /// writes a second copy, and an acknowledged report survives a broker.
     pub fn new(
         kafka: &KafkaConfig,
         topic: &str,
-        delivery_timeout: Duration,
+        timeout: Duration,
+        spool: Option<(Arc<Spool>, u64)>,
+        metrics: Arc<Metrics>,
     ) -> Result<Self, KafkaError> {
-        let timeout_ms = delivery_timeout.as_millis().to_string();
+        // A report Kafka has not acknowledged within `timeout` is spooled; the
+        // producer gives it up at the same moment, so that it is rarely
+        // written twice (the processor counts it once either way).
+        let timeout_ms = timeout.as_millis().to_string();
         let producer: FutureProducer = kafka
             .client_config(&[
                 ("enable.idempotence", "true"),
@@ -51,41 +137,127 @@ impl ReportSink {
                 ("message.max.bytes", "11534336"),
             ])
             .create()?;
-        Ok(ReportSink {
+        let (spool, spool_limit) = match spool {
+            Some((spool, limit)) => (Some(spool), limit),
+            None => (None, 0),
+        };
+        let backlog = spool.as_ref().is_some_and(|s| !s.is_empty());
+        Ok(Delivery {
             producer,
             topic: topic.to_string(),
+            timeout,
+            spool,
+            spool_limit,
+            backlog: AtomicBool::new(backlog),
+            topics_ready: AtomicBool::new(false),
+            appended: Notify::new(),
+            metrics,
         })
     }
 
-    /// Produces one report, keyed by its machine hash, and waits for the
-    /// broker's acknowledgement.
-    pub async fn send(&self, report: &AcceptedReport) -> Result<(), SinkError> {
-        let payload = serde_json::to_vec(report)?;
-        let schema = report.schema.to_string();
-        let report_id = report.report_id.to_string();
-        let headers = OwnedHeaders::new()
-            .insert(Header {
-                key: "schema",
-                value: Some(&schema),
-            })
-            .insert(Header {
-                key: "report_id",
-                value: Some(&report_id),
-            });
-        let record = FutureRecord::to(&self.topic)
-            .key(&report.machine_hash)
-            .payload(&payload)
-            .headers(headers);
-        // The producer's own delivery timeout bounds the wait.
-        self.producer
-            .send(record, Timeout::Never)
-            .await
-            .map_err(|(error, _)| error)?;
-        Ok(())
+    pub fn producer(&self) -> &FutureProducer {
+        &self.producer
     }
 
-    /// Whether a broker answers a metadata request for the reports topic.
-    pub async fn reachable(&self, timeout: Duration) -> bool {
+    pub fn spool(&self) -> Option<&Spool> {
+        self.spool.as_deref()
+    }
+
+    /// Delivers each report to Kafka or the spool; one result per report, in
+    /// order.
+    pub async fn deliver(&self, reports: &[Outgoing]) -> Vec<Result<Delivered, DeliveryError>> {
+        if self.backlog.load(Ordering::SeqCst) {
+            let all: Vec<&Outgoing> = reports.iter().collect();
+            let result = self.spool_reports(&all).await;
+            return vec![result; reports.len()];
+        }
+        let backstop = self.timeout + Duration::from_millis(500);
+        let sends = reports
+            .iter()
+            .map(|r| tokio::time::timeout(backstop, self.send(r)));
+        let outcomes = join_all(sends).await;
+        let failed: Vec<usize> = outcomes
+            .iter()
+            .enumerate()
+            .filter(|(_, o)| !matches!(o, Ok(Ok(()))))
+            .map(|(i, _)| i)
+            .collect();
+        let mut results = vec![Ok(Delivered::Kafka); reports.len()];
+        if failed.is_empty() {
+            return results;
+        }
+        for i in &failed {
+            self.metrics.kafka_failure();
+            if let Ok(Err(error)) = &outcomes[*i] {
+                tracing::warn!(%error, "kafka did not take a report");
+            }
+        }
+        let retry: Vec<&Outgoing> = failed.iter().map(|i| &reports[*i]).collect();
+        let spooled = self.spool_reports(&retry).await;
+        for i in failed {
+            results[i] = spooled;
+        }
+        results
+    }
+
+    /// Produces one report and waits for the broker's acknowledgement.
+    async fn send(&self, report: &Outgoing) -> Result<(), KafkaError> {
+        let headers = OwnedHeaders::new().insert(Header {
+            key: "schema",
+            value: Some(&report.schema),
+        });
+        let record = FutureRecord::to(&self.topic)
+            .key(&report.key)
+            .payload(&report.payload)
+            .headers(headers);
+        self.producer
+            .send(record, Timeout::After(self.timeout))
+            .await
+            .map(|_| ())
+            .map_err(|(error, _)| error)
+    }
+
+    /// Appends reports to the spool with one fsync.
+    async fn spool_reports(&self, reports: &[&Outgoing]) -> Result<Delivered, DeliveryError> {
+        let Some(spool) = self.spool.clone() else {
+            return Err(DeliveryError::Unavailable);
+        };
+        let records: Vec<Vec<u8>> = reports.iter().map(|r| r.to_record()).collect();
+        let appended = tokio::task::spawn_blocking(move || {
+            let slices: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
+            spool.append(&slices)
+        })
+        .await;
+        match appended {
+            Ok(Ok(())) => {
+                self.backlog.store(true, Ordering::SeqCst);
+                self.appended.notify_one();
+                Ok(Delivered::Spool)
+            }
+            Ok(Err(SpoolError::Full { .. } | SpoolError::TooLarge { .. })) => {
+                Err(DeliveryError::SpoolFull)
+            }
+            Ok(Err(error)) => {
+                tracing::error!(%error, "spool append failed");
+                Err(DeliveryError::Unavailable)
+            }
+            Err(error) => {
+                tracing::error!(%error, "spool task failed");
+                Err(DeliveryError::Unavailable)
+            }
+        }
+    }
+
+    pub fn set_topics_ready(&self) {
+        self.topics_ready.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the topics exist and a broker answers a metadata request for
+    /// the reports topic.
+    pub async fn kafka_reachable(&self, timeout: Duration) -> bool {
+        if !self.topics_ready.load(Ordering::SeqCst) {
+            return false;
+        }
         let producer = self.producer.clone();
         let topic = self.topic.clone();
         tokio::task::spawn_blocking(move || {
@@ -98,11 +270,108 @@ impl ReportSink {
         .unwrap_or(false)
     }
 
+    /// Whether the spool could take another report.
+    pub fn spool_has_room(&self) -> bool {
+        self.spool
+            .as_ref()
+            .is_some_and(|s| s.bytes() < self.spool_limit)
+    }
+
     /// Waits until everything produced has been acknowledged or failed.
     pub async fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
         let producer = self.producer.clone();
         tokio::task::spawn_blocking(move || producer.flush(Timeout::After(timeout)))
             .await
             .unwrap_or(Err(KafkaError::Canceled))
+    }
+
+    /// Moves spooled reports to Kafka, oldest first, until `stop`. A report
+    /// leaves the spool only after Kafka acknowledged it (and every report
+    /// before it).
+    pub async fn forward(self: Arc<Self>, stop: CancellationToken) {
+        let Some(spool) = self.spool.clone() else {
+            return;
+        };
+        const BATCH: usize = 256;
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            if stop.is_cancelled() {
+                return;
+            }
+            let peeking = Arc::clone(&spool);
+            let batch = match tokio::task::spawn_blocking(move || peeking.peek(BATCH)).await {
+                Ok(Ok(batch)) => batch,
+                Ok(Err(error)) => {
+                    tracing::error!(%error, "reading the spool failed");
+                    Vec::new()
+                }
+                Err(_) => Vec::new(),
+            };
+            if batch.is_empty() {
+                self.backlog.store(false, Ordering::SeqCst);
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = self.appended.notified() => {}
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+                continue;
+            }
+            let decoded: Vec<Option<Outgoing>> = batch
+                .iter()
+                .map(|(_, record)| Outgoing::from_record(record))
+                .collect();
+            let this: &Delivery = &self;
+            let sends = decoded.iter().map(|report| async move {
+                match report {
+                    Some(report) => this.send(report).await.is_ok(),
+                    None => {
+                        tracing::error!("undecodable spool record dropped");
+                        true
+                    }
+                }
+            });
+            let sent = join_all(sends).await;
+            let done = sent.iter().take_while(|ok| **ok).count();
+            if done > 0 {
+                let upto = batch[done - 1].0;
+                let acking = Arc::clone(&spool);
+                match tokio::task::spawn_blocking(move || acking.ack(upto)).await {
+                    Ok(Ok(())) => self.metrics.forwarded(done as u64),
+                    Ok(Err(error)) => {
+                        tracing::error!(%error, "acknowledging spooled reports failed")
+                    }
+                    Err(_) => {}
+                }
+            }
+            if done < batch.len() {
+                tracing::warn!(retry_in = ?backoff, pending = spool.len(), "kafka still refuses spooled reports");
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            } else {
+                backoff = Duration::from_millis(100);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spool_records_round_trip() {
+        let report = Outgoing {
+            key: "ab".repeat(16),
+            schema: "crash/1".into(),
+            payload: br#"{"report_id": "x"}"#.to_vec(),
+        };
+        let back = Outgoing::from_record(&report.to_record()).expect("decodes");
+        assert_eq!(back.key, report.key);
+        assert_eq!(back.schema, report.schema);
+        assert_eq!(back.payload, report.payload);
+        assert!(Outgoing::from_record(&[5, 0, b'a']).is_none());
     }
 }

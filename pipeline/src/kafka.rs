@@ -92,7 +92,9 @@ pub async fn ensure_topics(config: &KafkaConfig, topics: &[&str]) -> Result<(), 
             )
         })
         .collect();
-    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let options = AdminOptions::new()
+        .operation_timeout(Some(Duration::from_secs(30)))
+        .request_timeout(Some(Duration::from_secs(15)));
     for result in admin.create_topics(&new_topics, &options).await? {
         match result {
             Ok(topic) => tracing::info!(%topic, "created topic"),

@@ -22,7 +22,7 @@ pub struct Config {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct Topics {
     pub reports: String,
     pub dead_letters: String,
@@ -157,6 +157,16 @@ mod tests {
         assert_eq!(config.clickhouse.database, "telemetry");
         assert_eq!(config.batch.max_rows, 10_000);
         assert_eq!(config.topics.reports, schemas::topics::REPORTS);
+    }
+
+    #[test]
+    fn the_sample_configurations_load() {
+        for text in [
+            include_str!("../../config/processor.local.toml"),
+            include_str!("../../config/compose/processor.toml"),
+        ] {
+            Config::from_toml(text).expect("sample configuration is valid");
+        }
     }
 
     #[test]

@@ -9,6 +9,8 @@
 //! - [`report`]: the [`Envelope`] machines send, the payload of each report
 //!   type, and the [`AcceptedReport`] ingest writes to Kafka;
 //! - [`json_schema`]: the JSON Schemas ingest validates against;
+//! - [`outcome`]: what the edge did with each report, and the events it
+//!   publishes for the refused ones;
 //! - [`topics`]: Kafka topic names;
 //! - [`clickhouse`]: the DDL as ordered migrations, and [`ServerVersion`],
 //!   the one place where ClickHouse version differences are decided.
@@ -18,10 +20,12 @@
 
 pub mod clickhouse;
 pub mod json_schema;
+pub mod outcome;
 pub mod report;
 pub mod topics;
 
 pub use clickhouse::{MIGRATIONS, Migration, ServerVersion};
+pub use outcome::{Outcome, OutcomeEvent};
 pub use report::{
     AcceptedReport, AppInfo, Consent, CrashPayload, Envelope, FeatureRequestPayload,
     FeedbackPayload, Frame, HeartbeatPayload, ModuleInfo, OsInfo, Payload, ReportKind, SchemaId,

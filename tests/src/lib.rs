@@ -19,7 +19,8 @@ use processor::config::{BatchConfig, ClickHouseConfig};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::message::{Headers, Message, OwnedMessage};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
@@ -52,6 +53,7 @@ pub struct TestOrg {
 pub struct TestEnv {
     pub suffix: String,
     pub reports_topic: String,
+    pub outcomes_topic: String,
     pub dead_letters_topic: String,
     pub database: String,
     /// `grid` (consent up to optional) and `water` (required only).
@@ -74,6 +76,7 @@ impl TestEnv {
         };
         TestEnv {
             reports_topic: format!("e2e.reports.{suffix}"),
+            outcomes_topic: format!("e2e.outcomes.{suffix}"),
             dead_letters_topic: format!("e2e.dead-letters.{suffix}"),
             database: format!("e2e_{suffix}"),
             orgs: vec![org("grid", "optional"), org("water", "required")],
@@ -96,14 +99,26 @@ impl TestEnv {
 
     /// Ingest's configuration for this test, as an operator would write it.
     pub fn ingest_config(&self) -> ingest::Config {
+        self.ingest_config_with("")
+    }
+
+    /// The configuration text with `extra` TOML tables appended (a
+    /// `[limits]` table in `extra` replaces the test default).
+    pub fn ingest_toml(&self, extra: &str) -> String {
         let mut text = format!(
             "machine_id_key = \"{MACHINE_ID_KEY}\"\n\
+             reload_interval_ms = 100\n\
              [kafka]\nbrokers = \"{}\"\n\
-             [topics]\nreports = \"{}\"\n\
-             [limits]\nshutdown_grace_secs = 5\n",
+             [topics]\nreports = \"{}\"\noutcomes = \"{}\"\n",
             kafka_brokers(),
-            self.reports_topic
+            self.reports_topic,
+            self.outcomes_topic,
         );
+        if !extra.contains("[limits]") {
+            text.push_str("[limits]\nshutdown_grace_secs = 5\n");
+        }
+        text.push_str(extra);
+        text.push('\n');
         for org in &self.orgs {
             text.push_str(&format!(
                 "[[organisation]]\nid = \"{0}\"\nname = \"{0}\"\nconsent_cap = \"{1}\"\n\
@@ -113,7 +128,12 @@ impl TestEnv {
                 token_hash(&org.token)
             ));
         }
-        ingest::Config::from_toml(&text).expect("test ingest configuration is valid")
+        text
+    }
+
+    pub fn ingest_config_with(&self, extra: &str) -> ingest::Config {
+        ingest::Config::from_toml(&self.ingest_toml(extra))
+            .expect("test ingest configuration is valid")
     }
 
     pub fn processor_config(&self) -> processor::Config {
@@ -143,32 +163,39 @@ impl TestEnv {
     /// How many messages the reports topic holds, over all partitions.
     /// Exact once every send has been acknowledged.
     pub async fn reports_in_kafka(&self) -> i64 {
-        let topic = self.reports_topic.clone();
-        tokio::task::spawn_blocking(move || {
-            let consumer: BaseConsumer = ClientConfig::new()
-                .set("bootstrap.servers", kafka_brokers())
-                .set("group.id", "e2e-watermarks")
-                .create()
-                .expect("consumer");
-            let timeout = Duration::from_secs(10);
-            let metadata = consumer
-                .fetch_metadata(Some(&topic), timeout)
-                .expect("topic metadata");
-            metadata.topics()[0]
-                .partitions()
-                .iter()
-                .map(|p| {
-                    let (low, high) = consumer
-                        .fetch_watermarks(&topic, p.id(), timeout)
-                        .expect("watermarks");
-                    high - low
-                })
-                .sum()
-        })
-        .await
-        .expect("watermark task")
+        messages_in(&self.reports_topic).await
     }
+}
 
+/// How many messages `topic` holds, over all partitions.
+pub async fn messages_in(topic: &str) -> i64 {
+    let topic = topic.to_string();
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", kafka_brokers())
+            .set("group.id", "e2e-watermarks")
+            .create()
+            .expect("consumer");
+        let timeout = Duration::from_secs(10);
+        let metadata = consumer
+            .fetch_metadata(Some(&topic), timeout)
+            .expect("topic metadata");
+        metadata.topics()[0]
+            .partitions()
+            .iter()
+            .map(|p| {
+                let (low, high) = consumer
+                    .fetch_watermarks(&topic, p.id(), timeout)
+                    .expect("watermarks");
+                high - low
+            })
+            .sum()
+    })
+    .await
+    .expect("watermark task")
+}
+
+impl TestEnv {
     /// Deletes the test's topics and database.
     pub async fn cleanup(&self) {
         let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
@@ -177,7 +204,11 @@ impl TestEnv {
             .expect("admin client");
         let _ = admin
             .delete_topics(
-                &[&self.reports_topic, &self.dead_letters_topic],
+                &[
+                    &self.reports_topic,
+                    &self.outcomes_topic,
+                    &self.dead_letters_topic,
+                ],
                 &AdminOptions::new(),
             )
             .await;
@@ -272,6 +303,41 @@ where
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_millis(500));
     }
+}
+
+/// Reads `count` messages of `topic` from its beginning (every partition),
+/// or panics after `deadline`.
+pub async fn read_messages(topic: &str, count: usize, deadline: Duration) -> Vec<OwnedMessage> {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", kafka_brokers())
+        .set("group.id", format!("e2e-reader-{}", Uuid::new_v4()))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let mut messages = Vec::with_capacity(count);
+    let read = async {
+        while messages.len() < count {
+            match consumer.recv().await {
+                Ok(message) => messages.push(message.detach()),
+                Err(error) => panic!("reading {topic}: {error}"),
+            }
+        }
+    };
+    tokio::time::timeout(deadline, read)
+        .await
+        .unwrap_or_else(|_| panic!("{topic}: fewer than {count} messages within {deadline:?}"));
+    messages
+}
+
+/// The value of a message header.
+pub fn header<'a>(message: &'a OwnedMessage, name: &str) -> Option<&'a [u8]> {
+    let headers = message.headers()?;
+    (0..headers.count())
+        .map(|i| headers.get(i))
+        .find(|h| h.key == name)
+        .and_then(|h| h.value)
 }
 
 /// A fixture report with a fresh `report_id` and `sent_at` of now.

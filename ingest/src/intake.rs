@@ -1,0 +1,260 @@
+//! What happens to one report, from parsed JSON to Kafka or the spool. The
+//! single and the batch endpoint both go through here, so a report is
+//! treated the same whichever way it came.
+//!
+//! ```text
+//!  JSON ─▶ schema checks ─▶ organisation policy ─▶ consent ─▶ machine id → hash
+//!       ─▶ rate limits ─▶ recent duplicate? ─▶ scrub ─▶ AcceptedReport ─▶ deliver
+//! ```
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use schemas::{AcceptedReport, Consent, Outcome, SchemaId};
+use serde_json::Value;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::config::Organisation;
+use crate::error::ApiError;
+use crate::outcome::Seen;
+use crate::sink::{Delivered, DeliveryError, Outgoing};
+use crate::state::{AppState, Settings};
+
+/// A report that passed every check, encoded for Kafka.
+#[derive(Debug)]
+pub struct Ready {
+    pub report_id: Uuid,
+    pub schema: SchemaId,
+    pub outgoing: Outgoing,
+}
+
+#[derive(Debug)]
+pub enum Prepared {
+    Ready(Ready),
+    /// A retry of a report this instance accepted moments ago.
+    Duplicate(Uuid),
+}
+
+/// A refused report, with the schema when it was known.
+#[derive(Debug)]
+pub struct Refusal {
+    pub error: ApiError,
+    pub schema: Option<SchemaId>,
+}
+
+impl From<ApiError> for Refusal {
+    fn from(error: ApiError) -> Self {
+        Refusal {
+            error,
+            schema: None,
+        }
+    }
+}
+
+/// The final answer for one report.
+#[derive(Debug)]
+pub enum Answer {
+    Kept { report_id: Uuid, outcome: Outcome },
+    Refused(ApiError),
+}
+
+/// Runs every check on one parsed report and encodes it.
+pub fn prepare(
+    state: &AppState,
+    settings: &Settings,
+    org: &Organisation,
+    value: Value,
+    received_at: OffsetDateTime,
+) -> Result<Prepared, Refusal> {
+    let hint = value
+        .get("schema")
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse::<SchemaId>().ok());
+    let refuse = |error: ApiError| Refusal {
+        error,
+        schema: hint,
+    };
+    let checked = state
+        .validator
+        .check_value(value, received_at)
+        .map_err(refuse)?;
+    let (mut envelope, schema) = (checked.envelope, checked.schema);
+    if !org.allows_type(schema.kind) {
+        return Err(refuse(ApiError::TypeDisabled(schema.kind)));
+    }
+    check_consent(org, envelope.consent, schema).map_err(refuse)?;
+    let machine_hash = state.hasher.hash(&envelope.machine_id);
+    state
+        .rate_limiter
+        .check(
+            &settings.rate_limits,
+            &org.id,
+            &machine_hash,
+            Instant::now(),
+        )
+        .map_err(|secs| refuse(ApiError::RateLimited(secs)))?;
+    if state.recent.contains(&envelope.report_id, Instant::now()) {
+        return Ok(Prepared::Duplicate(envelope.report_id));
+    }
+    let mut scrubbed = BTreeMap::new();
+    settings
+        .scrubber
+        .scrub_payload(schema, &mut envelope.payload, &mut scrubbed);
+    let report = AcceptedReport {
+        report_id: envelope.report_id,
+        schema,
+        org_id: org.id.clone(),
+        machine_hash,
+        consent: envelope.consent,
+        sent_at: envelope.sent_at,
+        received_at,
+        os: envelope.os,
+        payload: envelope.payload,
+        scrubbed,
+    };
+    let payload = serde_json::to_vec(&report).map_err(|e| {
+        tracing::error!(error = %e, "encoding an accepted report failed");
+        refuse(ApiError::Unavailable)
+    })?;
+    Ok(Prepared::Ready(Ready {
+        report_id: report.report_id,
+        schema,
+        outgoing: Outgoing {
+            key: report.machine_hash,
+            schema: schema.to_string(),
+            payload,
+        },
+    }))
+}
+
+/// A report may be sent only if both the machine's consent and its
+/// organisation's cap allow its kind.
+pub fn check_consent(
+    org: &Organisation,
+    consent: Consent,
+    schema: SchemaId,
+) -> Result<(), ApiError> {
+    if !consent.allows(schema.kind) {
+        return Err(ApiError::Consent(format!(
+            "{} reports need consent `{}`; the machine sent `{}`",
+            schema.kind,
+            schema.kind.min_consent().as_str(),
+            consent.as_str()
+        )));
+    }
+    if !org.consent_cap.allows(schema.kind) {
+        return Err(ApiError::Consent(format!(
+            "the organisation allows consent up to `{}`, which excludes {} reports",
+            org.consent_cap.as_str(),
+            schema.kind
+        )));
+    }
+    Ok(())
+}
+
+/// One report's way through: prepared (or refused) and sized, before
+/// delivery.
+#[derive(Debug)]
+pub struct Item {
+    pub size: usize,
+    pub prepared: Result<Prepared, Refusal>,
+}
+
+/// Delivers the ready items together, records every item's outcome, and
+/// returns one answer per item, in order.
+pub async fn finish(state: &AppState, org_id: Option<&str>, items: Vec<Item>) -> Vec<Answer> {
+    let ready: Vec<Outgoing> = items
+        .iter()
+        .filter_map(|item| match &item.prepared {
+            Ok(Prepared::Ready(ready)) => Some(ready.outgoing.clone()),
+            _ => None,
+        })
+        .collect();
+    let mut delivered = state.delivery.deliver(&ready).await.into_iter();
+    items
+        .into_iter()
+        .map(|item| {
+            let mut seen = Seen {
+                org_id,
+                size: item.size,
+                ..Seen::default()
+            };
+            let schema_text;
+            match item.prepared {
+                Ok(Prepared::Ready(ready)) => {
+                    schema_text = ready.schema.to_string();
+                    seen.schema = Some(&schema_text);
+                    seen.kind = Some(ready.schema.kind.as_str());
+                    let result = delivered.next().unwrap_or(Err(DeliveryError::Unavailable));
+                    match result {
+                        Ok(via) => {
+                            let outcome = match via {
+                                Delivered::Kafka => Outcome::Accepted,
+                                Delivered::Spool => Outcome::Spooled,
+                            };
+                            state.recent.insert(ready.report_id, Instant::now());
+                            state.outcomes.kept(outcome, &seen);
+                            Answer::Kept {
+                                report_id: ready.report_id,
+                                outcome,
+                            }
+                        }
+                        Err(error) => {
+                            let error = match error {
+                                DeliveryError::SpoolFull => ApiError::SpoolFull,
+                                DeliveryError::Unavailable => ApiError::Unavailable,
+                            };
+                            state.outcomes.refused(&error, &seen);
+                            Answer::Refused(error)
+                        }
+                    }
+                }
+                Ok(Prepared::Duplicate(report_id)) => {
+                    state.outcomes.kept(Outcome::Duplicate, &seen);
+                    Answer::Kept {
+                        report_id,
+                        outcome: Outcome::Duplicate,
+                    }
+                }
+                Err(refusal) => {
+                    schema_text = refusal.schema.map(|s| s.to_string()).unwrap_or_default();
+                    if let Some(schema) = refusal.schema {
+                        seen.schema = Some(&schema_text);
+                        seen.kind = Some(schema.kind.as_str());
+                    }
+                    state.outcomes.refused(&refusal.error, &seen);
+                    Answer::Refused(refusal.error)
+                }
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use schemas::ReportKind;
+
+    fn org(cap: Consent) -> Organisation {
+        Organisation {
+            id: "grid".into(),
+            name: "Grid".into(),
+            consent_cap: cap,
+            disabled_types: vec![],
+            min_interval_secs: 0,
+            tokens: vec![],
+        }
+    }
+
+    #[test]
+    fn consent_needs_both_machine_and_organisation() {
+        let feature = SchemaId::new(ReportKind::FeatureRequest, 1);
+        let crash = SchemaId::CRASH_V1;
+        assert!(check_consent(&org(Consent::Optional), Consent::Optional, feature).is_ok());
+        assert!(check_consent(&org(Consent::Optional), Consent::Required, feature).is_err());
+        assert!(check_consent(&org(Consent::Required), Consent::Optional, feature).is_err());
+        assert!(check_consent(&org(Consent::Required), Consent::Required, crash).is_ok());
+        assert!(check_consent(&org(Consent::Required), Consent::Optional, crash).is_ok());
+    }
+}
