@@ -33,7 +33,10 @@ pub struct Ready {
 pub enum Prepared {
     Ready(Ready),
     /// A retry of a report this instance accepted moments ago.
-    Duplicate(Uuid),
+    Duplicate {
+        report_id: Uuid,
+        schema: SchemaId,
+    },
 }
 
 /// A refused report, with the schema when it was known.
@@ -95,7 +98,10 @@ pub fn prepare(
         )
         .map_err(|secs| refuse(ApiError::RateLimited(secs)))?;
     if state.recent.contains(&envelope.report_id, Instant::now()) {
-        return Ok(Prepared::Duplicate(envelope.report_id));
+        return Ok(Prepared::Duplicate {
+            report_id: envelope.report_id,
+            schema,
+        });
     }
     let mut scrubbed = BTreeMap::new();
     settings
@@ -210,7 +216,10 @@ pub async fn finish(state: &AppState, org_id: Option<&str>, items: Vec<Item>) ->
                         }
                     }
                 }
-                Ok(Prepared::Duplicate(report_id)) => {
+                Ok(Prepared::Duplicate { report_id, schema }) => {
+                    schema_text = schema.to_string();
+                    seen.schema = Some(&schema_text);
+                    seen.kind = Some(schema.kind.as_str());
                     state.outcomes.kept(Outcome::Duplicate, &seen);
                     Answer::Kept {
                         report_id,

@@ -61,6 +61,7 @@ impl Outcomes {
 
     fn publish(&self, outcome: Outcome, reason: &str, field: Option<&str>, seen: &Seen<'_>) {
         let event = OutcomeEvent {
+            event_id: uuid::Uuid::new_v4(),
             at: OffsetDateTime::now_utc(),
             outcome,
             reason: reason.to_string(),

@@ -11,6 +11,7 @@ use std::time::Duration;
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 use serde::Deserialize;
@@ -56,6 +57,9 @@ impl KafkaConfig {
     /// operator's extra properties.
     pub fn client_config(&self, defaults: &[(&str, &str)]) -> ClientConfig {
         let mut config = ClientConfig::new();
+        // librdkafka's own log goes to tracing; without this its level would
+        // follow the `log` crate's, which nothing here sets.
+        config.set_log_level(RDKafkaLogLevel::Info);
         config.set("bootstrap.servers", &self.brokers);
         for (key, value) in defaults {
             config.set(*key, *value);

@@ -1,6 +1,7 @@
 //! Processor configuration, read from a TOML file (see
 //! `processor/processor.example.toml`).
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
@@ -19,12 +20,85 @@ pub struct Config {
     pub clickhouse: ClickHouseConfig,
     #[serde(default)]
     pub batch: BatchConfig,
+    /// How crash signatures are formed.
+    #[serde(default)]
+    pub grouping: grouping::SignatureConfig,
+    /// How feature requests are clustered.
+    #[serde(default)]
+    pub clustering: clustering::ClusterConfig,
+    #[serde(default)]
+    pub retention: RetentionConfig,
+    #[serde(default)]
+    pub analytics: AnalyticsConfig,
+    /// Where to serve `/metrics` and `/healthz`; none by default.
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+/// How long data is kept. Old partitions are dropped on a schedule.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Days the raw tables (one row per report or event) keep.
+    pub raw_days: u32,
+    /// Days the aggregate tables keep (whole months are dropped).
+    pub aggregate_days: u32,
+    /// How often old partitions are looked for, in seconds; 0 turns it off.
+    pub interval_secs: u64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            raw_days: 90,
+            aggregate_days: 730,
+            interval_secs: 3600,
+        }
+    }
+}
+
+/// The scheduled computations: regressions, and refreshing the clustering
+/// index with requests other processor instances clustered.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnalyticsConfig {
+    /// Seconds between runs; 0 turns them off.
+    pub interval_secs: u64,
+    /// Days of crash data a regression run looks at.
+    pub window_days: u32,
+    /// A signature first seen in a build is a regression from this many
+    /// distinct machines on.
+    pub new_signature_min_machines: u64,
+    /// A signature's rate per 1,000 active machines must grow by this factor
+    /// over the previous build to count as a regression...
+    pub rate_increase_factor: f64,
+    /// ...and reach this many distinct machines.
+    pub rate_increase_min_machines: u64,
+    /// Seconds between looks at what other processor instances clustered,
+    /// so that all instances give a paraphrase the same cluster; 0 turns it
+    /// off (one instance needs none).
+    pub cluster_refresh_secs: u64,
+}
+
+impl Default for AnalyticsConfig {
+    fn default() -> Self {
+        AnalyticsConfig {
+            interval_secs: 300,
+            window_days: 30,
+            new_signature_min_machines: 3,
+            rate_increase_factor: 1.5,
+            rate_increase_min_machines: 3,
+            cluster_refresh_secs: 10,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Topics {
     pub reports: String,
+    /// What the edge refused; written to the `outcomes` table.
+    pub outcomes: String,
     pub dead_letters: String,
 }
 
@@ -32,6 +106,7 @@ impl Default for Topics {
     fn default() -> Self {
         Topics {
             reports: schemas::topics::REPORTS.to_string(),
+            outcomes: schemas::topics::OUTCOMES.to_string(),
             dead_letters: schemas::topics::DEAD_LETTERS.to_string(),
         }
     }
@@ -71,6 +146,10 @@ pub struct BatchConfig {
     /// First pause after a failed insert; doubles up to `max_backoff_ms`.
     pub min_backoff_ms: u64,
     pub max_backoff_ms: u64,
+    /// How often stored offsets are committed to Kafka, in milliseconds.
+    /// Messages written but not yet committed are read again after a crash
+    /// and then recognised as stored.
+    pub commit_interval_ms: u64,
 }
 
 impl Default for BatchConfig {
@@ -80,6 +159,7 @@ impl Default for BatchConfig {
             max_age_ms: 1_000,
             min_backoff_ms: 100,
             max_backoff_ms: 30_000,
+            commit_interval_ms: 1_000,
         }
     }
 }
@@ -118,6 +198,13 @@ pub enum ConfigError {
 impl Config {
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
         let config: Config = toml::from_str(text)?;
+        if config.retention.raw_days == 0
+            || config.retention.aggregate_days < config.retention.raw_days
+        {
+            return Err(ConfigError::Invalid(
+                "retention: need 0 < raw_days <= aggregate_days",
+            ));
+        }
         if config.batch.max_rows == 0 {
             return Err(ConfigError::Invalid("batch.max_rows must be at least 1"));
         }

@@ -1,32 +1,49 @@
-//! The processor: turns the reports topic into ClickHouse tables.
+//! The processor: turns the reports and outcomes topics into exact,
+//! analyst-ready ClickHouse tables.
 //!
 //! ```text
-//!  Kafka reports topic ─▶ decode (AcceptedReport + typed payload)
-//!        ├─▶ batch of rows per table ─▶ INSERT ─▶ store offsets ─▶ commit
-//!        └─▶ undecodable ─▶ dead-letter topic (reason, stage in headers)
+//!  Kafka reports + outcomes ─▶ route: decode, group crashes (bucket,
+//!        │                      signature), cluster feature requests
+//!        │                   ─▶ batch ─▶ drop ids already stored ─▶ INSERT
+//!        │                   ─▶ store offsets ─▶ commit
+//!        └─▶ undecodable ─▶ dead-letter topic + processing_errors
+//!  raw tables ─▶ materialised views ─▶ exact aggregates (uniqExact of ids)
+//!  scheduled: crash regressions by build order; retention by partition
 //! ```
 //!
-//! In: [`schemas::AcceptedReport`] messages from the reports topic, as one
-//! member of a consumer group. Out: rows in the raw tables `crash_reports`,
-//! `feature_requests`, `feedback` and `heartbeats` (created by the migrations
-//! in `schemas/migrations/`, applied at start), and dead letters.
+//! In: [`schemas::AcceptedReport`] messages from the reports topic and
+//! [`schemas::OutcomeEvent`]s from the outcomes topic, as one member of a
+//! consumer group. Out: the tables of `schemas/migrations/` (applied at
+//! start): raw `crash_reports`, `feature_requests`, `feedback`,
+//! `heartbeats`, `outcomes`, `processing_errors`; the aggregate views
+//! `crash_signatures`, `crash_daily`, `crash_free_daily`,
+//! `feature_request_clusters`, `feedback_daily`; `crash_regressions`; and
+//! dead letters.
 //!
 //! [`run`] connects, migrates and consumes until `shutdown` resolves; the
 //! binary only reads the configuration.
 
+pub mod analytics;
+pub mod batch;
 pub mod config;
 pub mod consumer;
 pub mod dead_letter;
+pub mod index;
+pub mod metrics;
 pub mod migrate;
+pub mod retention;
+pub mod route;
 pub mod rows;
 pub mod store;
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
+pub use metrics::Metrics;
 pub use store::Store;
 
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +54,8 @@ pub enum RunError {
     Topics(#[from] pipeline::TopicError),
     #[error(transparent)]
     Consume(#[from] consumer::ConsumeError),
+    #[error("clustering configuration: {0}")]
+    Clustering(#[from] clustering::ConfigError),
 }
 
 /// Connects to ClickHouse (waiting while it is down), applies migrations,
@@ -45,12 +64,24 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
+    run_with_metrics(config, shutdown, Arc::new(Metrics::default())).await
+}
+
+/// [`run`], counting into `metrics`.
+pub async fn run_with_metrics(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    metrics: Arc<Metrics>,
+) -> Result<(), RunError> {
     let stop = CancellationToken::new();
     let trigger = stop.clone();
     tokio::spawn(async move {
         shutdown.await;
         trigger.cancel();
     });
+    if let Some(addr) = config.metrics_listen {
+        tokio::spawn(metrics::serve(addr, Arc::clone(&metrics), stop.clone()));
+    }
 
     let Some(store) = connect(&config, &stop).await? else {
         return Ok(());
@@ -58,11 +89,95 @@ pub async fn run(
     store.migrate().await?;
     pipeline::ensure_topics(
         &config.kafka,
-        &[&config.topics.reports, &config.topics.dead_letters],
+        &[
+            &config.topics.reports,
+            &config.topics.outcomes,
+            &config.topics.dead_letters,
+        ],
     )
     .await?;
-    consumer::Worker::new(config, store, stop)?.run().await?;
-    Ok(())
+    let mut enricher = route::Enricher::new(
+        config.grouping.clone(),
+        clustering::Clusterer::new(config.clustering.clone())?,
+    );
+    let loaded = index::refresh(&store, &mut enricher, None).await?;
+    Metrics::add(&metrics.cluster_signatures_loaded, loaded as u64);
+    tracing::info!(signatures = loaded, "clustering index loaded");
+
+    let background = stop.child_token();
+    tokio::spawn(scheduled(
+        "retention",
+        config.retention.interval_secs,
+        background.clone(),
+        {
+            let (store, config, metrics) = (store.clone(), config.clone(), Arc::clone(&metrics));
+            move || {
+                let (store, config, metrics) =
+                    (store.clone(), config.clone(), Arc::clone(&metrics));
+                async move {
+                    let today = time::OffsetDateTime::now_utc().date();
+                    let dropped = retention::run_once(&store, &config.retention, today).await?;
+                    Metrics::add(&metrics.retention_partitions_dropped, dropped.len() as u64);
+                    Ok(())
+                }
+            }
+        },
+        Arc::clone(&metrics),
+    ));
+    tokio::spawn(scheduled(
+        "crash_regressions",
+        config.analytics.interval_secs,
+        background.clone(),
+        {
+            let (store, config) = (store.clone(), config.clone());
+            move || {
+                let (store, config) = (store.clone(), config.clone());
+                async move {
+                    analytics::run_regressions(&store, &config.analytics).await?;
+                    Ok(())
+                }
+            }
+        },
+        Arc::clone(&metrics),
+    ));
+
+    let result = consumer::Worker::new(config, store, enricher, metrics, stop)?
+        .run()
+        .await;
+    background.cancel();
+    Ok(result?)
+}
+
+/// Runs `job` every `interval_secs` (the first time right away) until
+/// `stop`; 0 turns it off. A failed run is logged and counted.
+async fn scheduled<F, Fut>(
+    name: &'static str,
+    interval_secs: u64,
+    stop: CancellationToken,
+    job: F,
+    metrics: Arc<Metrics>,
+) where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<(), store::StoreError>>,
+{
+    if interval_secs == 0 {
+        return;
+    }
+    let mut interval = tokio::time::interval(Duration::from_secs(interval_secs));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = interval.tick() => {}
+        }
+        match job().await {
+            Ok(()) => Metrics::add(&metrics.scheduled_runs, 1),
+            Err(error) => {
+                Metrics::add(&metrics.scheduled_failures, 1);
+                tracing::warn!(job = name, %error, "scheduled job failed");
+            }
+        }
+    }
 }
 
 /// Retries the first connection with backoff while ClickHouse is down;

@@ -4,8 +4,11 @@
 //! `raw_row!` macro writes them once, in the order the migrations give.
 
 use clickhouse::Row;
+use clustering::Assignment;
+use grouping::{BuildVersion, SignatureConfig};
 use schemas::{
     AcceptedReport, CrashPayload, FeatureRequestPayload, FeedbackPayload, HeartbeatPayload,
+    OutcomeEvent,
 };
 use serde::Serialize;
 use time::{Date, OffsetDateTime};
@@ -48,6 +51,8 @@ macro_rules! raw_row {
             pub os_revision: u32,
             pub os_locale: String,
             pub os_arch: String,
+            pub os_build_full: String,
+            pub build_key: u64,
             $( $(#[$fmeta])* pub $field: $ty, )*
             pub scrubbed_total: u32,
             pub kafka_partition: u32,
@@ -60,6 +65,7 @@ macro_rules! raw_row {
             fn from_parts(e: Envelope<'_>, own: ($($ty,)*)) -> Self {
                 let ($($field,)*) = own;
                 let r = e.report;
+                let (os_build_full, build_key) = build_of(r);
                 $name {
                     report_id: r.report_id,
                     received_at: r.received_at,
@@ -73,6 +79,8 @@ macro_rules! raw_row {
                     os_revision: r.os.revision,
                     os_locale: r.os.locale.clone(),
                     os_arch: r.os.arch.clone(),
+                    os_build_full,
+                    build_key,
                     $( $field, )*
                     scrubbed_total: r.scrubbed.values().sum(),
                     kafka_partition: u32::try_from(e.source.partition).unwrap_or_default(),
@@ -96,6 +104,9 @@ raw_row!(
         frame_modules: Vec<String>,
         frame_functions: Vec<String>,
         frame_offsets: Vec<String>,
+        grouping_version: u16,
+        bucket: String,
+        signature: String,
     }
 );
 
@@ -106,6 +117,8 @@ raw_row!(
         body: String,
         category: String,
         language: String,
+        cluster_id: u64,
+        cluster_similarity: f32,
     }
 );
 
@@ -127,13 +140,24 @@ raw_row!(
     }
 );
 
+/// `10.0.19045` + revision 3570 → (`10.0.19045.3570`, its sort key). A
+/// version the schema let through but that does not parse sorts first.
+fn build_of(report: &AcceptedReport) -> (String, u64) {
+    match BuildVersion::parse(&report.os.version, report.os.revision) {
+        Some(build) => (build.to_string(), build.sort_key()),
+        None => (format!("{}.{}", report.os.version, report.os.revision), 0),
+    }
+}
+
 impl CrashRow {
     pub fn new(
         report: &AcceptedReport,
         crash: CrashPayload,
+        grouping: &SignatureConfig,
         source: Source,
         now: OffsetDateTime,
     ) -> Self {
+        let group = grouping::group(&crash, grouping);
         let (frame_modules, (frame_functions, frame_offsets)) = crash
             .frames
             .into_iter()
@@ -161,8 +185,19 @@ impl CrashRow {
                 frame_modules,
                 frame_functions,
                 frame_offsets,
+                group.version,
+                group.bucket,
+                group.signature,
             ),
         )
+    }
+}
+
+/// The text a feature request is clustered by: its title and body.
+pub fn clustering_text(request: &FeatureRequestPayload) -> String {
+    match &request.body {
+        Some(body) if !body.trim().is_empty() => format!("{}\n{}", request.title, body),
+        _ => request.title.clone(),
     }
 }
 
@@ -170,6 +205,7 @@ impl FeatureRequestRow {
     pub fn new(
         report: &AcceptedReport,
         request: FeatureRequestPayload,
+        cluster: &Assignment,
         source: Source,
         now: OffsetDateTime,
     ) -> Self {
@@ -178,6 +214,11 @@ impl FeatureRequestRow {
             source,
             now,
         };
+        let similarity = if cluster.is_new {
+            1.0
+        } else {
+            cluster.similarity
+        };
         Self::from_parts(
             envelope,
             (
@@ -185,9 +226,81 @@ impl FeatureRequestRow {
                 request.body.unwrap_or_default(),
                 request.category,
                 request.language.unwrap_or_default(),
+                cluster.cluster_id,
+                similarity,
             ),
         )
     }
+}
+
+/// One row of `feature_request_signatures`.
+#[derive(Debug, Clone, PartialEq, Row, Serialize)]
+pub struct SignatureRow {
+    pub cluster_id: u64,
+    #[serde(with = "clickhouse::serde::uuid")]
+    pub report_id: Uuid,
+    #[serde(with = "clickhouse::serde::time::datetime")]
+    pub received_at: OffsetDateTime,
+    /// Bytes, stored in a String column (ClickHouse strings are bytes).
+    #[serde(serialize_with = "bytes_as_string")]
+    pub minhash: Vec<u8>,
+    #[serde(with = "clickhouse::serde::time::datetime")]
+    pub inserted_at: OffsetDateTime,
+}
+
+fn bytes_as_string<S: serde::Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_bytes(bytes)
+}
+
+/// One row of `outcomes`.
+#[derive(Debug, Clone, PartialEq, Row, Serialize)]
+pub struct OutcomeRow {
+    #[serde(with = "clickhouse::serde::uuid")]
+    pub event_id: Uuid,
+    #[serde(with = "clickhouse::serde::time::datetime")]
+    pub at: OffsetDateTime,
+    pub outcome: String,
+    pub reason: String,
+    pub schema: String,
+    pub org_id: String,
+    pub size: u64,
+    pub field: String,
+    pub kafka_partition: u32,
+    pub kafka_offset: u64,
+    #[serde(with = "clickhouse::serde::time::datetime")]
+    pub inserted_at: OffsetDateTime,
+}
+
+impl OutcomeRow {
+    pub fn new(event: OutcomeEvent, source: Source, now: OffsetDateTime) -> Self {
+        OutcomeRow {
+            event_id: event.event_id,
+            at: event.at,
+            outcome: event.outcome.as_str().to_string(),
+            reason: event.reason,
+            schema: event.schema.unwrap_or_default(),
+            org_id: event.org_id.unwrap_or_default(),
+            size: event.size,
+            field: event.field.unwrap_or_default(),
+            kafka_partition: u32::try_from(source.partition).unwrap_or_default(),
+            kafka_offset: u64::try_from(source.offset).unwrap_or_default(),
+            inserted_at: now,
+        }
+    }
+}
+
+/// One row of `processing_errors`.
+#[derive(Debug, Clone, PartialEq, Row, Serialize)]
+pub struct ProcessingErrorRow {
+    #[serde(with = "clickhouse::serde::time::datetime")]
+    pub at: OffsetDateTime,
+    pub topic: String,
+    pub kafka_partition: u32,
+    pub kafka_offset: u64,
+    pub stage: String,
+    pub reason: String,
+    pub detail: String,
+    pub size: u64,
 }
 
 impl FeedbackRow {
@@ -281,8 +394,16 @@ mod tests {
         let (report, Payload::Crash(crash)) = accepted(fixtures::CRASH) else {
             panic!("fixture is a crash");
         };
-        let row = CrashRow::new(&report, crash, SOURCE, NOW);
+        let row = CrashRow::new(&report, crash, &SignatureConfig::default(), SOURCE, NOW);
         assert_eq!(row.org_id, "grid");
+        assert_eq!(row.os_build_full, "10.0.19045.3570");
+        assert!(row.build_key > 0);
+        assert_eq!(row.grouping_version, grouping::GROUPING_VERSION);
+        assert_eq!(row.bucket.len(), 32);
+        assert_eq!(
+            row.signature,
+            "shell32.dll!CDefView::_OnContextMenu | shell32.dll!CDefView::WndProc | user32.dll!UserCallWinProcCheckWow"
+        );
         assert_eq!(row.os_build, 19045);
         assert_eq!(row.module_name, "shell32.dll");
         assert_eq!(row.exception_code, "0xC0000005");
@@ -300,7 +421,12 @@ mod tests {
         let (report, Payload::FeatureRequest(request)) = accepted(fixtures::FEATURE_REQUEST) else {
             panic!("fixture is a feature request");
         };
-        let row = FeatureRequestRow::new(&report, request, SOURCE, NOW);
+        let mut clusterer =
+            clustering::Clusterer::new(clustering::ClusterConfig::default()).expect("config");
+        let assignment = clusterer.assign(&clustering_text(&request));
+        let row = FeatureRequestRow::new(&report, request, &assignment, SOURCE, NOW);
+        assert_eq!(row.cluster_id, assignment.cluster_id);
+        assert_eq!(row.cluster_similarity, 1.0, "a new cluster");
         assert_eq!(row.category, "shell.taskbar");
         assert_eq!(row.language, "zh-CN");
         assert!(row.title.starts_with("希望"));

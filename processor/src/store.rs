@@ -1,9 +1,12 @@
 //! ClickHouse: the connection, chosen by the server's version, and the
 //! inserts of each table.
 
+use std::collections::HashSet;
+
 use clickhouse::{Client, Compression, Row};
 use schemas::ServerVersion;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 use crate::config::ClickHouseConfig;
 use crate::migrate::{self, MigrationError};
@@ -78,6 +81,32 @@ impl Store {
     /// Applies every migration not applied yet; returns their versions.
     pub async fn migrate(&self) -> Result<Vec<u32>, StoreError> {
         Ok(migrate::apply(&self.client, schemas::MIGRATIONS).await?)
+    }
+
+    /// Which of `ids` are already in `table`'s `column` (a UUID column).
+    pub async fn existing_ids(
+        &self,
+        table: &str,
+        column: &str,
+        ids: &[Uuid],
+    ) -> Result<HashSet<Uuid>, StoreError> {
+        #[derive(Row, Deserialize)]
+        struct Id {
+            #[serde(with = "clickhouse::serde::uuid")]
+            id: Uuid,
+        }
+        let mut found = HashSet::new();
+        // Chunks keep each query well under the server's query size limit.
+        for chunk in ids.chunks(2_000) {
+            let list: Vec<String> = chunk.iter().map(|id| format!("'{id}'")).collect();
+            let sql = format!(
+                "SELECT {column} AS id FROM {table} WHERE {column} IN ({})",
+                list.join(",")
+            );
+            let rows: Vec<Id> = self.client.query_raw(&sql).fetch_all().await?;
+            found.extend(rows.into_iter().map(|r| r.id));
+        }
+        Ok(found)
     }
 
     /// Inserts `rows` into `table` in one INSERT, which ClickHouse applies

@@ -14,6 +14,8 @@ CREATE TABLE IF NOT EXISTS crash_reports
     os_revision      UInt32,         -- update build revision (UBR), e.g. 3570
     os_locale        String,         -- UI locale, e.g. 'zh-CN'
     os_arch          String,         -- x64 | x86 | arm64
+    os_build_full    String,         -- major.minor.build.revision, e.g. '10.0.19045.3570'
+    build_key        UInt64,         -- os_build_full packed so that it sorts in version order (grouping::BuildVersion)
     app_name         String,         -- crashing application's executable name
     app_version      String,         -- crashing application's version
     exception_code   String,         -- NTSTATUS code, upper-case hex, e.g. '0xC0000005'
@@ -23,6 +25,9 @@ CREATE TABLE IF NOT EXISTS crash_reports
     frame_modules    Array(String),  -- stack, innermost first: module of each frame
     frame_functions  Array(String),  -- function of each frame; '' when unknown
     frame_offsets    Array(String),  -- offset of each frame in its module, hex
+    grouping_version UInt16,         -- version of the grouping algorithm that set bucket and signature
+    bucket           String,         -- WER-style bucket: hash of app, module, versions, exception code, offset
+    signature        String,         -- Socorro-style signature: top non-boilerplate frames, 'module!function | ...'
     scrubbed_total   UInt32,         -- how many personal-data matches the edge replaced in this report
     kafka_partition  UInt32,         -- reports-topic partition the row came from
     kafka_offset     UInt64,         -- offset in that partition

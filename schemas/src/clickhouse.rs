@@ -61,6 +61,57 @@ macro_rules! migration {
 pub const MIGRATIONS: &[Migration] = &[
     migration!("0001_crash_reports"),
     migration!("0002_raw_reports"),
+    migration!("0003_aggregates"),
+    migration!("0004_outcomes_errors_regressions"),
+];
+
+/// How a table is partitioned, for retention.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Partitioned {
+    /// `toYYYYMMDD(...)`: partitions like `20261120`.
+    ByDay,
+    /// `toYYYYMM(...)`: partitions like `202611`.
+    ByMonth,
+}
+
+/// Which retention period applies to a table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kept {
+    /// One row per report or event: `retention.raw_days`.
+    Raw,
+    /// Aggregates and what they need: `retention.aggregate_days`.
+    Aggregate,
+}
+
+/// Every table that grows, with how it is partitioned and kept. A test
+/// checks this list against the DDL.
+pub const RETAINED_TABLES: &[(&str, Partitioned, Kept)] = &[
+    ("crash_reports", Partitioned::ByDay, Kept::Raw),
+    ("feature_requests", Partitioned::ByDay, Kept::Raw),
+    ("feedback", Partitioned::ByDay, Kept::Raw),
+    ("heartbeats", Partitioned::ByDay, Kept::Raw),
+    ("outcomes", Partitioned::ByDay, Kept::Raw),
+    ("processing_errors", Partitioned::ByDay, Kept::Raw),
+    ("crash_regressions_runs", Partitioned::ByDay, Kept::Raw),
+    ("analytics_runs", Partitioned::ByDay, Kept::Raw),
+    (
+        "crash_signatures_agg",
+        Partitioned::ByMonth,
+        Kept::Aggregate,
+    ),
+    ("crash_daily_agg", Partitioned::ByMonth, Kept::Aggregate),
+    ("machine_days_agg", Partitioned::ByMonth, Kept::Aggregate),
+    (
+        "feature_request_signatures",
+        Partitioned::ByMonth,
+        Kept::Aggregate,
+    ),
+    (
+        "feature_request_clusters_agg",
+        Partitioned::ByMonth,
+        Kept::Aggregate,
+    ),
+    ("feedback_daily_agg", Partitioned::ByMonth, Kept::Aggregate),
 ];
 
 /// The table that records which migrations ran. Created before any migration.
@@ -177,6 +228,26 @@ mod tests {
             assert!(!m.name().is_empty(), "migration {} has no name", m.file);
             assert!(!m.statements().is_empty(), "migration {} is empty", m.file);
         }
+    }
+
+    #[test]
+    fn every_partitioned_table_has_a_retention_rule() {
+        let ddl: String = MIGRATIONS.iter().map(|m| m.sql).collect();
+        for statement in split_statements(&ddl) {
+            let Some(rest) = statement.strip_prefix("CREATE TABLE IF NOT EXISTS ") else {
+                continue;
+            };
+            let table = rest.split_whitespace().next().unwrap_or_default();
+            let rule = RETAINED_TABLES.iter().find(|(t, _, _)| *t == table);
+            if statement.contains("PARTITION BY toYYYYMMDD(") {
+                assert_eq!(rule.map(|r| r.1), Some(Partitioned::ByDay), "{table}");
+            } else if statement.contains("PARTITION BY toYYYYMM(") {
+                assert_eq!(rule.map(|r| r.1), Some(Partitioned::ByMonth), "{table}");
+            } else {
+                assert!(rule.is_none(), "{table} is not partitioned by time");
+            }
+        }
+        assert_eq!(RETAINED_TABLES.len(), 14);
     }
 
     #[test]

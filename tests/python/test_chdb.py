@@ -46,26 +46,73 @@ def test_every_migration_runs_and_runs_twice(db, ddl_files):
     assert set(RAW_TABLES) | {"schema_migrations"} <= names
 
 
-def test_raw_tables_keep_one_row_per_report(db, ddl_files):
+ENVELOPE = (
+    "report_id, received_at, sent_at, org_id, machine_hash, consent, os_product, os_version, "
+    "os_build, os_revision, os_locale, os_arch, os_build_full, build_key, scrubbed_total, "
+    "kafka_partition, kafka_offset, inserted_at"
+)
+
+
+def envelope(report_id, machine="ab12", org="grid"):
+    return (
+        f"toUUID('{report_id}'), now(), now(), '{org}', '{machine}', 'required', "
+        "'Windows 10 Enterprise G', '10.0.19045', 19045, 3570, 'zh-CN', 'x64', "
+        "'10.0.19045.3570', 10995116277760, 0, 1, 7, now()"
+    )
+
+
+def one(db, sql):
+    return db.query(sql, "CSV").bytes().decode().strip()
+
+
+def test_raw_tables_and_views_count_each_report_once(db, ddl_files):
     apply_all(db, ddl_files)
-    report_id = str(uuid.uuid4())
-    common = (
-        f"toUUID('{report_id}'), now(), now(), 'grid', 'ab12', 'required', "
-        "'Windows 10 Enterprise G', '10.0.19045', 19045, 3570, 'zh-CN', 'x64'"
+    crash_id, request_id, feedback_id, beat_id = (str(uuid.uuid4()) for _ in range(4))
+    crash = (
+        f"INSERT INTO crash_reports ({ENVELOPE}, app_name, app_version, exception_code, module_name, "
+        "module_version, module_offset, frame_modules, frame_functions, frame_offsets, "
+        "grouping_version, bucket, signature) VALUES "
+        f"({envelope(crash_id)}, 'explorer.exe', '10.0', '0xC0000005', 'shell32.dll', '10.0', "
+        "'0xA1B2C', ['shell32.dll'], ['CDefView::WndProc'], ['0x5E410'], 1, 'b', "
+        "'shell32.dll!CDefView::WndProc')"
     )
-    tail = "0, 1, 7, now()"
+    db.query(crash)
+    db.query(crash)  # a redelivered copy
     db.query(
-        f"INSERT INTO crash_reports VALUES ({common}, 'explorer.exe', '10.0', '0xC0000005', "
-        f"'shell32.dll', '10.0', '0xA1B2C', ['shell32.dll'], ['CDefView::WndProc'], ['0x5E410'], {tail})"
+        f"INSERT INTO feature_requests ({ENVELOPE}, title, body, category, language, cluster_id, "
+        f"cluster_similarity) VALUES ({envelope(request_id)}, '任务栏分组', '', 'shell.taskbar', "
+        "'zh-CN', 42, 1)"
     )
-    db.query(f"INSERT INTO feature_requests VALUES ({common}, '任务栏分组', '', 'shell.taskbar', 'zh-CN', {tail})")
-    db.query(f"INSERT INTO feedback VALUES ({common}, 4, 'faster updates', 'update', {tail})")
-    db.query(f"INSERT INTO heartbeats VALUES ({common}, toDate('2026-11-20'), NULL, {tail})")
-    # A redelivered copy of the crash collapses into one row.
     db.query(
-        f"INSERT INTO crash_reports VALUES ({common}, 'explorer.exe', '10.0', '0xC0000005', "
-        f"'shell32.dll', '10.0', '0xA1B2C', ['shell32.dll'], ['CDefView::WndProc'], ['0x5E410'], {tail})"
+        f"INSERT INTO feedback ({ENVELOPE}, rating, text, category) VALUES "
+        f"({envelope(feedback_id)}, 4, 'faster updates', 'update')"
     )
-    for table in RAW_TABLES:
-        got = db.query(f"SELECT count() FROM {table} FINAL WHERE report_id = toUUID('{report_id}')", "CSV")
-        assert got.bytes().decode().strip() == "1", table
+    db.query(
+        f"INSERT INTO heartbeats ({ENVELOPE}, day, uptime_minutes) VALUES "
+        f"({envelope(beat_id, machine='cd34')}, today(), NULL)"
+    )
+    for table, report_id in [
+        ("crash_reports", crash_id),
+        ("feature_requests", request_id),
+        ("feedback", feedback_id),
+        ("heartbeats", beat_id),
+    ]:
+        got = one(db, f"SELECT count() FROM {table} FINAL WHERE report_id = toUUID('{report_id}')")
+        assert got == "1", table
+    # The views analysts read: exact despite the redelivered crash.
+    assert one(db, "SELECT reports, machines, first_build FROM crash_signatures") == '1,1,"10.0.19045.3570"'
+    assert one(db, "SELECT sum(reports) FROM crash_daily") == "1"
+    assert one(db, "SELECT active_machines, crashed_machines, crash_free_rate FROM crash_free_daily") == "2,1,0.5"
+    assert one(db, "SELECT cluster_id, requests, organisations FROM feature_request_clusters") == "42,1,1"
+    assert one(db, "SELECT ratings, average_rating FROM feedback_daily") == "1,4"
+    # The queries the processor's regression job runs.
+    assert one(
+        db,
+        "SELECT count() FROM (SELECT os_build_full, build_key, signature, uniqExactMerge(machines) AS m "
+        "FROM crash_daily_agg WHERE day >= today() - 30 AND grouping_version = 1 "
+        "GROUP BY os_build_full, build_key, signature)",
+    ) == "1"
+    db.query(
+        "INSERT INTO analytics_runs VALUES ('crash_regressions', now(), 0)"
+    )
+    assert one(db, "SELECT count() FROM crash_regressions") == "0"

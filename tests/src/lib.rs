@@ -11,6 +11,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ingest::auth::token_hash;
@@ -21,6 +22,8 @@ use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message, OwnedMessage};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use schemas::AcceptedReport;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
@@ -136,12 +139,15 @@ impl TestEnv {
             .expect("test ingest configuration is valid")
     }
 
+    /// The processor's configuration for this test: its own group, topics
+    /// and database; small batches; scheduled jobs off (tests run them).
     pub fn processor_config(&self) -> processor::Config {
         processor::Config {
             kafka: self.kafka(),
             group_id: format!("e2e-processor-{}", self.suffix),
             topics: processor::config::Topics {
                 reports: self.reports_topic.clone(),
+                outcomes: self.outcomes_topic.clone(),
                 dead_letters: self.dead_letters_topic.clone(),
             },
             clickhouse: ClickHouseConfig::local(clickhouse_url(), &self.database),
@@ -149,6 +155,17 @@ impl TestEnv {
                 max_age_ms: 200,
                 ..BatchConfig::default()
             },
+            grouping: Default::default(),
+            clustering: Default::default(),
+            retention: processor::config::RetentionConfig {
+                interval_secs: 0,
+                ..Default::default()
+            },
+            analytics: processor::config::AnalyticsConfig {
+                interval_secs: 0,
+                ..Default::default()
+            },
+            metrics_listen: None,
         }
     }
 
@@ -279,8 +296,16 @@ pub async fn start_ingest(config: ingest::Config) -> Ingest {
 
 /// Starts the processor in-process.
 pub fn start_processor(config: processor::Config) -> Running<processor::RunError> {
+    start_processor_with(config, Arc::new(processor::Metrics::default()))
+}
+
+/// Starts the processor in-process, counting into `metrics`.
+pub fn start_processor_with(
+    config: processor::Config,
+    metrics: Arc<processor::Metrics>,
+) -> Running<processor::RunError> {
     let (stop, signal) = stop_signal();
-    let task = tokio::spawn(processor::run(config, signal));
+    let task = tokio::spawn(processor::run_with_metrics(config, signal, metrics));
     Running { stop, task }
 }
 
@@ -338,6 +363,79 @@ pub fn header<'a>(message: &'a OwnedMessage, name: &str) -> Option<&'a [u8]> {
         .map(|i| headers.get(i))
         .find(|h| h.key == name)
         .and_then(|h| h.value)
+}
+
+/// A fixture as the edge would have accepted it: fresh id, now, the given
+/// organisation and machine hash.
+pub fn accepted(fixture: &str, org_id: &str, machine_hash: &str) -> AcceptedReport {
+    let sent: schemas::Envelope =
+        serde_json::from_value(fresh_report(fixture)).expect("fixture is an envelope");
+    AcceptedReport {
+        report_id: sent.report_id,
+        schema: sent.schema.parse().expect("fixture schema is known"),
+        org_id: org_id.to_string(),
+        machine_hash: machine_hash.to_string(),
+        consent: sent.consent,
+        sent_at: sent.sent_at,
+        received_at: time::OffsetDateTime::now_utc(),
+        os: sent.os,
+        payload: sent.payload,
+        scrubbed: Default::default(),
+    }
+}
+
+/// Produces messages to `topic` as ingest would (keyed by machine hash) and
+/// waits for every acknowledgement.
+pub async fn produce(topic: &str, reports: &[AcceptedReport]) {
+    let values: Vec<(String, Vec<u8>)> = reports
+        .iter()
+        .map(|r| {
+            (
+                r.machine_hash.clone(),
+                serde_json::to_vec(r).expect("encodes"),
+            )
+        })
+        .collect();
+    produce_raw(topic, &values).await;
+}
+
+/// Produces (key, value) messages to `topic` (creating it as the services
+/// would, if it is not there yet) and waits for the acks.
+pub async fn produce_raw(topic: &str, messages: &[(String, Vec<u8>)]) {
+    pipeline::ensure_topics(&KafkaConfig::local(kafka_brokers()), &[topic])
+        .await
+        .expect("topic exists");
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", kafka_brokers())
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .create()
+        .expect("producer");
+    for (key, value) in messages {
+        producer
+            .send(
+                FutureRecord::to(topic).key(key).payload(value),
+                Duration::from_secs(30),
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .expect("kafka acknowledged");
+    }
+}
+
+/// One number from ClickHouse, e.g. `SELECT count() FROM t`.
+pub async fn scalar(store: &processor::Store, sql: &str) -> u64 {
+    store
+        .client()
+        .query(sql)
+        .fetch_one::<u64>()
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+/// [`scalar`], or `None` while the table is not there yet.
+pub async fn try_scalar(store: &processor::Store, sql: &str) -> Option<u64> {
+    store.client().query(sql).fetch_one::<u64>().await.ok()
 }
 
 /// A fixture report with a fresh `report_id` and `sent_at` of now.

@@ -142,3 +142,98 @@ async fn malformed_json_is_refused_and_never_reaches_kafka() {
         .expect("ingest stops cleanly");
     env.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_the_edge_refused_reaches_the_outcomes_table() {
+    let env = TestEnv::new();
+    let ingest = start_ingest(env.ingest_config()).await;
+    let processor = start_processor(env.processor_config());
+    let http = reqwest::Client::new();
+    let post = |token: &str, report: &Value| {
+        http.post(format!("{}/v1/reports", ingest.url))
+            .bearer_auth(token)
+            .json(report)
+            .send()
+    };
+    let mut invalid = fresh_report(fixtures::CRASH);
+    invalid["payload"]["exception_code"] = serde_json::json!("boom");
+    assert_eq!(
+        post(env.token("grid"), &invalid)
+            .await
+            .expect("post")
+            .status(),
+        400
+    );
+    let feedback = fresh_report(fixtures::FEEDBACK);
+    assert_eq!(
+        post(env.token("water"), &feedback)
+            .await
+            .expect("post")
+            .status(),
+        403
+    );
+    let report = fresh_report(fixtures::HEARTBEAT);
+    assert_eq!(
+        post(env.token("grid"), &report)
+            .await
+            .expect("post")
+            .status(),
+        202
+    );
+    assert_eq!(
+        post(env.token("grid"), &report)
+            .await
+            .expect("post")
+            .status(),
+        202
+    );
+
+    #[derive(Debug, Row, Deserialize)]
+    struct Outcome {
+        outcome: String,
+        reason: String,
+        schema: String,
+        org_id: String,
+        field: String,
+    }
+    let store = env.clickhouse().await;
+    let rows: Vec<Outcome> = eventually("outcomes stored", Duration::from_secs(60), || {
+        let query = store
+            .client()
+            .query("SELECT outcome, reason, schema, org_id, field FROM outcomes ORDER BY reason");
+        async move {
+            let rows: Vec<Outcome> = query.fetch_all().await.ok()?;
+            (rows.len() == 3).then_some(rows)
+        }
+    })
+    .await;
+    let seen: Vec<(&str, &str, &str, &str, &str)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.outcome.as_str(),
+                r.reason.as_str(),
+                r.schema.as_str(),
+                r.org_id.as_str(),
+                r.field.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            ("consent", "consent", "feedback/1", "water", "consent"),
+            ("duplicate", "duplicate", "heartbeat/1", "grid", ""),
+            (
+                "rejected",
+                "invalid",
+                "crash/1",
+                "grid",
+                "payload.exception_code"
+            ),
+        ]
+    );
+    ingest.running.shutdown().await.expect("ingest stops");
+    processor.shutdown().await.expect("processor stops");
+    env.cleanup().await;
+}

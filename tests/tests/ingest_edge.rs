@@ -553,7 +553,7 @@ async fn every_report_ends_in_one_outcome_and_refusals_are_published() {
         let event: Value =
             serde_json::from_slice(message.payload().expect("payload")).expect("JSON");
         let known = [
-            "at", "field", "org_id", "outcome", "reason", "schema", "size",
+            "at", "event_id", "field", "org_id", "outcome", "reason", "schema", "size",
         ];
         assert!(
             event

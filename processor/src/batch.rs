@@ -1,0 +1,211 @@
+//! Rows waiting for their insert, the offsets they cover, and the two ways
+//! a batch shrinks before it is written: rows of partitions this instance
+//! no longer owns, and reports already in their table.
+
+use std::collections::{BTreeMap, HashSet};
+
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use crate::rows::{
+    CrashRow, FeatureRequestRow, FeedbackRow, HeartbeatRow, OutcomeRow, ProcessingErrorRow,
+    SignatureRow, Source,
+};
+
+/// (topic, partition).
+pub type TopicPartition = (String, i32);
+
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub crashes: Vec<CrashRow>,
+    pub feature_requests: Vec<FeatureRequestRow>,
+    pub signatures: Vec<SignatureRow>,
+    pub feedback: Vec<FeedbackRow>,
+    pub heartbeats: Vec<HeartbeatRow>,
+    pub outcomes: Vec<OutcomeRow>,
+    pub errors: Vec<ProcessingErrorRow>,
+    /// (topic, partition) → offset of the next message to read, once this
+    /// batch is in.
+    pub next_offsets: BTreeMap<TopicPartition, i64>,
+    pub messages: usize,
+    pub started: Option<Instant>,
+}
+
+/// Rows that carry the id they are unique by, and the partition they came
+/// from.
+pub trait Keyed {
+    fn id(&self) -> Uuid;
+    fn partition(&self) -> u32;
+}
+
+macro_rules! keyed {
+    ($row:ty, $id:ident) => {
+        impl Keyed for $row {
+            fn id(&self) -> Uuid {
+                self.$id
+            }
+            fn partition(&self) -> u32 {
+                self.kafka_partition
+            }
+        }
+    };
+}
+
+keyed!(CrashRow, report_id);
+keyed!(FeatureRequestRow, report_id);
+keyed!(FeedbackRow, report_id);
+keyed!(HeartbeatRow, report_id);
+keyed!(OutcomeRow, event_id);
+
+impl Batch {
+    pub fn note(&mut self, topic: &str, source: Source) {
+        self.next_offsets
+            .insert((topic.to_string(), source.partition), source.offset + 1);
+        self.messages += 1;
+        self.started.get_or_insert_with(Instant::now);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.messages == 0
+    }
+
+    /// Forgets everything read from partitions this instance lost in a
+    /// rebalance: their new owner reads those messages again from the last
+    /// committed offset, so writing them here too could count them twice.
+    pub fn drop_partitions(&mut self, lost: &[TopicPartition], reports_topic: &str) {
+        if lost.is_empty() {
+            return;
+        }
+        let lost_reports: HashSet<u32> = lost
+            .iter()
+            .filter(|(t, _)| t == reports_topic)
+            .filter_map(|(_, p)| u32::try_from(*p).ok())
+            .collect();
+        let lost_outcomes: HashSet<u32> = lost
+            .iter()
+            .filter(|(t, _)| t != reports_topic)
+            .filter_map(|(_, p)| u32::try_from(*p).ok())
+            .collect();
+        let requests_before: HashSet<Uuid> =
+            self.feature_requests.iter().map(|r| r.report_id).collect();
+        self.crashes
+            .retain(|r| !lost_reports.contains(&r.partition()));
+        self.feature_requests
+            .retain(|r| !lost_reports.contains(&r.partition()));
+        self.feedback
+            .retain(|r| !lost_reports.contains(&r.partition()));
+        self.heartbeats
+            .retain(|r| !lost_reports.contains(&r.partition()));
+        self.outcomes
+            .retain(|r| !lost_outcomes.contains(&r.partition()));
+        let kept: HashSet<Uuid> = self.feature_requests.iter().map(|r| r.report_id).collect();
+        self.signatures
+            .retain(|s| !requests_before.contains(&s.report_id) || kept.contains(&s.report_id));
+        self.errors.retain(|e| {
+            !lost
+                .iter()
+                .any(|(t, p)| *t == e.topic && u32::try_from(*p).ok() == Some(e.kafka_partition))
+        });
+        for key in lost {
+            self.next_offsets.remove(key);
+        }
+    }
+}
+
+/// Keeps the first row of each id and drops rows whose id is in `existing`;
+/// returns how many were dropped.
+pub fn keep_new<T: Keyed>(rows: &mut Vec<T>, existing: &HashSet<Uuid>) -> usize {
+    let before = rows.len();
+    let mut seen = HashSet::with_capacity(rows.len());
+    rows.retain(|row| !existing.contains(&row.id()) && seen.insert(row.id()));
+    before - rows.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::OffsetDateTime;
+
+    fn outcome(id: Uuid, partition: u32) -> OutcomeRow {
+        OutcomeRow {
+            event_id: id,
+            at: OffsetDateTime::UNIX_EPOCH,
+            outcome: "rejected".into(),
+            reason: "invalid".into(),
+            schema: String::new(),
+            org_id: String::new(),
+            size: 1,
+            field: String::new(),
+            kafka_partition: partition,
+            kafka_offset: 0,
+            inserted_at: OffsetDateTime::UNIX_EPOCH,
+        }
+    }
+
+    #[test]
+    fn a_batch_covers_the_offset_after_its_last_message() {
+        let mut batch = Batch::default();
+        batch.note(
+            "r",
+            Source {
+                partition: 1,
+                offset: 10,
+            },
+        );
+        batch.note(
+            "r",
+            Source {
+                partition: 1,
+                offset: 11,
+            },
+        );
+        batch.note(
+            "o",
+            Source {
+                partition: 1,
+                offset: 5,
+            },
+        );
+        assert_eq!(
+            batch.next_offsets,
+            BTreeMap::from([(("o".to_string(), 1), 6), (("r".to_string(), 1), 12)])
+        );
+        assert_eq!(batch.messages, 3);
+    }
+
+    #[test]
+    fn lost_partitions_leave_the_batch() {
+        let mut batch = Batch::default();
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        batch.outcomes = vec![outcome(a, 0), outcome(b, 1)];
+        batch.note(
+            "o",
+            Source {
+                partition: 0,
+                offset: 1,
+            },
+        );
+        batch.note(
+            "o",
+            Source {
+                partition: 1,
+                offset: 1,
+            },
+        );
+        batch.drop_partitions(&[("o".to_string(), 1)], "r");
+        assert_eq!(batch.outcomes.len(), 1);
+        assert_eq!(batch.outcomes[0].event_id, a);
+        assert!(!batch.next_offsets.contains_key(&("o".to_string(), 1)));
+        assert!(batch.next_offsets.contains_key(&("o".to_string(), 0)));
+    }
+
+    #[test]
+    fn only_new_ids_are_kept_once() {
+        let (a, b, c) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let mut rows = vec![outcome(a, 0), outcome(b, 0), outcome(a, 0), outcome(c, 0)];
+        let dropped = keep_new(&mut rows, &HashSet::from([b]));
+        assert_eq!(dropped, 2);
+        let ids: Vec<Uuid> = rows.iter().map(|r| r.event_id).collect();
+        assert_eq!(ids, vec![a, c]);
+    }
+}

@@ -1,0 +1,199 @@
+//! Decode and enrich: one Kafka message in, the rows it becomes out. Crash
+//! reports get their bucket and signature, feature requests their cluster.
+//! A message that cannot be decoded or placed becomes a [`DeadLetter`].
+
+use std::collections::HashSet;
+
+use clustering::Clusterer;
+use grouping::SignatureConfig;
+use schemas::{AcceptedReport, OutcomeEvent, Payload};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::dead_letter::{DeadLetter, Stage};
+use crate::rows::{
+    CrashRow, FeatureRequestRow, FeedbackRow, HeartbeatRow, OutcomeRow, SignatureRow, Source,
+    clustering_text,
+};
+
+/// Which topic a message came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Reports,
+    Outcomes,
+}
+
+/// What one message turned into.
+#[derive(Debug)]
+pub enum Routed {
+    Crash(CrashRow),
+    FeatureRequest(FeatureRequestRow, SignatureRow),
+    Feedback(FeedbackRow),
+    Heartbeat(HeartbeatRow),
+    Outcome(OutcomeRow),
+}
+
+/// The state enrichment needs: grouping settings and the clustering index.
+#[derive(Debug)]
+pub struct Enricher {
+    pub grouping: SignatureConfig,
+    pub clusterer: Clusterer,
+    /// Requests this instance clustered since the index was last refreshed
+    /// from the store: a refresh need not add them again.
+    pub clustered_here: HashSet<Uuid>,
+}
+
+impl Enricher {
+    pub fn new(grouping: SignatureConfig, clusterer: Clusterer) -> Self {
+        Enricher {
+            grouping,
+            clusterer,
+            clustered_here: HashSet::new(),
+        }
+    }
+
+    /// Decodes one message value into the rows it belongs in.
+    pub fn route(
+        &mut self,
+        stream: Stream,
+        value: &[u8],
+        source: Source,
+        now: OffsetDateTime,
+    ) -> Result<Routed, DeadLetter> {
+        if stream == Stream::Outcomes {
+            let event: OutcomeEvent = serde_json::from_slice(value)
+                .map_err(|e| DeadLetter::new(Stage::Decode, "undecodable_outcome", e))?;
+            return Ok(Routed::Outcome(OutcomeRow::new(event, source, now)));
+        }
+        let report: AcceptedReport = serde_json::from_slice(value)
+            .map_err(|e| DeadLetter::new(Stage::Decode, "undecodable_report", e))?;
+        let payload = Payload::decode(report.schema, &report.payload)
+            .map_err(|e| DeadLetter::new(Stage::Decode, "undecodable_payload", e))?;
+        Ok(match payload {
+            Payload::Crash(p) => {
+                Routed::Crash(CrashRow::new(&report, p, &self.grouping, source, now))
+            }
+            Payload::FeatureRequest(p) => {
+                let assignment = self.clusterer.assign(&clustering_text(&p));
+                self.clustered_here.insert(report.report_id);
+                let signature = SignatureRow {
+                    cluster_id: assignment.cluster_id,
+                    report_id: report.report_id,
+                    received_at: report.received_at,
+                    minhash: assignment.signature.to_bytes(),
+                    inserted_at: now,
+                };
+                let row = FeatureRequestRow::new(&report, p, &assignment, source, now);
+                Routed::FeatureRequest(row, signature)
+            }
+            Payload::Feedback(p) => Routed::Feedback(FeedbackRow::new(&report, p, source, now)),
+            Payload::Heartbeat(p) => Routed::Heartbeat(
+                HeartbeatRow::new(&report, p, source, now)
+                    .map_err(|e| DeadLetter::new(Stage::Place, "invalid_heartbeat_day", e))?,
+            ),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use schemas::fixtures;
+
+    const SOURCE: Source = Source {
+        partition: 0,
+        offset: 7,
+    };
+
+    fn enricher() -> Enricher {
+        Enricher::new(
+            SignatureConfig::default(),
+            Clusterer::new(clustering::ClusterConfig::default()).expect("config"),
+        )
+    }
+
+    fn accepted(text: &str) -> Vec<u8> {
+        let sent: schemas::Envelope = serde_json::from_str(text).expect("fixture");
+        let report = AcceptedReport {
+            report_id: sent.report_id,
+            schema: sent.schema.parse().expect("schema"),
+            org_id: "grid".into(),
+            machine_hash: "cd".repeat(16),
+            consent: sent.consent,
+            sent_at: sent.sent_at,
+            received_at: sent.sent_at,
+            os: sent.os,
+            payload: sent.payload,
+            scrubbed: Default::default(),
+        };
+        serde_json::to_vec(&report).expect("encodes")
+    }
+
+    #[test]
+    fn each_report_type_finds_its_table() {
+        let now = OffsetDateTime::now_utc();
+        let mut e = enricher();
+        let mut route = |text| e.route(Stream::Reports, &accepted(text), SOURCE, now);
+        assert!(matches!(route(fixtures::CRASH), Ok(Routed::Crash(_))));
+        assert!(matches!(
+            route(fixtures::FEATURE_REQUEST),
+            Ok(Routed::FeatureRequest(..))
+        ));
+        assert!(matches!(route(fixtures::FEEDBACK), Ok(Routed::Feedback(_))));
+        assert!(matches!(
+            route(fixtures::HEARTBEAT),
+            Ok(Routed::Heartbeat(_))
+        ));
+    }
+
+    #[test]
+    fn paraphrased_requests_share_a_cluster() {
+        let now = OffsetDateTime::now_utc();
+        let mut e = enricher();
+        let mut cluster_of = |title: &str| {
+            let mut report: serde_json::Value =
+                serde_json::from_slice(&accepted(fixtures::FEATURE_REQUEST)).expect("json");
+            report["payload"]["title"] = serde_json::json!(title);
+            report["payload"]
+                .as_object_mut()
+                .expect("object")
+                .remove("body");
+            let value = serde_json::to_vec(&report).expect("json");
+            match e.route(Stream::Reports, &value, SOURCE, now) {
+                Ok(Routed::FeatureRequest(row, signature)) => {
+                    assert_eq!(row.cluster_id, signature.cluster_id);
+                    row.cluster_id
+                }
+                other => panic!("not a feature request: {other:?}"),
+            }
+        };
+        let first = cluster_of("希望任务栏支持按项目分组窗口");
+        assert_eq!(cluster_of("任务栏能否按项目对窗口进行分组"), first);
+        assert_ne!(cluster_of("打印机驱动安装太慢"), first);
+    }
+
+    #[test]
+    fn undecodable_messages_become_dead_letters_with_a_reason() {
+        let now = OffsetDateTime::now_utc();
+        let mut e = enricher();
+        let Err(dead) = e.route(Stream::Reports, b"not json", SOURCE, now) else {
+            panic!("garbage routed");
+        };
+        assert_eq!(
+            (dead.stage, dead.reason),
+            (Stage::Decode, "undecodable_report")
+        );
+        let mut report: serde_json::Value =
+            serde_json::from_slice(&accepted(fixtures::CRASH)).expect("json");
+        report["payload"]["frames"] = serde_json::json!("not a list");
+        let value = serde_json::to_vec(&report).expect("json");
+        let Err(dead) = e.route(Stream::Reports, &value, SOURCE, now) else {
+            panic!("bad payload routed");
+        };
+        assert_eq!(dead.reason, "undecodable_payload");
+        let Err(dead) = e.route(Stream::Outcomes, b"{}", SOURCE, now) else {
+            panic!("bad outcome routed");
+        };
+        assert_eq!(dead.reason, "undecodable_outcome");
+    }
+}
