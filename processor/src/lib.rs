@@ -31,6 +31,7 @@ pub mod dead_letter;
 pub mod index;
 pub mod metrics;
 pub mod migrate;
+pub mod report;
 pub mod retention;
 pub mod route;
 pub mod rows;

@@ -1,0 +1,395 @@
+//! The roadmap report: one self-contained HTML file (inline CSS and SVG, no
+//! scripts, no fonts or images from elsewhere) and the same tables as CSV,
+//! for the people who set the roadmap.
+//!
+//! In: the ClickHouse views over the last `days` days. Out: `report.html`
+//! with crash-free rate by build, the top signatures with their daily
+//! trend, the regressions of the newest build, the top feature-request
+//! clusters by organisations with example wordings, and feedback by
+//! category; and one CSV per table beside it.
+
+mod html;
+
+use std::path::{Path, PathBuf};
+
+use clickhouse::Row;
+use serde::Deserialize;
+use time::OffsetDateTime;
+
+use crate::store::{Store, StoreError};
+
+/// Crash-free rate of one build over the period.
+#[derive(Debug, Clone, PartialEq, Row, Deserialize)]
+pub struct BuildHealth {
+    pub os_build_full: String,
+    pub build_key: u64,
+    pub active_machines: u64,
+    pub crashed_machines: u64,
+}
+
+impl BuildHealth {
+    pub fn crash_free_rate(&self) -> f64 {
+        if self.active_machines == 0 {
+            1.0
+        } else {
+            1.0 - self.crashed_machines as f64 / self.active_machines as f64
+        }
+    }
+}
+
+/// A top signature, with reports per day over the period (oldest first).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopSignature {
+    pub signature: String,
+    pub reports: u64,
+    pub machines: u64,
+    pub organisations: u64,
+    pub daily: Vec<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Row, Deserialize)]
+pub struct RegressionRow {
+    pub os_build_full: String,
+    pub previous_build: String,
+    pub signature: String,
+    pub kind: String,
+    pub machines: u64,
+    pub rate_per_1000: f64,
+    pub previous_rate_per_1000: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Row, Deserialize)]
+pub struct ClusterRow {
+    pub cluster_id: u64,
+    pub title: String,
+    pub organisations: u64,
+    pub machines: u64,
+    pub requests: u64,
+    pub examples: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Row, Deserialize)]
+pub struct FeedbackRow {
+    pub category: String,
+    pub ratings: u64,
+    pub average_rating: f64,
+}
+
+/// Everything the report shows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    pub generated_at: OffsetDateTime,
+    pub days: u32,
+    pub builds: Vec<BuildHealth>,
+    pub signatures: Vec<TopSignature>,
+    pub regressions: Vec<RegressionRow>,
+    pub clusters: Vec<ClusterRow>,
+    pub feedback: Vec<FeedbackRow>,
+}
+
+/// `30d` → 30. Days are the only unit: the tables are daily.
+pub fn parse_since(text: &str) -> Option<u32> {
+    let days: u32 = text.strip_suffix('d')?.parse().ok()?;
+    (days > 0).then_some(days)
+}
+
+const TOP: usize = 10;
+
+/// Queries everything the report shows, over the last `days` days.
+pub async fn gather(store: &Store, days: u32) -> Result<Report, StoreError> {
+    let client = store.client();
+    let builds: Vec<BuildHealth> = client
+        .query(
+            "SELECT os_build_full, build_key, uniqExactMerge(active) AS active_machines, \
+             uniqExactMerge(crashed) AS crashed_machines \
+             FROM machine_days_agg WHERE day >= today() - ? \
+             GROUP BY os_build_full, build_key ORDER BY build_key, os_build_full",
+        )
+        .bind(days)
+        .fetch_all()
+        .await?;
+
+    #[derive(Row, Deserialize)]
+    struct Top {
+        signature: String,
+        reports: u64,
+        machines: u64,
+        organisations: u64,
+    }
+    let top: Vec<Top> = client
+        .query(
+            "SELECT signature, uniqExactMerge(reports) AS reports, \
+             uniqExactMerge(machines) AS machines, uniqExactMerge(organisations) AS organisations \
+             FROM crash_daily_agg WHERE day >= today() - ? AND grouping_version = ? \
+             GROUP BY signature ORDER BY machines DESC, reports DESC, signature LIMIT ?",
+        )
+        .bind(days)
+        .bind(grouping::GROUPING_VERSION)
+        .bind(TOP as u64)
+        .fetch_all()
+        .await?;
+    #[derive(Row, Deserialize)]
+    struct Daily {
+        signature: String,
+        age: u32,
+        reports: u64,
+    }
+    let daily: Vec<Daily> = client
+        .query(
+            "SELECT signature, toUInt32(today() - day) AS age, uniqExactMerge(reports) AS reports \
+             FROM crash_daily_agg WHERE day >= today() - ? AND grouping_version = ? \
+             GROUP BY signature, day",
+        )
+        .bind(days)
+        .bind(grouping::GROUPING_VERSION)
+        .fetch_all()
+        .await?;
+    let signatures = top
+        .into_iter()
+        .map(|t| {
+            let mut series = vec![0u64; days as usize + 1];
+            for d in daily.iter().filter(|d| d.signature == t.signature) {
+                let slot = days.saturating_sub(d.age) as usize;
+                if let Some(cell) = series.get_mut(slot) {
+                    *cell += d.reports;
+                }
+            }
+            TopSignature {
+                signature: t.signature,
+                reports: t.reports,
+                machines: t.machines,
+                organisations: t.organisations,
+                daily: series,
+            }
+        })
+        .collect();
+
+    let regressions: Vec<RegressionRow> = client
+        .query(
+            "SELECT os_build_full, previous_build, signature, kind, machines, rate_per_1000, \
+             previous_rate_per_1000 FROM crash_regressions \
+             WHERE build_key = (SELECT max(build_key) FROM crash_regressions) \
+             ORDER BY kind, machines DESC, signature",
+        )
+        .fetch_all()
+        .await?;
+
+    let clusters: Vec<ClusterRow> = client
+        .query(
+            "SELECT cluster_id, title, organisations, machines, requests, examples \
+             FROM (SELECT cluster_id, title, organisations, machines, requests \
+                   FROM feature_request_clusters WHERE last_seen >= now() - ? * 86400 \
+                   ORDER BY organisations DESC, machines DESC, requests DESC, cluster_id LIMIT ?) \
+             ANY LEFT JOIN (SELECT cluster_id, \
+                   arraySlice(arraySort(groupUniqArray(title)), 1, 3) AS examples \
+                   FROM feature_requests GROUP BY cluster_id) USING (cluster_id) \
+             ORDER BY organisations DESC, machines DESC, requests DESC, cluster_id",
+        )
+        .bind(days)
+        .bind(TOP as u64)
+        .fetch_all()
+        .await?;
+
+    let feedback: Vec<FeedbackRow> = client
+        .query(
+            "SELECT category, n AS ratings, weighted / n AS average_rating FROM \
+             (SELECT category, sum(ratings) AS n, \
+              sum(rated_1) + 2 * sum(rated_2) + 3 * sum(rated_3) + 4 * sum(rated_4) \
+              + 5 * sum(rated_5) AS weighted \
+              FROM feedback_daily WHERE day >= today() - ? GROUP BY category) \
+             ORDER BY ratings DESC, category",
+        )
+        .bind(days)
+        .fetch_all()
+        .await?;
+
+    Ok(Report {
+        generated_at: OffsetDateTime::now_utc(),
+        days,
+        builds,
+        signatures,
+        regressions,
+        clusters,
+        feedback,
+    })
+}
+
+/// Writes `out` (HTML) and, beside it, `<stem>-<table>.csv` for each table;
+/// returns every path written.
+pub fn write(report: &Report, out: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut written = vec![out.to_path_buf()];
+    std::fs::write(out, html::render(report))?;
+    let stem = out
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("report")
+        .to_string();
+    let dir = out.parent().unwrap_or(Path::new("."));
+    for (name, text) in csv_tables(report) {
+        let path = dir.join(format!("{stem}-{name}.csv"));
+        std::fs::write(&path, text)?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+/// Each table of the report as CSV (RFC 4180 quoting).
+pub fn csv_tables(report: &Report) -> Vec<(&'static str, String)> {
+    let mut builds = String::from("build,active_machines,crashed_machines,crash_free_rate\n");
+    for b in &report.builds {
+        builds.push_str(&csv_line(&[
+            b.os_build_full.clone(),
+            b.active_machines.to_string(),
+            b.crashed_machines.to_string(),
+            format!("{:.4}", b.crash_free_rate()),
+        ]));
+    }
+    let mut signatures = String::from("signature,reports,machines,organisations,daily_reports\n");
+    for s in &report.signatures {
+        let daily: Vec<String> = s.daily.iter().map(u64::to_string).collect();
+        signatures.push_str(&csv_line(&[
+            s.signature.clone(),
+            s.reports.to_string(),
+            s.machines.to_string(),
+            s.organisations.to_string(),
+            daily.join(" "),
+        ]));
+    }
+    let mut regressions = String::from(
+        "build,previous_build,signature,kind,machines,rate_per_1000,previous_rate_per_1000\n",
+    );
+    for r in &report.regressions {
+        regressions.push_str(&csv_line(&[
+            r.os_build_full.clone(),
+            r.previous_build.clone(),
+            r.signature.clone(),
+            r.kind.clone(),
+            r.machines.to_string(),
+            format!("{:.2}", r.rate_per_1000),
+            format!("{:.2}", r.previous_rate_per_1000),
+        ]));
+    }
+    let mut clusters = String::from("cluster_id,title,organisations,machines,requests,examples\n");
+    for c in &report.clusters {
+        clusters.push_str(&csv_line(&[
+            c.cluster_id.to_string(),
+            c.title.clone(),
+            c.organisations.to_string(),
+            c.machines.to_string(),
+            c.requests.to_string(),
+            c.examples.join(" | "),
+        ]));
+    }
+    let mut feedback = String::from("category,ratings,average_rating\n");
+    for f in &report.feedback {
+        feedback.push_str(&csv_line(&[
+            f.category.clone(),
+            f.ratings.to_string(),
+            format!("{:.2}", f.average_rating),
+        ]));
+    }
+    vec![
+        ("crash_free", builds),
+        ("signatures", signatures),
+        ("regressions", regressions),
+        ("clusters", clusters),
+        ("feedback", feedback),
+    ]
+}
+
+fn csv_line(fields: &[String]) -> String {
+    let quoted: Vec<String> = fields
+        .iter()
+        .map(|f| {
+            if f.contains([',', '"', '\n', '\r']) {
+                format!("\"{}\"", f.replace('"', "\"\""))
+            } else {
+                f.clone()
+            }
+        })
+        .collect();
+    quoted.join(",") + "\n"
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub fn sample() -> Report {
+        Report {
+            generated_at: OffsetDateTime::UNIX_EPOCH,
+            days: 3,
+            builds: vec![
+                BuildHealth {
+                    os_build_full: "10.0.19045.3570".into(),
+                    build_key: 1,
+                    active_machines: 10,
+                    crashed_machines: 2,
+                },
+                BuildHealth {
+                    os_build_full: "10.0.19045.4046".into(),
+                    build_key: 2,
+                    active_machines: 10,
+                    crashed_machines: 9,
+                },
+            ],
+            signatures: vec![TopSignature {
+                signature: "shell32.dll!CDefView::WndProc | user32.dll!<Dispatch>".into(),
+                reports: 8,
+                machines: 8,
+                organisations: 2,
+                daily: vec![0, 2, 6, 0],
+            }],
+            regressions: vec![RegressionRow {
+                os_build_full: "10.0.19045.4046".into(),
+                previous_build: "10.0.19045.3570".into(),
+                signature: "ntdll.dll!RtlpFreeHeap".into(),
+                kind: "new".into(),
+                machines: 3,
+                rate_per_1000: 300.0,
+                previous_rate_per_1000: 0.0,
+            }],
+            clusters: vec![ClusterRow {
+                cluster_id: 42,
+                title: "希望任务栏支持按项目分组窗口".into(),
+                organisations: 2,
+                machines: 3,
+                requests: 3,
+                examples: vec![
+                    "任务栏能否按项目对窗口进行分组".into(),
+                    "a, \"quoted\" one".into(),
+                ],
+            }],
+            feedback: vec![FeedbackRow {
+                category: "update".into(),
+                ratings: 3,
+                average_rating: 11.0 / 3.0,
+            }],
+        }
+    }
+
+    #[test]
+    fn since_takes_days_only() {
+        assert_eq!(parse_since("30d"), Some(30));
+        assert_eq!(parse_since("0d"), None);
+        assert_eq!(parse_since("30"), None);
+        assert_eq!(parse_since("2w"), None);
+    }
+
+    #[test]
+    fn csv_quotes_what_needs_quoting() {
+        let tables = csv_tables(&sample());
+        let clusters = &tables
+            .iter()
+            .find(|(n, _)| *n == "clusters")
+            .expect("clusters")
+            .1;
+        assert!(clusters.contains("\"任务栏能否按项目对窗口进行分组 | a, \"\"quoted\"\" one\""));
+        let builds = &tables
+            .iter()
+            .find(|(n, _)| *n == "crash_free")
+            .expect("builds")
+            .1;
+        assert_eq!(builds.lines().nth(1), Some("10.0.19045.3570,10,2,0.8000"));
+    }
+}
