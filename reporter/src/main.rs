@@ -1,0 +1,326 @@
+//! `reporter`: parses the command line and calls the library.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use reporter::{Config, Error, FlushOptions, OsSettings, Reporter, build};
+use schemas::SchemaId;
+use serde_json::Value;
+
+/// Opt-in telemetry client: queues reports durably, shows them, sends them.
+#[derive(Debug, Parser)]
+#[command(name = "reporter", version)]
+struct Cli {
+    /// Configuration file [default: $REPORTER_CONFIG, else reporter.toml]
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Build a report and queue it (`flush` sends it).
+    Send {
+        #[command(subcommand)]
+        report: SendKind,
+    },
+    /// Queue a crash report for every crash Report.wer under DIR (once each).
+    ImportWer {
+        dir: PathBuf,
+        #[command(flatten)]
+        os: OsFlags,
+    },
+    /// Print the queued reports as they would be sent, and as the edge keeps them.
+    Show {
+        /// Indented JSON instead of one line per report.
+        #[arg(long)]
+        pretty: bool,
+    },
+    /// Send the queued reports to ingest.
+    Flush {
+        /// Longest the flush may take [default: flush.max_seconds, 60]
+        #[arg(long)]
+        max_seconds: Option<u64>,
+        /// Reports per request, 1 to 100 [default: flush.batch_size, 100]
+        #[arg(long)]
+        batch_size: Option<usize>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SendKind {
+    /// A crash (crash/1), from a payload JSON file.
+    Crash {
+        #[arg(long)]
+        json: PathBuf,
+        #[command(flatten)]
+        os: OsFlags,
+    },
+    /// A feature request (feature_request/1); needs consent `optional`.
+    FeatureRequest {
+        #[arg(long, required_unless_present = "json")]
+        title: Option<String>,
+        #[arg(long)]
+        body: Option<String>,
+        /// e.g. shell.taskbar
+        #[arg(long, required_unless_present = "json")]
+        category: Option<String>,
+        /// BCP 47 tag of the text, e.g. zh-CN
+        #[arg(long)]
+        language: Option<String>,
+        /// The payload from a JSON file instead of the flags.
+        #[arg(long, conflicts_with_all = ["title", "body", "category", "language"])]
+        json: Option<PathBuf>,
+        #[command(flatten)]
+        os: OsFlags,
+    },
+    /// Feedback (feedback/1): a 1-5 rating of a product area; needs consent `optional`.
+    Feedback {
+        #[arg(long, required_unless_present = "json", value_parser = clap::value_parser!(u8).range(1..=5))]
+        rating: Option<u8>,
+        /// e.g. update
+        #[arg(long, required_unless_present = "json")]
+        category: Option<String>,
+        #[arg(long)]
+        text: Option<String>,
+        #[arg(long, conflicts_with_all = ["rating", "category", "text"])]
+        json: Option<PathBuf>,
+        #[command(flatten)]
+        os: OsFlags,
+    },
+    /// A heartbeat (heartbeat/1): the machine was active on a day.
+    Heartbeat {
+        /// YYYY-MM-DD [default: today, UTC]
+        #[arg(long)]
+        day: Option<String>,
+        #[arg(long)]
+        uptime_minutes: Option<u32>,
+        #[arg(long, conflicts_with_all = ["day", "uptime_minutes"])]
+        json: Option<PathBuf>,
+        #[command(flatten)]
+        os: OsFlags,
+    },
+}
+
+/// OS facts overriding the configuration's `[os]`.
+#[derive(Debug, Args)]
+struct OsFlags {
+    #[arg(long)]
+    os_product: Option<String>,
+    /// major.minor.build, e.g. 10.0.19045
+    #[arg(long)]
+    os_version: Option<String>,
+    /// Update build revision (UBR)
+    #[arg(long)]
+    os_revision: Option<u32>,
+    /// e.g. zh-CN
+    #[arg(long)]
+    locale: Option<String>,
+    /// x64, x86 or arm64
+    #[arg(long)]
+    arch: Option<String>,
+}
+
+impl From<OsFlags> for OsSettings {
+    fn from(f: OsFlags) -> Self {
+        OsSettings {
+            product: f.os_product,
+            version: f.os_version,
+            revision: f.os_revision,
+            locale: f.locale,
+            arch: f.arch,
+        }
+    }
+}
+
+fn payload(json: Option<PathBuf>, from_flags: impl FnOnce() -> Value) -> Result<Value, Error> {
+    json.map_or_else(|| Ok(from_flags()), |path| build::payload_from_file(&path))
+}
+
+fn send(reporter: &mut Reporter, kind: SendKind) -> Result<(), Error> {
+    let (schema, payload, os) = match kind {
+        SendKind::Crash { json, os } => (SchemaId::CRASH_V1, build::payload_from_file(&json)?, os),
+        SendKind::FeatureRequest {
+            title,
+            body,
+            category,
+            language,
+            json,
+            os,
+        } => {
+            let p = payload(json, || {
+                build::feature_request(
+                    title.as_deref().unwrap_or_default(),
+                    body.as_deref(),
+                    category.as_deref().unwrap_or_default(),
+                    language.as_deref(),
+                )
+            })?;
+            (SchemaId::FEATURE_REQUEST_V1, p, os)
+        }
+        SendKind::Feedback {
+            rating,
+            category,
+            text,
+            json,
+            os,
+        } => {
+            let p = payload(json, || {
+                build::feedback(
+                    rating.unwrap_or_default(),
+                    category.as_deref().unwrap_or_default(),
+                    text.as_deref(),
+                )
+            })?;
+            (SchemaId::FEEDBACK_V1, p, os)
+        }
+        SendKind::Heartbeat {
+            day,
+            uptime_minutes,
+            json,
+            os,
+        } => {
+            let p = payload(json, || build::heartbeat(day.as_deref(), uptime_minutes))?;
+            (SchemaId::HEARTBEAT_V1, p, os)
+        }
+    };
+    let sent = reporter.send(schema, payload, &os.into())?;
+    println!(
+        "queued {schema} report {} ({} waiting; `reporter flush` sends)",
+        sent.report_id,
+        reporter.queue().len()
+    );
+    print_drops(sent.pushed.dropped_full, sent.pushed.dropped_expired);
+    Ok(())
+}
+
+fn print_drops(full: u64, expired: u64) {
+    if full > 0 {
+        println!("dropped {full} oldest report(s) to stay within queue.max_bytes");
+    }
+    if expired > 0 {
+        println!("dropped {expired} report(s) older than queue.max_age_days");
+    }
+}
+
+async fn run(cli: Cli) -> Result<bool, Error> {
+    let config = Config::load(&Config::path(cli.config.as_deref()))?;
+    let mut reporter = Reporter::open(config)?;
+    match cli.command {
+        Command::Send { report } => send(&mut reporter, report)?,
+        Command::ImportWer { dir, os } => {
+            let s = reporter.import_wer(&dir, &os.into())?;
+            println!(
+                "{} Report.wer file(s): {} queued, {} imported before, {} not a crash, {} failed",
+                s.found,
+                s.queued.len(),
+                s.already,
+                s.skipped.len(),
+                s.failed.len()
+            );
+            for (path, event_type) in &s.skipped {
+                println!("  skipped {} (EventType={event_type})", path.display());
+            }
+            for (path, why) in &s.failed {
+                eprintln!("  failed {}: {why}", path.display());
+            }
+            print_drops(s.pushed.dropped_full, s.pushed.dropped_expired);
+            return Ok(s.failed.is_empty());
+        }
+        Command::Show { pretty } => {
+            let mut out = std::io::stdout().lock();
+            let summary = reporter.show(&mut out, pretty)?;
+            let _ = out.flush();
+            let stats = reporter.queue().stats();
+            eprintln!(
+                "{} report(s) queued, {} bytes on disk. The machine id is replaced at the edge by a keyed hash; \
+                 the edge's scrub rules would replace: {:?}",
+                summary.reports,
+                reporter.queue().bytes(),
+                summary.scrubbed
+            );
+            eprintln!(
+                "dropped so far: {} for room, {} for age, {} refused by ingest, {} switched off by policy; {} sent",
+                stats.dropped_full,
+                stats.dropped_expired,
+                stats.dropped_rejected,
+                stats.dropped_disabled,
+                stats.sent
+            );
+        }
+        Command::Flush {
+            max_seconds,
+            batch_size,
+        } => {
+            let mut options = FlushOptions::from_settings(&reporter.config().flush);
+            if let Some(secs) = max_seconds {
+                options.max_time = Duration::from_secs(secs.max(1));
+            }
+            if let Some(n) = batch_size {
+                if !(1..=100).contains(&n) {
+                    return Err(Error::Usage("--batch-size must be 1 to 100".into()));
+                }
+                options.batch_size = n;
+            }
+            let r = reporter.flush(&options).await?;
+            println!(
+                "sent {} report(s) ({} already there) in {} request(s); {} refused for good; {} still queued",
+                r.accepted.len() + r.duplicates.len(),
+                r.duplicates.len(),
+                r.requests,
+                r.rejected.len(),
+                r.remaining
+            );
+            for rejected in &r.rejected {
+                println!(
+                    "  refused {} {}: {} {}",
+                    rejected.schema, rejected.report_id, rejected.error, rejected.message
+                );
+            }
+            for (schema, n) in &r.disabled {
+                println!(
+                    "  dropped {n} {schema} report(s): the organisation switched this type off"
+                );
+            }
+            if r.expired > 0 {
+                println!(
+                    "  dropped {} report(s) older than queue.max_age_days",
+                    r.expired
+                );
+            }
+            if !r.complete()
+                && let Some(e) = &r.last_error
+            {
+                eprintln!("reporter: flush incomplete: {e}");
+            }
+            return Ok(r.complete());
+        }
+    }
+    Ok(true)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("reporter: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("reporter: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
