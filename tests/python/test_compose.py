@@ -38,3 +38,29 @@ def test_compose_mounts_files_that_exist(root):
             if source.startswith("./"):
                 assert (root / source).is_file(), f"{name} mounts missing {source}"
     assert (root / "Dockerfile").is_file()
+
+
+def test_the_dashboard_is_built_from_the_cookbook(root):
+    """The committed dashboard is what scripts/grafana-dashboard makes of the
+    cookbook, and every panel runs a cookbook query."""
+    import subprocess
+
+    generated = subprocess.run(
+        [str(root / "scripts" / "grafana-dashboard")], check=True, capture_output=True, text=True
+    ).stdout
+    committed = (root / "deploy" / "grafana" / "dashboards" / "telemetry.json").read_text(encoding="utf-8")
+    assert generated == committed, "run scripts/grafana-dashboard --write"
+    dashboard = yaml.safe_load(committed)  # JSON is YAML
+    queries = {p.stem for p in (root / "schemas" / "queries").glob("*.sql")}
+    for panel in dashboard["panels"]:
+        name = panel["description"].rsplit("/", 1)[-1].removesuffix(".sql")
+        assert name in queries, panel["title"]
+        assert panel["targets"][0]["rawSql"].startswith("SELECT"), panel["title"]
+        assert "{" not in panel["targets"][0]["rawSql"].replace("${", ""), "unreplaced parameter"
+    variables = {v["name"] for v in dashboard["templating"]["list"]}
+    for panel in dashboard["panels"]:
+        for used in set(__import__("re").findall(r"\$\{(\w+)\}", panel["targets"][0]["rawSql"])):
+            assert used in variables, f"{panel['title']} uses undefined ${used}"
+    compose = yaml.safe_load((root / "docker-compose.yml").read_text(encoding="utf-8"))
+    grafana = compose["services"]["grafana"]
+    assert "grafana-clickhouse-datasource" in grafana["environment"]["GF_INSTALL_PLUGINS"]
