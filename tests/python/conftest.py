@@ -5,6 +5,8 @@ workspace's examples."""
 import json
 import pathlib
 import subprocess
+import tempfile
+import uuid
 
 import pytest
 
@@ -36,3 +38,17 @@ def ddl_files() -> list:
 @pytest.fixture(scope="session")
 def openapi_document() -> dict:
     return cargo_example("ingest", "openapi")
+
+
+@pytest.fixture()
+def db():
+    """A chdb (current ClickHouse, in-process) session in a fresh database."""
+    from chdb import session
+
+    with tempfile.TemporaryDirectory() as path:
+        sess = session.Session(path)
+        name = "check_" + uuid.uuid4().hex[:8]
+        sess.query(f"CREATE DATABASE {name}")
+        sess.query(f"USE {name}")
+        yield sess
+        sess.close()

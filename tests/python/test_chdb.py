@@ -2,25 +2,12 @@
 (the in-process engine of chdb), not only on the 18.16 server the other tests
 use. The tables must then take and give back a row of each raw type."""
 
-import tempfile
 import uuid
 
 import chdb
 import pytest
-from chdb import session
 
 RAW_TABLES = ["crash_reports", "feature_requests", "feedback", "heartbeats"]
-
-
-@pytest.fixture()
-def db():
-    with tempfile.TemporaryDirectory() as path:
-        sess = session.Session(path)
-        name = "ddl_" + uuid.uuid4().hex[:8]
-        sess.query(f"CREATE DATABASE {name}")
-        sess.query(f"USE {name}")
-        yield sess
-        sess.close()
 
 
 def test_engine_is_current_clickhouse():

@@ -16,11 +16,9 @@ import importlib.machinery
 import importlib.util
 import pathlib
 import re
-import tempfile
 import uuid
 
 import pytest
-from chdb import session
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 QUERIES = ROOT / "schemas" / "queries"
@@ -353,17 +351,6 @@ class Fixture:
 
 
 # --- the tests -----------------------------------------------------------
-
-
-@pytest.fixture()
-def db():
-    with tempfile.TemporaryDirectory() as path:
-        sess = session.Session(path)
-        name = "cookbook_" + uuid.uuid4().hex[:8]
-        sess.query(f"CREATE DATABASE {name}")
-        sess.query(f"USE {name}")
-        yield sess
-        sess.close()
 
 
 def run(db, sql, params=None):
