@@ -170,10 +170,10 @@ pub struct Item {
 /// Delivers the ready items together, records every item's outcome, and
 /// returns one answer per item, in order.
 pub async fn finish(state: &AppState, org_id: Option<&str>, items: Vec<Item>) -> Vec<Answer> {
-    let ready: Vec<Outgoing> = items
+    let ready: Vec<&Outgoing> = items
         .iter()
         .filter_map(|item| match &item.prepared {
-            Ok(Prepared::Ready(ready)) => Some(ready.outgoing.clone()),
+            Ok(Prepared::Ready(ready)) => Some(&ready.outgoing),
             _ => None,
         })
         .collect();

@@ -97,6 +97,11 @@ fn first_error(
     value: &Value,
     prefix: &str,
 ) -> Result<(), ApiError> {
+    // `is_valid` stops at the first failure and builds no error; only a
+    // report that fails pays for the error iterator.
+    if validator.is_valid(value) {
+        return Ok(());
+    }
     let Some(error) = validator.iter_errors(value).next() else {
         return Ok(());
     };

@@ -67,7 +67,7 @@ use regex::Regex;
 use schemas::{ReportKind, SchemaId};
 use serde_json::Value;
 
-use crate::rules::Check;
+use crate::rules::{ByteSet, Check};
 
 /// One scrubbing rule: every match of `pattern` is replaced by `replacement`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -108,6 +108,12 @@ struct Compiled {
     regex: Regex,
     replacement: String,
     check: Option<Check>,
+    /// The replacement refers to groups or the check reads them. When
+    /// neither does, a match is found and judged without resolving its
+    /// groups, which costs a fraction of a capture search.
+    needs_groups: bool,
+    /// Bytes every match holds one of; texts without any are skipped.
+    needs: Option<&'static [u8]>,
 }
 
 /// A compiled, ordered rule set. Cheap to clone (the regexes are shared).
@@ -139,11 +145,15 @@ impl Scrubber {
                 name: rule.name.clone(),
                 source,
             })?;
+            let check = rules::check_for(rule);
             compiled.push(Compiled {
                 name: rule.name.clone(),
                 regex,
                 replacement: rule.replacement.clone(),
-                check: rules::check_for(rule),
+                check,
+                needs_groups: rule.replacement.contains('$')
+                    || check.is_some_and(Check::reads_groups),
+                needs: rules::needs_for(rule),
             });
         }
         Ok(Scrubber { rules: compiled })
@@ -168,9 +178,14 @@ impl Scrubber {
         counts: &mut BTreeMap<String, u32>,
     ) -> Cow<'a, str> {
         let mut current = Cow::Borrowed(text);
+        let mut present = ByteSet::of(text);
         for rule in &self.rules {
+            if rule.needs.is_some_and(|needs| !present.contains_any(needs)) {
+                continue;
+            }
             let mut n = 0u32;
             if let Some(replaced) = rule.apply(&current, &mut n) {
+                present = ByteSet::of(&replaced);
                 current = Cow::Owned(replaced);
             }
             if n > 0 {
@@ -253,18 +268,28 @@ impl Compiled {
         let mut copied = 0;
         let mut pos = 0;
         while pos <= text.len() {
-            let Some(caps) = self.regex.captures_at(text, pos) else {
+            let Some(m) = self.regex.find_at(text, pos) else {
                 break;
             };
-            let Some(m) = caps.get(0) else { break };
-            let accepted = !m.is_empty() && self.check.is_none_or(|c| c.accepts(text, &caps));
+            // Searching again from the match's start finds the same match,
+            // now with its groups.
+            let caps = if self.needs_groups && !m.is_empty() {
+                self.regex.captures_at(text, m.start())
+            } else {
+                None
+            };
+            let accepted =
+                !m.is_empty() && self.check.is_none_or(|c| c.accepts(text, m, caps.as_ref()));
             if !accepted {
                 pos = m.start() + text[m.start()..].chars().next().map_or(1, char::len_utf8);
                 continue;
             }
             let buf = out.get_or_insert_with(|| String::with_capacity(text.len()));
             buf.push_str(&text[copied..m.start()]);
-            caps.expand(&self.replacement, buf);
+            match &caps {
+                Some(caps) => caps.expand(&self.replacement, buf),
+                None => buf.push_str(&self.replacement),
+            }
             copied = m.end();
             pos = m.end();
             *n = n.saturating_add(1);

@@ -7,7 +7,7 @@
 
 use std::net::Ipv6Addr;
 
-use regex::Captures;
+use regex::{Captures, Match};
 
 use crate::Rule;
 
@@ -29,6 +29,9 @@ struct Default {
     pattern: &'static str,
     replacement: &'static str,
     check: Option<Check>,
+    /// Every match holds at least one of these bytes, so a text without any
+    /// of them is skipped without running the pattern.
+    needs: &'static [u8],
 }
 
 /// In application order. `user_path` comes first so that no later rule eats
@@ -46,18 +49,21 @@ const DEFAULTS: [Default; 6] = [
         pattern: r#"(?P<root>(?i:[a-z][:$])[\\/]+(?i:users|documents and settings)[\\/]+)(?:(?P<name>[^\\/"\[\]:;|=,+*?<>\x00-\x20]+(?: [^\\/"\[\]:;|=,+*?<>\x00-\x20]+){0,3})(?P<sep>[\\/])|(?P<bare>[^\\/"\[\]:;|=,+*?<>\x00-\x20]+))"#,
         replacement: "${root}<user>${sep}",
         check: Some(Check::UserPath),
+        needs: b":$",
     },
     Default {
         name: "email",
         pattern: r"[A-Za-z0-9._%+-]+@(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,24}",
         replacement: "<email>",
         check: None,
+        needs: b"@",
     },
     Default {
         name: "mac",
         pattern: r"[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){5}|[0-9A-Fa-f]{2}(?:-[0-9A-Fa-f]{2}){5}",
         replacement: "<mac>",
         check: Some(Check::Mac),
+        needs: b":-",
     },
     Default {
         name: "ipv6",
@@ -69,12 +75,14 @@ const DEFAULTS: [Default; 6] = [
         pattern: r"(?:[0-9A-Fa-f]{1,4})?(?:::?[0-9A-Fa-f]{1,4}){1,7}(?:(?:\.[0-9]{1,3}){3}|::)?(?:%[0-9A-Za-z]{1,16})?|[0-9A-Fa-f]{1,4}(?::[0-9A-Fa-f]{1,4}){0,6}::",
         replacement: "<ipv6>",
         check: Some(Check::Ipv6),
+        needs: b":",
     },
     Default {
         name: "ipv4",
         pattern: r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}",
         replacement: "<ipv4>",
         check: Some(Check::Ipv4),
+        needs: b".",
     },
     Default {
         name: "phone",
@@ -85,6 +93,7 @@ const DEFAULTS: [Default; 6] = [
         pattern: r"\+[1-9][0-9]{0,2}(?:[ -]?\(?[0-9]{1,4}\)?){2,5}|\(0[1-9][0-9]{1,2}\)[ -]?[0-9]{3,4}[ -]?[0-9]{4}|0[1-9][0-9]{1,2}[ -][0-9]{3,4}[ -]?[0-9]{4}|1[3-9][0-9](?:[ -]?[0-9]{4}){2}|\(?[2-9][0-9]{2}\)?[ -]?[0-9]{3}-[0-9]{4}",
         replacement: "<phone>",
         check: Some(Check::Phone),
+        needs: b"0123456789",
     },
 ];
 
@@ -103,20 +112,34 @@ pub(crate) fn default_rules() -> Vec<Rule> {
 /// whose pattern was changed is used as written, without a check: the check
 /// relies on what the default pattern matches.
 pub(crate) fn check_for(rule: &Rule) -> Option<Check> {
+    unchanged_default(rule).and_then(|d| d.check)
+}
+
+/// For an unchanged default rule, the bytes every match holds one of (see
+/// `Default::needs`); a custom or changed pattern has none.
+pub(crate) fn needs_for(rule: &Rule) -> Option<&'static [u8]> {
+    unchanged_default(rule).map(|d| d.needs)
+}
+
+fn unchanged_default(rule: &Rule) -> Option<&'static Default> {
     DEFAULTS
         .iter()
         .find(|d| d.name == rule.name && d.pattern == rule.pattern)
-        .and_then(|d| d.check)
 }
 
 impl Check {
-    /// Whether the match in `caps` (found in `hay`) is to be replaced.
-    pub(crate) fn accepts(self, hay: &str, caps: &Captures<'_>) -> bool {
-        let Some(m) = caps.get(0) else { return false };
+    /// Whether the check reads the match's groups, not only its span.
+    pub(crate) fn reads_groups(self) -> bool {
+        self == Check::UserPath
+    }
+
+    /// Whether the match `m` (found in `hay`) is to be replaced. `caps` are
+    /// its groups, present whenever [`Check::reads_groups`].
+    pub(crate) fn accepts(self, hay: &str, m: Match<'_>, caps: Option<&Captures<'_>>) -> bool {
         let (start, end, text) = (m.start(), m.end(), m.as_str());
         match self {
             Check::UserPath => {
-                let name = caps.name("name").or_else(|| caps.name("bare"));
+                let name = caps.and_then(|caps| caps.name("name").or_else(|| caps.name("bare")));
                 name.is_some_and(|n| !is_shared_profile(n.as_str()))
             }
             Check::Mac => stands_alone(hay, start, end, &[':', '-'], |c| c.is_ascii_hexdigit()),
@@ -135,6 +158,27 @@ impl Check {
                     && stands_alone(hay, start, end, &['-', '.', '/'], |c| c.is_ascii_digit())
             }
         }
+    }
+}
+
+/// Which byte values a text holds: one pass over the text, then a rule's
+/// needed bytes are looked up instead of searched for.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ByteSet([u64; 4]);
+
+impl ByteSet {
+    pub(crate) fn of(text: &str) -> Self {
+        let mut bits = [0u64; 4];
+        for b in text.bytes() {
+            bits[usize::from(b >> 6)] |= 1 << (b & 63);
+        }
+        ByteSet(bits)
+    }
+
+    pub(crate) fn contains_any(&self, bytes: &[u8]) -> bool {
+        bytes
+            .iter()
+            .any(|&b| self.0[usize::from(b >> 6)] & (1 << (b & 63)) != 0)
     }
 }
 
@@ -205,4 +249,41 @@ fn follows_version_word(before: &str) -> bool {
                 .next_back()
                 .is_some_and(|c| c.is_ascii_alphabetic())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use regex::Regex;
+
+    /// Each default pattern's matches in texts that hold what it finds:
+    /// every match holds a byte the rule's `needs` accepts, so skipping a
+    /// text without one loses nothing.
+    #[test]
+    fn every_match_holds_a_needed_byte() {
+        let samples = [
+            r"C:\Users\zhang.wei\AppData c$/users/bob d:\Documents and Settings\li\x",
+            "zhang.wei@sgcc.com.cn a+b@x.org",
+            "00:1A:2B:3C:4D:5E 00-1A-2B-3C-4D-5E",
+            "fe80::1ff:fe23:4567:890a 2001:db8::8a2e:370:7334 ::ffff:192.168.1.20 fe80::1%12 A::B",
+            "192.168.1.20 10.0.0.1 10.0.19041.3570",
+            "+86 138 0013 8000 010-62345678 (010) 6234 5678 13800138000 (555) 123-4567",
+        ];
+        for rule in &DEFAULTS {
+            let regex = Regex::new(rule.pattern).expect("compiles");
+            let mut matched = 0;
+            for text in samples {
+                for m in regex.find_iter(text) {
+                    matched += 1;
+                    assert!(
+                        m.as_str().bytes().any(|b| rule.needs.contains(&b)),
+                        "{}: match {:?} holds no needed byte",
+                        rule.name,
+                        m.as_str()
+                    );
+                }
+            }
+            assert!(matched > 0, "{}: the samples hold no match", rule.name);
+        }
+    }
 }
