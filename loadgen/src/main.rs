@@ -56,6 +56,12 @@ enum Command {
     },
 }
 
+/// Every report is many small, short-lived allocations (parsed JSON,
+/// scrubbed text, encoded rows); mimalloc serves them with less work than
+/// the system allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
