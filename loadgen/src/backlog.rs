@@ -16,7 +16,7 @@ pub async fn write(brokers: &str, topic: &str, count: u64) -> anyhow::Result<f64
         .set("bootstrap.servers", brokers)
         .set("acks", "all")
         .set("enable.idempotence", "true")
-        .set("compression.type", "zstd")
+        .set("compression.type", "lz4")
         .set("linger.ms", "20")
         .set("batch.size", "1000000")
         .set("queue.buffering.max.messages", "1000000")

@@ -3,13 +3,20 @@
 //! not from when a worker got to it, so a slow server cannot hide its delay.
 
 use std::io::Write;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hdrhistogram::Histogram;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1;
+use hyper::header::{self, HeaderValue};
+use hyper::{Request, Uri};
+use hyper_util::rt::TokioIo;
 use serde::Serialize;
-use tokio::sync::{Mutex, mpsc};
+use tokio::net::TcpStream;
 
 use crate::reports::{self, Rng};
 
@@ -65,6 +72,17 @@ struct Tally {
     sampled: Vec<(String, Instant)>,
 }
 
+impl Tally {
+    fn merge(&mut self, other: Tally) {
+        for (status, n) in other.statuses {
+            *self.statuses.entry(status).or_default() += n;
+        }
+        self.failed += other.failed;
+        self.accepted_reports += other.accepted_reports;
+        self.sampled.extend(other.sampled);
+    }
+}
+
 /// One report in this many is followed until it is visible.
 const FRESHNESS_SAMPLE: u64 = 50;
 
@@ -101,112 +119,165 @@ fn body(plan: &Plan, templates: &[Vec<u8>], rng: &mut Rng) -> Bytes {
     Bytes::from(out)
 }
 
+/// What every worker shares: the plan, the schedule, the request line.
+#[derive(Debug)]
+struct Shared {
+    plan: Plan,
+    templates: Vec<Vec<u8>>,
+    start: Instant,
+    /// Requests due over the whole run.
+    total: u64,
+    /// The next request to send, counted from 0; request `i` is due at
+    /// `start + i / rate`.
+    next: AtomicU64,
+    addr: String,
+    host: HeaderValue,
+    path: &'static str,
+    authorization: HeaderValue,
+}
+
+impl Shared {
+    fn due(&self, i: u64) -> Instant {
+        self.start + Duration::from_secs_f64(i as f64 / self.plan.rate.max(1) as f64)
+    }
+}
+
+type Connection = Pin<Box<http1::Connection<TokioIo<TcpStream>, Full<Bytes>>>>;
+
+/// One connection's worker: takes the next due request, waits until it is
+/// due, sends it, and records its latency from when it was due. Each worker
+/// keeps its own histogram and tally (merged at the end) and drives its
+/// connection in its own task, so workers share nothing but the counter.
+async fn worker(shared: Arc<Shared>, seed: u64) -> (Histogram<u64>, Tally) {
+    let mut histogram =
+        Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).expect("valid histogram bounds");
+    let mut tally = Tally::default();
+    let mut rng = Rng::new(seed);
+    let mut connection: Option<(http1::SendRequest<Full<Bytes>>, Connection)> = None;
+    let plan = &shared.plan;
+    loop {
+        let i = shared.next.fetch_add(1, Ordering::Relaxed);
+        if i >= shared.total {
+            return (histogram, tally);
+        }
+        let due = shared.due(i);
+        tokio::time::sleep_until(due.into()).await;
+        let body = body(plan, &shared.templates, &mut rng);
+        let sample_id =
+            (plan.freshness.is_some() && plan.batch <= 1 && rng.below(FRESHNESS_SAMPLE) == 0)
+                .then(|| report_id_of(&body))
+                .flatten();
+        if connection.is_none() {
+            connection = connect(&shared.addr).await;
+        }
+        let result = match connection.as_mut() {
+            Some((sender, conn)) => exchange(&shared, sender, conn, body).await,
+            None => None,
+        };
+        let micros = due.elapsed().as_micros().min(u128::from(u64::MAX)) as u64;
+        let _ = histogram.record(micros.max(1));
+        let Some((status, response)) = result else {
+            tally.failed += 1;
+            connection = None;
+            continue;
+        };
+        *tally.statuses.entry(status).or_default() += 1;
+        if status == 202
+            && let Some(id) = sample_id
+        {
+            tally.sampled.push((id, Instant::now()));
+        }
+        tally.accepted_reports += if plan.batch <= 1 {
+            u64::from(status == 202)
+        } else {
+            accepted_in_batch(&response)
+        };
+    }
+}
+
+async fn connect(addr: &str) -> Option<(http1::SendRequest<Full<Bytes>>, Connection)> {
+    let stream = TcpStream::connect(addr).await.ok()?;
+    let _ = stream.set_nodelay(true);
+    let (sender, conn) = http1::handshake(TokioIo::new(stream)).await.ok()?;
+    Some((sender, Box::pin(conn)))
+}
+
+/// Sends one request and reads the whole response, driving the connection
+/// in the same task. `None` when the connection failed.
+async fn exchange(
+    shared: &Shared,
+    sender: &mut http1::SendRequest<Full<Bytes>>,
+    conn: &mut Connection,
+    body: Bytes,
+) -> Option<(u16, Bytes)> {
+    let mut request = Request::post(shared.path)
+        .header(header::HOST, shared.host.clone())
+        .header(header::AUTHORIZATION, shared.authorization.clone())
+        .header(header::CONTENT_TYPE, "application/json");
+    if shared.plan.gzip {
+        request = request.header(header::CONTENT_ENCODING, "gzip");
+    }
+    let request = request.body(Full::new(body)).ok()?;
+    let response = async {
+        let response = sender.send_request(request).await.ok()?;
+        let status = response.status().as_u16();
+        let body = response.into_body().collect().await.ok()?.to_bytes();
+        Some((status, body))
+    };
+    tokio::select! {
+        biased;
+        result = response => result,
+        // The connection ended (closed or failed) before the response.
+        _ = conn.as_mut() => None,
+    }
+}
+
 pub async fn run(plan: Plan) -> anyhow::Result<Summary> {
-    let templates = Arc::new(templates(&plan));
+    let templates = templates(&plan);
     let mean_report_bytes =
         templates.iter().map(Vec::len).sum::<usize>() as f64 / templates.len() as f64;
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(plan.connections)
-        .build()?;
+    let uri: Uri = plan.url.parse()?;
+    let authority = uri
+        .authority()
+        .ok_or_else(|| anyhow::anyhow!("the URL {} names no host", plan.url))?;
+    let addr = format!(
+        "{}:{}",
+        authority.host(),
+        authority.port_u16().unwrap_or(80)
+    );
     let path = if plan.batch <= 1 {
         "/v1/reports"
     } else {
         "/v1/reports/batch"
     };
-    let url = format!("{}{path}", plan.url.trim_end_matches('/'));
-    let histogram = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(
-        1,
-        120_000_000,
-        3,
-    )?));
-    let tally = Arc::new(Mutex::new(Tally::default()));
-    let (due_tx, due_rx) = mpsc::unbounded_channel::<Instant>();
-    let due_rx = Arc::new(Mutex::new(due_rx));
-
-    let mut workers = Vec::new();
-    for w in 0..plan.connections {
-        let (client, url, plan, templates) = (
-            client.clone(),
-            url.clone(),
-            plan.clone(),
-            Arc::clone(&templates),
-        );
-        let (histogram, tally, due_rx) = (
-            Arc::clone(&histogram),
-            Arc::clone(&tally),
-            Arc::clone(&due_rx),
-        );
-        workers.push(tokio::spawn(async move {
-            let mut rng = Rng::new(1000 + w as u64);
-            loop {
-                let Some(due) = due_rx.lock().await.recv().await else {
-                    return;
-                };
-                let body = body(&plan, &templates, &mut rng);
-                let sample_id = (plan.freshness.is_some()
-                    && plan.batch <= 1
-                    && rng.below(FRESHNESS_SAMPLE) == 0)
-                    .then(|| report_id_of(&body))
-                    .flatten();
-                let mut request = client
-                    .post(&url)
-                    .bearer_auth(&plan.token)
-                    .header("content-type", "application/json")
-                    .body(body);
-                if plan.gzip {
-                    request = request.header("content-encoding", "gzip");
-                }
-                let result = request.send().await;
-                let micros = due.elapsed().as_micros().min(u128::from(u64::MAX)) as u64;
-                let _ = histogram.lock().await.record(micros.max(1));
-                let mut t = tally.lock().await;
-                match result {
-                    Ok(response) => {
-                        let status = response.status().as_u16();
-                        *t.statuses.entry(status).or_default() += 1;
-                        if status == 202
-                            && let Some(id) = sample_id
-                        {
-                            t.sampled.push((id, Instant::now()));
-                        }
-                        let accepted = if plan.batch <= 1 {
-                            u64::from(status == 202)
-                        } else {
-                            drop(t);
-                            let n = accepted_in_batch(response).await;
-                            t = tally.lock().await;
-                            n
-                        };
-                        t.accepted_reports += accepted;
-                    }
-                    Err(_) => t.failed += 1,
-                }
-            }
-        }));
-    }
-
-    // The schedule: every millisecond, what is due by then.
-    let start = Instant::now();
-    let mut sent = 0u64;
-    let mut tick = tokio::time::interval(Duration::from_millis(1));
-    while start.elapsed() < plan.duration {
-        tick.tick().await;
-        let due_total = (start.elapsed().as_secs_f64() * plan.rate as f64) as u64;
-        while sent < due_total {
-            let due = start + Duration::from_secs_f64(sent as f64 / plan.rate as f64);
-            let _ = due_tx.send(due);
-            sent += 1;
-        }
-    }
-    drop(due_tx);
+    let total = (plan.duration.as_secs_f64() * plan.rate as f64) as u64;
+    let shared = Arc::new(Shared {
+        host: HeaderValue::from_str(authority.as_str())?,
+        authorization: HeaderValue::from_str(&format!("Bearer {}", plan.token))?,
+        plan,
+        templates,
+        start: Instant::now(),
+        total,
+        next: AtomicU64::new(0),
+        addr,
+        path,
+    });
+    let workers: Vec<_> = (0..shared.plan.connections.max(1))
+        .map(|w| tokio::spawn(worker(Arc::clone(&shared), 1000 + w as u64)))
+        .collect();
+    let mut histogram = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3)?;
+    let mut tally = Tally::default();
     for worker in workers {
-        let _ = worker.await;
+        let (h, t) = worker.await?;
+        histogram.add(h)?;
+        tally.merge(t);
     }
-    let seconds = start.elapsed().as_secs_f64();
-    let histogram = histogram.lock().await;
-    let tally = tally.lock().await;
+    let seconds = shared.start.elapsed().as_secs_f64();
+    let plan = &shared.plan;
     let freshness = match &plan.freshness {
-        Some((url, database)) => follow(&client, url, database, &tally.sampled).await?,
+        Some((url, database)) => {
+            follow(&reqwest::Client::new(), url, database, &tally.sampled).await?
+        }
         None => Vec::new(),
     };
     let fresh_ms = |q: f64| {
@@ -219,13 +290,13 @@ pub async fn run(plan: Plan) -> anyhow::Result<Summary> {
     };
     let ms = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
     Ok(Summary {
-        requests: sent,
-        reports: sent * plan.batch.max(1) as u64,
+        requests: total,
+        reports: total * plan.batch.max(1) as u64,
         accepted_reports: tally.accepted_reports,
         failed_requests: tally.failed,
         statuses: tally.statuses.iter().map(|(s, n)| (*s, *n)).collect(),
         seconds,
-        requests_per_second: sent as f64 / seconds,
+        requests_per_second: total as f64 / seconds,
         accepted_reports_per_second: tally.accepted_reports as f64 / seconds,
         latency_ms_p50: ms(0.5),
         latency_ms_p90: ms(0.9),
@@ -288,14 +359,10 @@ async fn follow(
     Ok(delays)
 }
 
-async fn accepted_in_batch(response: reqwest::Response) -> u64 {
+fn accepted_in_batch(response: &[u8]) -> u64 {
     #[derive(serde::Deserialize)]
     struct Batch {
         accepted: u64,
     }
-    response
-        .json::<Batch>()
-        .await
-        .map(|b| b.accepted)
-        .unwrap_or(0)
+    serde_json::from_slice::<Batch>(response).map_or(0, |b| b.accepted)
 }
