@@ -50,7 +50,7 @@ mod signature;
 pub use bucket::bucket;
 pub use build::{BuildVersion, ParseBuildVersionError};
 pub use schemas::report::CrashPayload;
-pub use signature::{DEFAULT_MAX_FRAMES, DEFAULT_SKIP, SignatureConfig, signature};
+pub use signature::{DEFAULT_MAX_FRAMES, DEFAULT_SKIP, SignatureConfig, Signer, signature};
 
 use serde::{Deserialize, Serialize};
 
@@ -75,10 +75,15 @@ pub struct Grouping {
 
 /// Groups one crash: bucket and signature, stamped with [`GROUPING_VERSION`].
 pub fn group(crash: &CrashPayload, config: &SignatureConfig) -> Grouping {
+    group_with(crash, &Signer::new(config))
+}
+
+/// [`group`] with the configuration prepared once.
+pub fn group_with(crash: &CrashPayload, signer: &Signer) -> Grouping {
     Grouping {
         version: GROUPING_VERSION,
         bucket: bucket(crash),
-        signature: signature(crash, config),
+        signature: signer.signature(crash),
     }
 }
 

@@ -5,8 +5,9 @@
 use std::collections::HashSet;
 
 use clustering::Clusterer;
-use grouping::SignatureConfig;
+use grouping::{SignatureConfig, Signer};
 use schemas::{AcceptedReport, OutcomeEvent, Payload};
+use serde_json::value::RawValue;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -36,7 +37,7 @@ pub enum Routed {
 /// The state enrichment needs: grouping settings and the clustering index.
 #[derive(Debug)]
 pub struct Enricher {
-    pub grouping: SignatureConfig,
+    pub grouping: Signer,
     pub clusterer: Clusterer,
     /// Requests this instance clustered since the index was last refreshed
     /// from the store: a refresh need not add them again.
@@ -46,7 +47,7 @@ pub struct Enricher {
 impl Enricher {
     pub fn new(grouping: SignatureConfig, clusterer: Clusterer) -> Self {
         Enricher {
-            grouping,
+            grouping: Signer::new(&grouping),
             clusterer,
             clustered_here: HashSet::new(),
         }
@@ -65,10 +66,12 @@ impl Enricher {
                 .map_err(|e| DeadLetter::new(Stage::Decode, "undecodable_outcome", e))?;
             return Ok(Routed::Outcome(OutcomeRow::new(event, source, now)));
         }
-        let report: AcceptedReport = serde_json::from_slice(value)
+        let report: AcceptedReport<Box<RawValue>> = serde_json::from_slice(value)
             .map_err(|e| DeadLetter::new(Stage::Decode, "undecodable_report", e))?;
-        let payload = Payload::decode(report.schema, &report.payload)
+        let payload = Payload::decode_json(report.schema, report.payload.get())
             .map_err(|e| DeadLetter::new(Stage::Decode, "undecodable_payload", e))?;
+        // The rows take the envelope's fields; the payload is decoded.
+        let report = report.with_payload(());
         Ok(match payload {
             Payload::Crash(p) => {
                 Routed::Crash(CrashRow::new(&report, p, &self.grouping, source, now))

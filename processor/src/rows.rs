@@ -5,7 +5,7 @@
 
 use clickhouse::Row;
 use clustering::Assignment;
-use grouping::{BuildVersion, SignatureConfig};
+use grouping::{BuildVersion, Signer};
 use schemas::{
     AcceptedReport, CrashPayload, FeatureRequestPayload, FeedbackPayload, HeartbeatPayload,
     OutcomeEvent,
@@ -23,7 +23,7 @@ pub struct Source {
 
 /// The envelope columns' values, shared by every raw row of one report.
 struct Envelope<'a> {
-    report: &'a AcceptedReport,
+    report: &'a AcceptedReport<()>,
     source: Source,
     now: OffsetDateTime,
 }
@@ -142,7 +142,7 @@ raw_row!(
 
 /// `10.0.19045` + revision 3570 → (`10.0.19045.3570`, its sort key). A
 /// version the schema let through but that does not parse sorts first.
-fn build_of(report: &AcceptedReport) -> (String, u64) {
+fn build_of(report: &AcceptedReport<()>) -> (String, u64) {
     match BuildVersion::parse(&report.os.version, report.os.revision) {
         Some(build) => (build.to_string(), build.sort_key()),
         None => (format!("{}.{}", report.os.version, report.os.revision), 0),
@@ -151,13 +151,13 @@ fn build_of(report: &AcceptedReport) -> (String, u64) {
 
 impl CrashRow {
     pub fn new(
-        report: &AcceptedReport,
+        report: &AcceptedReport<()>,
         crash: CrashPayload,
-        grouping: &SignatureConfig,
+        grouping: &Signer,
         source: Source,
         now: OffsetDateTime,
     ) -> Self {
-        let group = grouping::group(&crash, grouping);
+        let group = grouping::group_with(&crash, grouping);
         let (frame_modules, (frame_functions, frame_offsets)) = crash
             .frames
             .into_iter()
@@ -203,7 +203,7 @@ pub fn clustering_text(request: &FeatureRequestPayload) -> String {
 
 impl FeatureRequestRow {
     pub fn new(
-        report: &AcceptedReport,
+        report: &AcceptedReport<()>,
         request: FeatureRequestPayload,
         cluster: &Assignment,
         source: Source,
@@ -305,7 +305,7 @@ pub struct ProcessingErrorRow {
 
 impl FeedbackRow {
     pub fn new(
-        report: &AcceptedReport,
+        report: &AcceptedReport<()>,
         feedback: FeedbackPayload,
         source: Source,
         now: OffsetDateTime,
@@ -333,7 +333,7 @@ pub struct BadDay(String);
 
 impl HeartbeatRow {
     pub fn new(
-        report: &AcceptedReport,
+        report: &AcceptedReport<()>,
         heartbeat: HeartbeatPayload,
         source: Source,
         now: OffsetDateTime,
@@ -370,7 +370,7 @@ mod tests {
         offset: 42,
     };
 
-    fn accepted(text: &str) -> (AcceptedReport, Payload) {
+    fn accepted(text: &str) -> (AcceptedReport<()>, Payload) {
         let sent: Sent = serde_json::from_str(text).expect("fixture");
         let schema: SchemaId = sent.schema.parse().expect("known schema");
         let report = AcceptedReport {
@@ -386,7 +386,7 @@ mod tests {
             scrubbed: [("email".to_string(), 2), ("ipv4".to_string(), 1)].into(),
         };
         let payload = Payload::decode(schema, &report.payload).expect("payload");
-        (report, payload)
+        (report.with_payload(()), payload)
     }
 
     #[test]
@@ -394,7 +394,13 @@ mod tests {
         let (report, Payload::Crash(crash)) = accepted(fixtures::CRASH) else {
             panic!("fixture is a crash");
         };
-        let row = CrashRow::new(&report, crash, &SignatureConfig::default(), SOURCE, NOW);
+        let row = CrashRow::new(
+            &report,
+            crash,
+            &Signer::new(&grouping::SignatureConfig::default()),
+            SOURCE,
+            NOW,
+        );
         assert_eq!(row.org_id, "grid");
         assert_eq!(row.os_build_full, "10.0.19045.3570");
         assert!(row.build_key > 0);

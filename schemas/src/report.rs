@@ -181,8 +181,12 @@ pub struct Envelope {
 
 /// A report after the edge accepted it: authenticated, checked, scrubbed.
 /// This is the value of every message on the reports topic.
+///
+/// The payload is a JSON value by default; a reader that decodes the
+/// payload into its typed form reads it as `Box<RawValue>` instead and
+/// skips building the intermediate value (see [`Payload::decode_json`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AcceptedReport {
+pub struct AcceptedReport<P = serde_json::Value> {
     pub report_id: Uuid,
     pub schema: SchemaId,
     /// The organisation the enrollment token belongs to.
@@ -196,10 +200,28 @@ pub struct AcceptedReport {
     #[serde(with = "time::serde::rfc3339")]
     pub received_at: OffsetDateTime,
     pub os: OsInfo,
-    pub payload: serde_json::Value,
+    pub payload: P,
     /// What the edge scrubbed from the payload: rule name to count.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub scrubbed: BTreeMap<String, u32>,
+}
+
+impl<P> AcceptedReport<P> {
+    /// The same report with its payload replaced.
+    pub fn with_payload<Q>(self, payload: Q) -> AcceptedReport<Q> {
+        AcceptedReport {
+            report_id: self.report_id,
+            schema: self.schema,
+            org_id: self.org_id,
+            machine_hash: self.machine_hash,
+            consent: self.consent,
+            sent_at: self.sent_at,
+            received_at: self.received_at,
+            os: self.os,
+            payload,
+            scrubbed: self.scrubbed,
+        }
+    }
 }
 
 /// `crash/1`: an application crash.
@@ -275,6 +297,18 @@ pub enum Payload {
 }
 
 impl Payload {
+    /// Decodes the JSON text `json` as the payload type `schema` names,
+    /// without building a `serde_json::Value` first.
+    pub fn decode_json(schema: SchemaId, json: &str) -> serde_json::Result<Self> {
+        use serde_json::from_str;
+        Ok(match schema.kind {
+            ReportKind::Crash => Payload::Crash(from_str(json)?),
+            ReportKind::FeatureRequest => Payload::FeatureRequest(from_str(json)?),
+            ReportKind::Feedback => Payload::Feedback(from_str(json)?),
+            ReportKind::Heartbeat => Payload::Heartbeat(from_str(json)?),
+        })
+    }
+
     /// Decodes `value` as the payload type `schema` names.
     pub fn decode(schema: SchemaId, value: &serde_json::Value) -> serde_json::Result<Self> {
         use serde_json::from_value;
@@ -291,6 +325,18 @@ impl Payload {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn payloads_decode_the_same_from_text_and_from_a_value() {
+        for text in crate::fixtures::ALL {
+            let report: Envelope = serde_json::from_str(text).expect("fixture");
+            let schema: SchemaId = report.schema.parse().expect("known schema");
+            let raw = serde_json::to_string(&report.payload).expect("encodes");
+            let from_text = Payload::decode_json(schema, &raw).expect("decodes from text");
+            let from_value = Payload::decode(schema, &report.payload).expect("decodes");
+            assert_eq!(from_text, from_value);
+        }
+    }
 
     #[test]
     fn schema_ids_round_trip_and_reject_unknown_versions() {
