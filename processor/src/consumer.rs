@@ -1,16 +1,18 @@
-//! The loop: consume → decode and enrich → batch → drop what is already
-//! stored → insert → store offsets.
+//! The loop: consume → decode and enrich → batch → hand to the writer
+//! ([`crate::writer`]), which drops what is already stored, inserts, and
+//! stores offsets while the loop decodes the next batch.
 //!
 //! Offsets are stored by hand (`enable.auto.offset.store=false`) and only
 //! after ClickHouse confirmed the insert of every row before them, so a crash
 //! at any point re-reads messages rather than skipping them. Re-read reports
 //! are then found in their table by id and not written again; aggregates
 //! count distinct ids, so they stay exact even if a copy slips through. Rows
-//! of partitions lost in a rebalance are dropped unwritten: their new owner
-//! reads them again. An undecodable message goes to the dead-letter topic and
-//! a `processing_errors` row, and its offset is stored with its batch.
+//! of partitions lost in a rebalance are dropped unwritten if not yet handed
+//! to the writer, and waited for if they are being written: either way their
+//! new owner reads them again and finds what is stored. An undecodable
+//! message goes to the dead-letter topic and a `processing_errors` row, and
+//! its offset is stored with its batch.
 
-use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,19 +22,18 @@ use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
 use rdkafka::message::{BorrowedMessage, Message};
-use rdkafka::{Offset, TopicPartitionList};
 use time::OffsetDateTime;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
-use crate::batch::{Batch, TopicPartition, keep_new};
+use crate::batch::{Batch, TopicPartition};
 use crate::config::Config;
 use crate::dead_letter::DeadLetters;
 use crate::metrics::Metrics;
 use crate::route::{Enricher, Routed, Stream};
 use crate::rows::{ProcessingErrorRow, Source};
-use crate::store::{Store, StoreError};
+use crate::store::Store;
+use crate::writer::{InFlight, Retry, Writer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConsumeError {
@@ -40,12 +41,21 @@ pub enum ConsumeError {
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error("dead-letter topic: {0}")]
     DeadLetter(rdkafka::error::KafkaError),
+    #[error("starting the writer thread: {0}")]
+    Writer(#[from] std::io::Error),
 }
+
+/// How long a rebalance waits for the batch in flight. Past it (ClickHouse
+/// down for that long), the partitions go while the batch is still retried;
+/// their new owner may then write some of its rows too, which the raw
+/// tables merge away by id and the aggregates count once.
+const REVOKE_WAIT: Duration = Duration::from_secs(60);
 
 /// Sees rebalances and librdkafka's log on the consumer's behalf.
 #[derive(Debug)]
 pub struct Context {
     revoked: Mutex<Vec<TopicPartition>>,
+    in_flight: Arc<InFlight>,
     metrics: Arc<Metrics>,
 }
 
@@ -89,6 +99,12 @@ impl ConsumerContext for Context {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .extend(lost);
+            if !self.in_flight.wait_idle(REVOKE_WAIT) {
+                tracing::warn!(
+                    waited = ?REVOKE_WAIT,
+                    "partitions revoked while a batch is still being written"
+                );
+            }
         }
     }
 
@@ -101,8 +117,9 @@ impl ConsumerContext for Context {
 }
 
 pub(crate) struct Worker {
-    consumer: StreamConsumer<Context>,
+    consumer: Arc<StreamConsumer<Context>>,
     store: Store,
+    writer: Writer,
     dead_letters: DeadLetters,
     enricher: Enricher,
     config: Config,
@@ -119,8 +136,10 @@ impl Worker {
         stop: CancellationToken,
     ) -> Result<Self, ConsumeError> {
         let commit_interval = config.batch.commit_interval_ms.to_string();
+        let in_flight = Arc::new(InFlight::default());
         let context = Context {
             revoked: Mutex::default(),
+            in_flight: Arc::clone(&in_flight),
             metrics: Arc::clone(&metrics),
         };
         let consumer: StreamConsumer<Context> = config
@@ -141,11 +160,24 @@ impl Worker {
             ])
             .create_with_context(context)?;
         consumer.subscribe(&[&config.topics.reports, &config.topics.outcomes])?;
+        let consumer = Arc::new(consumer);
         let dead_letters = DeadLetters::new(&config.kafka, &config.topics.dead_letters)
             .map_err(ConsumeError::DeadLetter)?;
+        let writer = Writer::start(
+            store.separate(&config.clickhouse),
+            Arc::clone(&consumer),
+            Arc::clone(&metrics),
+            Retry {
+                min_backoff: Duration::from_millis(config.batch.min_backoff_ms),
+                max_backoff: Duration::from_millis(config.batch.max_backoff_ms),
+                stop: stop.clone(),
+            },
+            in_flight,
+        )?;
         Ok(Worker {
             consumer,
             store,
+            writer,
             dead_letters,
             enricher,
             config,
@@ -195,18 +227,20 @@ impl Worker {
             }
         }
         self.flush(&mut batch).await;
-        if let Err(error) = self.consumer.commit_consumer_state(CommitMode::Sync) {
+        let Worker {
+            writer, consumer, ..
+        } = self;
+        writer.finish().await;
+        if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
             tracing::warn!(%error, "final offset commit failed; uncommitted messages will be read again");
         }
         tracing::info!("consumer stopped");
         Ok(())
     }
 
-    /// Writes the batch, retrying with backoff while ClickHouse fails, then
-    /// stores the offsets it covers. If a stop comes while retrying, the rows
-    /// are dropped unwritten and their offsets unstored: they will be read
-    /// again.
-    async fn flush(&self, batch: &mut Batch) {
+    /// Hands the batch to the writer (once the one before it is written),
+    /// without the rows of partitions lost since the last flush.
+    async fn flush(&mut self, batch: &mut Batch) {
         let lost: Vec<TopicPartition> = std::mem::take(
             &mut *self
                 .consumer
@@ -220,106 +254,7 @@ impl Worker {
             *batch = Batch::default();
             return;
         }
-        let mut taken = std::mem::take(batch);
-        let mut backoff = Duration::from_millis(self.config.batch.min_backoff_ms);
-        let max_backoff = Duration::from_millis(self.config.batch.max_backoff_ms);
-        loop {
-            match self.write(&mut taken).await {
-                Ok(rows) => {
-                    Metrics::add(&self.metrics.rows_inserted, rows);
-                    Metrics::add(&self.metrics.batches, 1);
-                    break;
-                }
-                Err(error) => {
-                    Metrics::add(&self.metrics.insert_failures, 1);
-                    tracing::warn!(%error, retry_in = ?backoff, messages = taken.messages, "batch not written");
-                    tokio::select! {
-                        () = self.stop.cancelled() => {
-                            tracing::warn!(messages = taken.messages, "stopping with an unwritten batch; it will be read again");
-                            return;
-                        }
-                        () = tokio::time::sleep(backoff) => {}
-                    }
-                    backoff = (backoff * 2).min(max_backoff);
-                }
-            }
-        }
-        let mut offsets = TopicPartitionList::new();
-        for ((topic, partition), next) in &taken.next_offsets {
-            if let Err(error) =
-                offsets.add_partition_offset(topic, *partition, Offset::Offset(*next))
-            {
-                tracing::error!(%error, partition, "could not record offset");
-            }
-        }
-        if let Err(error) = self.consumer.store_offsets(&offsets) {
-            // Partitions revoked meanwhile: their new owner reads from the
-            // last committed offset.
-            tracing::warn!(%error, "storing offsets failed");
-        }
-        tracing::debug!(messages = taken.messages, "batch written");
-    }
-
-    /// Drops what is already stored, then inserts table by table. Safe to
-    /// call again after a failure: each retry looks again at what is stored.
-    async fn write(&self, batch: &mut Batch) -> Result<u64, StoreError> {
-        let store = &self.store;
-        let mut skipped = 0;
-        skipped += self
-            .skip_stored(&mut batch.crashes, "crash_reports", "report_id")
-            .await?;
-        skipped += self
-            .skip_stored(&mut batch.feature_requests, "feature_requests", "report_id")
-            .await?;
-        skipped += self
-            .skip_stored(&mut batch.feedback, "feedback", "report_id")
-            .await?;
-        skipped += self
-            .skip_stored(&mut batch.heartbeats, "heartbeats", "report_id")
-            .await?;
-        skipped += self
-            .skip_stored(&mut batch.outcomes, "outcomes", "event_id")
-            .await?;
-        Metrics::add(&self.metrics.duplicates_skipped, skipped as u64);
-        let new_requests: HashSet<Uuid> =
-            batch.feature_requests.iter().map(|r| r.report_id).collect();
-        batch
-            .signatures
-            .retain(|s| new_requests.contains(&s.report_id));
-
-        // Signatures before their requests: a request stored without its
-        // signature would be missing from a rebuilt clustering index.
-        store
-            .insert("feature_request_signatures", &batch.signatures)
-            .await?;
-        store.insert("crash_reports", &batch.crashes).await?;
-        store
-            .insert("feature_requests", &batch.feature_requests)
-            .await?;
-        store.insert("feedback", &batch.feedback).await?;
-        store.insert("heartbeats", &batch.heartbeats).await?;
-        store.insert("outcomes", &batch.outcomes).await?;
-        store.insert("processing_errors", &batch.errors).await?;
-        Ok((batch.crashes.len()
-            + batch.feature_requests.len()
-            + batch.feedback.len()
-            + batch.heartbeats.len()
-            + batch.outcomes.len()
-            + batch.errors.len()) as u64)
-    }
-
-    async fn skip_stored<T: crate::batch::Keyed>(
-        &self,
-        rows: &mut Vec<T>,
-        table: &str,
-        column: &str,
-    ) -> Result<usize, StoreError> {
-        if rows.is_empty() {
-            return Ok(0);
-        }
-        let ids: Vec<Uuid> = rows.iter().map(|r| r.id()).collect();
-        let existing = self.store.existing_ids(table, column, &ids).await?;
-        Ok(keep_new(rows, &existing))
+        self.writer.submit(std::mem::take(batch)).await;
     }
 }
 

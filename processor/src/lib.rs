@@ -4,8 +4,9 @@
 //! ```text
 //!  Kafka reports + outcomes ─▶ route: decode, group crashes (bucket,
 //!        │                      signature), cluster feature requests
-//!        │                   ─▶ batch ─▶ drop ids already stored ─▶ INSERT
-//!        │                   ─▶ store offsets ─▶ commit
+//!        │                   ─▶ batch ═▶ writer thread (one batch in flight, the
+//!        │                      next decoded meanwhile): drop ids already
+//!        │                      stored ─▶ INSERT ─▶ store offsets ─▶ commit
 //!        └─▶ undecodable ─▶ dead-letter topic + processing_errors
 //!  raw tables ─▶ materialised views ─▶ exact aggregates (uniqExact of ids)
 //!  scheduled: crash regressions by build order; retention by partition
@@ -36,6 +37,7 @@ pub mod retention;
 pub mod route;
 pub mod rows;
 pub mod store;
+pub mod writer;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -352,10 +352,11 @@ impl HeartbeatRow {
 /// `0xc0000005` → `0xC0000005`: one spelling per code or offset, so that
 /// grouping and filters need not care how a client wrote it.
 fn normalize_hex(text: &str) -> String {
-    match text.get(..2) {
-        Some("0x" | "0X") => format!("0x{}", text[2..].to_ascii_uppercase()),
-        _ => text.to_ascii_uppercase(),
+    let mut out = text.to_ascii_uppercase();
+    if out.starts_with("0X") {
+        out.replace_range(1..2, "x");
     }
+    out
 }
 
 #[cfg(test)]
@@ -369,6 +370,15 @@ mod tests {
         partition: 3,
         offset: 42,
     };
+
+    #[test]
+    fn hex_is_spelled_one_way() {
+        assert_eq!(normalize_hex("0xc0000005"), "0xC0000005");
+        assert_eq!(normalize_hex("0XC0000005"), "0xC0000005");
+        assert_eq!(normalize_hex("1a2b"), "1A2B");
+        assert_eq!(normalize_hex("0"), "0");
+        assert_eq!(normalize_hex(""), "");
+    }
 
     fn accepted(text: &str) -> (AcceptedReport<()>, Payload) {
         let sent: Sent = serde_json::from_str(text).expect("fixture");

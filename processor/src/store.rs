@@ -62,17 +62,35 @@ impl Store {
             ))
             .execute()
             .await?;
+        tracing::info!(%version, database = %config.database, "connected to clickhouse");
+        Ok(Store {
+            client: Self::client_for(config, version),
+            version,
+        })
+    }
+
+    /// The same settings on a client of its own (its own connections), for
+    /// use on another runtime; asks the server nothing.
+    pub fn separate(&self, config: &ClickHouseConfig) -> Store {
+        Store {
+            client: Self::client_for(config, self.version),
+            version: self.version,
+        }
+    }
+
+    fn client_for(config: &ClickHouseConfig, version: ServerVersion) -> Client {
         let compression = if version.supports_compressed_http() {
             Compression::Lz4
         } else {
             Compression::None
         };
-        let client = probe
+        Client::default()
+            .with_url(&config.url)
+            .with_user(&config.user)
+            .with_password(&config.password)
             .with_database(&config.database)
             .with_compression(compression)
-            .with_validation(version.supports_row_type_validation());
-        tracing::info!(%version, database = %config.database, "connected to clickhouse");
-        Ok(Store { client, version })
+            .with_validation(version.supports_row_type_validation())
     }
 
     pub fn version(&self) -> ServerVersion {
