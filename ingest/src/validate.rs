@@ -54,7 +54,7 @@ impl Validator {
     }
 
     /// Checks one report already parsed as JSON.
-    pub fn check_value(&self, value: Value, now: OffsetDateTime) -> Result<Checked, ApiError> {
+    pub fn check_value(&self, mut value: Value, now: OffsetDateTime) -> Result<Checked, ApiError> {
         if !value.is_object() {
             return Err(invalid("", "a report must be a JSON object".into()));
         }
@@ -73,8 +73,15 @@ impl Validator {
         first_error(&self.envelope, &value, "")?;
         let schema = schema.ok_or_else(|| invalid("schema", "unknown schema".into()))?;
         first_error(&self.payloads[&schema], &value["payload"], "payload")?;
-        let envelope: Envelope = serde_json::from_value(value)
+        // The payload is moved out first: deserializing a `Value` field
+        // from a `Value` rebuilds it node by node.
+        let payload = value
+            .as_object_mut()
+            .and_then(|object| object.insert("payload".into(), Value::Null))
+            .unwrap_or(Value::Null);
+        let mut envelope: Envelope = serde_json::from_value(value)
             .map_err(|e| invalid("", truncate(&e.to_string(), MAX_MESSAGE_CHARS)))?;
+        envelope.payload = payload;
         if envelope.sent_at - now > self.max_clock_skew {
             return Err(ApiError::ClockSkew(
                 self.max_clock_skew.whole_hours().unsigned_abs(),
