@@ -17,6 +17,7 @@ use hyper::{Request, Uri};
 use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use tokio::net::TcpStream;
+use tokio::sync::mpsc;
 
 use crate::reports::{self, Rng};
 
@@ -68,8 +69,6 @@ struct Tally {
     statuses: std::collections::BTreeMap<u16, u64>,
     failed: u64,
     accepted_reports: u64,
-    /// Sampled (report id, when it was accepted), for freshness.
-    sampled: Vec<(String, Instant)>,
 }
 
 impl Tally {
@@ -79,7 +78,6 @@ impl Tally {
         }
         self.failed += other.failed;
         self.accepted_reports += other.accepted_reports;
-        self.sampled.extend(other.sampled);
     }
 }
 
@@ -134,6 +132,9 @@ struct Shared {
     host: HeaderValue,
     path: &'static str,
     authorization: HeaderValue,
+    /// Where sampled accepted reports go to be followed, while the run goes
+    /// on: (report id, when it was accepted).
+    samples: Option<mpsc::UnboundedSender<(String, Instant)>>,
 }
 
 impl Shared {
@@ -185,7 +186,9 @@ async fn worker(shared: Arc<Shared>, seed: u64) -> (Histogram<u64>, Tally) {
         if status == 202
             && let Some(id) = sample_id
         {
-            tally.sampled.push((id, Instant::now()));
+            if let Some(samples) = &shared.samples {
+                let _ = samples.send((id, Instant::now()));
+            }
         }
         tally.accepted_reports += if plan.batch <= 1 {
             u64::from(status == 202)
@@ -251,7 +254,21 @@ pub async fn run(plan: Plan) -> anyhow::Result<Summary> {
         "/v1/reports/batch"
     };
     let total = (plan.duration.as_secs_f64() * plan.rate as f64) as u64;
+    let (samples, follower) = match &plan.freshness {
+        Some((url, database)) => {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let follower = tokio::spawn(follow(
+                reqwest::Client::new(),
+                url.clone(),
+                database.clone(),
+                rx,
+            ));
+            (Some(tx), Some(follower))
+        }
+        None => (None, None),
+    };
     let shared = Arc::new(Shared {
+        samples,
         host: HeaderValue::from_str(authority.as_str())?,
         authorization: HeaderValue::from_str(&format!("Bearer {}", plan.token))?,
         plan,
@@ -273,11 +290,13 @@ pub async fn run(plan: Plan) -> anyhow::Result<Summary> {
         tally.merge(t);
     }
     let seconds = shared.start.elapsed().as_secs_f64();
-    let plan = &shared.plan;
-    let freshness = match &plan.freshness {
-        Some((url, database)) => {
-            follow(&reqwest::Client::new(), url, database, &tally.sampled).await?
-        }
+    // The workers are done: dropping the last sender lets the follower end
+    // once every sample it holds is visible (or given up on).
+    let Shared { plan, samples, .. } = Arc::into_inner(shared)
+        .ok_or_else(|| anyhow::anyhow!("a worker still holds the run's state"))?;
+    drop(samples);
+    let freshness = match follower {
+        Some(follower) => follower.await??,
         None => Vec::new(),
     };
     let fresh_ms = |q: f64| {
@@ -317,39 +336,59 @@ fn report_id_of(body: &[u8]) -> Option<String> {
         .map(str::to_string)
 }
 
-/// Polls ClickHouse every 20 ms until each sampled report is visible in a
-/// raw table; returns the delays in milliseconds, sorted. Reports still
-/// missing after 60 s count as 60 s.
+/// Follows sampled reports while the run goes on: polls ClickHouse every
+/// 20 ms for the ids accepted so far and not yet seen in a raw table.
+/// Returns the delays in milliseconds, sorted, once the run is over (the
+/// channel closed) and every sample was seen; a report still missing 60 s
+/// after the run counts as 60 s.
 async fn follow(
-    client: &reqwest::Client,
-    url: &str,
-    database: &str,
-    sampled: &[(String, Instant)],
+    client: reqwest::Client,
+    url: String,
+    database: String,
+    mut samples: mpsc::UnboundedReceiver<(String, Instant)>,
 ) -> anyhow::Result<Vec<f64>> {
-    let mut pending: std::collections::HashMap<&str, Instant> =
-        sampled.iter().map(|(id, at)| (id.as_str(), *at)).collect();
-    let mut delays = Vec::with_capacity(pending.len());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !pending.is_empty() && Instant::now() < deadline {
-        let ids: Vec<String> = pending.keys().map(|id| format!("'{id}'")).collect();
-        let list = ids.join(",");
-        let sql = format!(
-            "SELECT toString(report_id) FROM (\
-             SELECT report_id FROM crash_reports WHERE report_id IN ({list}) UNION ALL \
-             SELECT report_id FROM feature_requests WHERE report_id IN ({list}) UNION ALL \
-             SELECT report_id FROM heartbeats WHERE report_id IN ({list}))"
-        );
-        let text = client
-            .post(format!("{url}/?database={database}"))
-            .body(sql)
-            .send()
-            .await?
-            .text()
-            .await?;
-        let now = Instant::now();
-        for id in text.lines() {
-            if let Some(at) = pending.remove(id.trim()) {
-                delays.push(now.duration_since(at).as_secs_f64() * 1000.0);
+    let mut pending: std::collections::HashMap<String, Instant> = std::collections::HashMap::new();
+    let mut delays = Vec::new();
+    let mut run_over: Option<Instant> = None;
+    loop {
+        loop {
+            match samples.try_recv() {
+                Ok((id, at)) => {
+                    pending.insert(id, at);
+                }
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    run_over.get_or_insert_with(Instant::now);
+                    break;
+                }
+            }
+        }
+        if let Some(over) = run_over
+            && (pending.is_empty() || over.elapsed() > Duration::from_secs(60))
+        {
+            break;
+        }
+        if !pending.is_empty() {
+            let ids: Vec<String> = pending.keys().map(|id| format!("'{id}'")).collect();
+            let list = ids.join(",");
+            let sql = format!(
+                "SELECT toString(report_id) FROM (\
+                 SELECT report_id FROM crash_reports WHERE report_id IN ({list}) UNION ALL \
+                 SELECT report_id FROM feature_requests WHERE report_id IN ({list}) UNION ALL \
+                 SELECT report_id FROM heartbeats WHERE report_id IN ({list}))"
+            );
+            let text = client
+                .post(format!("{url}/?database={database}"))
+                .body(sql)
+                .send()
+                .await?
+                .text()
+                .await?;
+            let now = Instant::now();
+            for id in text.lines() {
+                if let Some(at) = pending.remove(id.trim()) {
+                    delays.push(now.duration_since(at).as_secs_f64() * 1000.0);
+                }
             }
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
