@@ -118,21 +118,28 @@ pub fn decompress(encoding: Encoding, raw: Bytes, limit: usize) -> Result<Bytes,
 }
 
 /// Refuses JSON nested deeper than `max` arrays and objects, without
-/// parsing it: one pass over the bytes.
+/// parsing it: one pass over the bytes, jumping through strings (most of a
+/// report) to their next quote or backslash.
 pub fn check_depth(json: &[u8], max: usize) -> Result<(), ApiError> {
-    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
-    for &b in json {
-        if in_string {
-            match b {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
+    let mut depth = 0usize;
+    let mut at = 0;
+    while at < json.len() {
+        match json[at] {
+            b'"' => {
+                // Inside a string: find its closing quote, stepping over
+                // escapes.
+                at += 1;
+                loop {
+                    match memchr::memchr2(b'"', b'\\', &json[at.min(json.len())..]) {
+                        Some(i) if json[at + i] == b'\\' => at += i + 2,
+                        Some(i) => {
+                            at += i;
+                            break;
+                        }
+                        None => return Ok(()),
+                    }
+                }
             }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
             b'[' | b'{' => {
                 depth += 1;
                 if depth > max {
@@ -142,6 +149,7 @@ pub fn check_depth(json: &[u8], max: usize) -> Result<(), ApiError> {
             b']' | b'}' => depth = depth.saturating_sub(1),
             _ => {}
         }
+        at += 1;
     }
     Ok(())
 }
@@ -222,6 +230,10 @@ mod tests {
         assert!(check_depth(br#"{"a": [{"b": "[[[[[[[["}]}"#, 3).is_ok());
         assert!(check_depth(br#"{"a": [{"b": [1]}]}"#, 3).is_err());
         assert!(check_depth(br#"{"a": "\"{{{{"}"#, 1).is_ok());
+        // An escaped backslash ends before the quote, which closes the string.
+        assert!(check_depth(br#"{"a": "x\\", "b": [[1]]}"#, 2).is_err());
+        assert!(check_depth(br#"{"a": "x\\", "b": [1]}"#, 2).is_ok());
+        assert!(check_depth(br#"{"a": "unterminated\"#, 1).is_ok());
         let deep = "[".repeat(10_000);
         assert_eq!(
             check_depth(deep.as_bytes(), 16).expect_err("deep").code(),

@@ -185,10 +185,9 @@ async fn worker(shared: Arc<Shared>, seed: u64) -> (Histogram<u64>, Tally) {
         *tally.statuses.entry(status).or_default() += 1;
         if status == 202
             && let Some(id) = sample_id
+            && let Some(samples) = &shared.samples
         {
-            if let Some(samples) = &shared.samples {
-                let _ = samples.send((id, Instant::now()));
-            }
+            let _ = samples.send((id, Instant::now()));
         }
         tally.accepted_reports += if plan.batch <= 1 {
             u64::from(status == 202)

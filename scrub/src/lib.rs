@@ -112,8 +112,9 @@ struct Compiled {
     /// neither does, a match is found and judged without resolving its
     /// groups, which costs a fraction of a capture search.
     needs_groups: bool,
-    /// Bytes every match holds one of; texts without any are skipped.
-    needs: Option<&'static [u8]>,
+    /// Byte groups every replaced match holds a byte of each of; texts
+    /// missing a group are skipped.
+    needs: Option<&'static [&'static [u8]]>,
 }
 
 /// A compiled, ordered rule set. Cheap to clone (the regexes are shared).
@@ -180,7 +181,7 @@ impl Scrubber {
         let mut current = Cow::Borrowed(text);
         let mut present = ByteSet::of(text);
         for rule in &self.rules {
-            if rule.needs.is_some_and(|needs| !present.contains_any(needs)) {
+            if rule.needs.is_some_and(|needs| !present.meets(needs)) {
                 continue;
             }
             let mut n = 0u32;

@@ -29,10 +29,14 @@ struct Default {
     pattern: &'static str,
     replacement: &'static str,
     check: Option<Check>,
-    /// Every match holds at least one of these bytes, so a text without any
-    /// of them is skipped without running the pattern.
-    needs: &'static [u8],
+    /// Every match the rule replaces holds, for each of these groups, at
+    /// least one byte of the group, so a text missing a group is skipped
+    /// without running the pattern. (`ipv6` and `ipv4` matches may lack a
+    /// digit, but their checks refuse those.)
+    needs: &'static [&'static [u8]],
 }
+
+const DIGITS: &[u8] = b"0123456789";
 
 /// In application order. `user_path` comes first so that no later rule eats
 /// part of a path (an e-mail-like or numeric user name, a drive letter `C:`
@@ -49,21 +53,21 @@ const DEFAULTS: [Default; 6] = [
         pattern: r#"(?P<root>(?i:[a-z][:$])[\\/]+(?i:users|documents and settings)[\\/]+)(?:(?P<name>[^\\/"\[\]:;|=,+*?<>\x00-\x20]+(?: [^\\/"\[\]:;|=,+*?<>\x00-\x20]+){0,3})(?P<sep>[\\/])|(?P<bare>[^\\/"\[\]:;|=,+*?<>\x00-\x20]+))"#,
         replacement: "${root}<user>${sep}",
         check: Some(Check::UserPath),
-        needs: b":$",
+        needs: &[b":$", b"\\/"],
     },
     Default {
         name: "email",
         pattern: r"[A-Za-z0-9._%+-]+@(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,24}",
         replacement: "<email>",
         check: None,
-        needs: b"@",
+        needs: &[b"@"],
     },
     Default {
         name: "mac",
         pattern: r"[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){5}|[0-9A-Fa-f]{2}(?:-[0-9A-Fa-f]{2}){5}",
         replacement: "<mac>",
         check: Some(Check::Mac),
-        needs: b":-",
+        needs: &[b":-"],
     },
     Default {
         name: "ipv6",
@@ -75,14 +79,14 @@ const DEFAULTS: [Default; 6] = [
         pattern: r"(?:[0-9A-Fa-f]{1,4})?(?:::?[0-9A-Fa-f]{1,4}){1,7}(?:(?:\.[0-9]{1,3}){3}|::)?(?:%[0-9A-Za-z]{1,16})?|[0-9A-Fa-f]{1,4}(?::[0-9A-Fa-f]{1,4}){0,6}::",
         replacement: "<ipv6>",
         check: Some(Check::Ipv6),
-        needs: b":",
+        needs: &[b":", DIGITS],
     },
     Default {
         name: "ipv4",
         pattern: r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}",
         replacement: "<ipv4>",
         check: Some(Check::Ipv4),
-        needs: b".",
+        needs: &[b".", DIGITS],
     },
     Default {
         name: "phone",
@@ -93,7 +97,7 @@ const DEFAULTS: [Default; 6] = [
         pattern: r"\+[1-9][0-9]{0,2}(?:[ -]?\(?[0-9]{1,4}\)?){2,5}|\(0[1-9][0-9]{1,2}\)[ -]?[0-9]{3,4}[ -]?[0-9]{4}|0[1-9][0-9]{1,2}[ -][0-9]{3,4}[ -]?[0-9]{4}|1[3-9][0-9](?:[ -]?[0-9]{4}){2}|\(?[2-9][0-9]{2}\)?[ -]?[0-9]{3}-[0-9]{4}",
         replacement: "<phone>",
         check: Some(Check::Phone),
-        needs: b"0123456789",
+        needs: &[DIGITS],
     },
 ];
 
@@ -115,9 +119,10 @@ pub(crate) fn check_for(rule: &Rule) -> Option<Check> {
     unchanged_default(rule).and_then(|d| d.check)
 }
 
-/// For an unchanged default rule, the bytes every match holds one of (see
-/// `Default::needs`); a custom or changed pattern has none.
-pub(crate) fn needs_for(rule: &Rule) -> Option<&'static [u8]> {
+/// For an unchanged default rule, the byte groups every replaced match
+/// holds one byte of each of (see `Default::needs`); a custom or changed
+/// pattern has none.
+pub(crate) fn needs_for(rule: &Rule) -> Option<&'static [&'static [u8]]> {
     unchanged_default(rule).map(|d| d.needs)
 }
 
@@ -179,6 +184,11 @@ impl ByteSet {
         bytes
             .iter()
             .any(|&b| self.0[usize::from(b >> 6)] & (1 << (b & 63)) != 0)
+    }
+
+    /// Whether the text holds a byte of every group.
+    pub(crate) fn meets(&self, groups: &[&[u8]]) -> bool {
+        groups.iter().all(|group| self.contains_any(group))
     }
 }
 
@@ -256,34 +266,45 @@ mod tests {
     use super::*;
     use regex::Regex;
 
-    /// Each default pattern's matches in texts that hold what it finds:
-    /// every match holds a byte the rule's `needs` accepts, so skipping a
-    /// text without one loses nothing.
+    /// Each default rule's replaced matches in texts that hold what it
+    /// finds: every one holds a byte of each of the rule's `needs` groups,
+    /// so skipping a text missing a group loses nothing.
     #[test]
-    fn every_match_holds_a_needed_byte() {
+    fn every_replaced_match_holds_the_needed_bytes() {
         let samples = [
             r"C:\Users\zhang.wei\AppData c$/users/bob d:\Documents and Settings\li\x",
             "zhang.wei@sgcc.com.cn a+b@x.org",
-            "00:1A:2B:3C:4D:5E 00-1A-2B-3C-4D-5E",
+            "00:1A:2B:3C:4D:5E 00-1A-2B-3C-4D-5E AB:CD:EF:AB:CD:EF",
             "fe80::1ff:fe23:4567:890a 2001:db8::8a2e:370:7334 ::ffff:192.168.1.20 fe80::1%12 A::B",
             "192.168.1.20 10.0.0.1 10.0.19041.3570",
             "+86 138 0013 8000 010-62345678 (010) 6234 5678 13800138000 (555) 123-4567",
         ];
         for rule in &DEFAULTS {
             let regex = Regex::new(rule.pattern).expect("compiles");
-            let mut matched = 0;
+            let mut replaced = 0;
             for text in samples {
                 for m in regex.find_iter(text) {
-                    matched += 1;
+                    let caps = regex.captures_at(text, m.start());
+                    if rule
+                        .check
+                        .is_some_and(|c| !c.accepts(text, m, caps.as_ref()))
+                    {
+                        continue;
+                    }
+                    replaced += 1;
                     assert!(
-                        m.as_str().bytes().any(|b| rule.needs.contains(&b)),
-                        "{}: match {:?} holds no needed byte",
+                        ByteSet::of(m.as_str()).meets(rule.needs),
+                        "{}: match {:?} lacks a needed byte",
                         rule.name,
                         m.as_str()
                     );
                 }
             }
-            assert!(matched > 0, "{}: the samples hold no match", rule.name);
+            assert!(
+                replaced > 0,
+                "{}: the samples hold nothing it replaces",
+                rule.name
+            );
         }
     }
 }
