@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use clustering::Clusterer;
 use grouping::{SignatureConfig, Signer};
-use schemas::{AcceptedReport, OutcomeEvent, Payload};
+use schemas::{AcceptedReport, OutcomeEvent, Payload, Received};
 use serde_json::value::RawValue;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -66,12 +66,7 @@ impl Enricher {
                 .map_err(|e| DeadLetter::new(Stage::Decode, "undecodable_outcome", e))?;
             return Ok(Routed::Outcome(OutcomeRow::new(event, source, now)));
         }
-        let report: AcceptedReport<Box<RawValue>> = serde_json::from_slice(value)
-            .map_err(|e| DeadLetter::new(Stage::Decode, "undecodable_report", e))?;
-        let payload = Payload::decode_json(report.schema, report.payload.get())
-            .map_err(|e| DeadLetter::new(Stage::Decode, "undecodable_payload", e))?;
-        // The rows take the envelope's fields; the payload is decoded.
-        let report = report.with_payload(());
+        let (report, payload) = decode(value)?;
         Ok(match payload {
             Payload::Crash(p) => {
                 Routed::Crash(CrashRow::new(&report, p, &self.grouping, source, now))
@@ -96,6 +91,19 @@ impl Enricher {
             ),
         })
     }
+}
+
+/// The envelope and the typed payload, in one pass over the message; when
+/// that fails, again in two, to tell a bad envelope from a bad payload.
+fn decode(value: &[u8]) -> Result<(AcceptedReport<()>, Payload), DeadLetter> {
+    if let Ok(Received { report, payload }) = serde_json::from_slice(value) {
+        return Ok((report, payload));
+    }
+    let report: AcceptedReport<Box<RawValue>> = serde_json::from_slice(value)
+        .map_err(|e| DeadLetter::new(Stage::Decode, "undecodable_report", e))?;
+    let payload = Payload::decode_json(report.schema, report.payload.get())
+        .map_err(|e| DeadLetter::new(Stage::Decode, "undecodable_payload", e))?;
+    Ok((report.with_payload(()), payload))
 }
 
 #[cfg(test)]

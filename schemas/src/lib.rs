@@ -21,11 +21,13 @@
 pub mod clickhouse;
 pub mod json_schema;
 pub mod outcome;
+pub mod received;
 pub mod report;
 pub mod topics;
 
 pub use clickhouse::{MIGRATIONS, Migration, ServerVersion};
 pub use outcome::{Outcome, OutcomeEvent};
+pub use received::Received;
 pub use report::{
     AcceptedReport, AppInfo, Consent, CrashPayload, Envelope, FeatureRequestPayload,
     FeedbackPayload, Frame, HeartbeatPayload, ModuleInfo, OsInfo, Payload, ReportKind, SchemaId,
