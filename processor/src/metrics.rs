@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 pub struct Metrics {
     pub rows_inserted: AtomicU64,
     pub duplicates_skipped: AtomicU64,
+    pub aggregates_refed: AtomicU64,
     pub dead_letters: AtomicU64,
     pub batches: AtomicU64,
     pub insert_failures: AtomicU64,
@@ -38,7 +39,7 @@ impl Metrics {
     }
 
     pub fn render(&self) -> String {
-        let series: [(&str, &str, &AtomicU64); 12] = [
+        let series: [(&str, &str, &AtomicU64); 13] = [
             (
                 "processor_rows_inserted_total",
                 "Rows written to ClickHouse, all tables.",
@@ -48,6 +49,11 @@ impl Metrics {
                 "processor_duplicates_skipped_total",
                 "Reports and events not written again because their id was already stored.",
                 &self.duplicates_skipped,
+            ),
+            (
+                "processor_aggregates_refed_total",
+                "Stored reports whose aggregate rows were fed again (idempotently) when they arrived again.",
+                &self.aggregates_refed,
             ),
             (
                 "processor_dead_letters_total",

@@ -141,6 +141,28 @@ impl Store {
         Ok(found)
     }
 
+    /// Feeds the aggregates of `table` again from its stored rows with these
+    /// ids ([`schemas::clickhouse::ViewFeed::refeed_sql`]). A report found
+    /// stored when it arrives again may be one whose insert failed after its
+    /// raw row was written but before every view took it; feeding again
+    /// mends that, and counts nothing twice.
+    pub async fn refeed(&self, table: &str, column: &str, ids: &[Uuid]) -> Result<(), StoreError> {
+        for feed in schemas::clickhouse::view_feeds()
+            .iter()
+            .filter(|feed| feed.source == table)
+        {
+            for chunk in ids.chunks(LOOKUP_CHUNK) {
+                let list: Vec<String> = chunk.iter().map(|id| format!("'{id}'")).collect();
+                self.client
+                    .query_raw(&feed.refeed_sql(column, &list.join(",")))
+                    .with_setting("max_query_size", LOOKUP_QUERY_BYTES.to_string())
+                    .execute()
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Inserts `rows` into `table` in one INSERT, which ClickHouse applies
     /// whole or not at all.
     pub async fn insert<T>(&self, table: &str, rows: &[T]) -> Result<(), StoreError>

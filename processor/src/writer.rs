@@ -2,8 +2,9 @@
 //! consumer decodes the next.
 //!
 //! In: a [`Batch`] from the consumer. Out: its new rows in ClickHouse (what
-//! is already stored is dropped first), then its offsets stored on the
-//! consumer, then a [`Written`] back to the consumer.
+//! is already stored is dropped first, after feeding its aggregates again:
+//! see [`Store::refeed`]), then its offsets stored on the consumer, then a
+//! [`Written`] back to the consumer.
 //!
 //! ```text
 //!  consumer ──submit(batch)──▶ [writer thread] drop stored ids ─▶ insert ─▶ store offsets
@@ -220,17 +221,32 @@ async fn write_with_retry(
 /// again after a failure: each retry looks again at what is stored.
 async fn write(store: &Store, metrics: &Metrics, batch: &mut Batch) -> Result<u64, StoreError> {
     let mut skipped = 0;
-    skipped += skip_stored(store, &mut batch.crashes, "crash_reports", "report_id").await?;
     skipped += skip_stored(
         store,
+        metrics,
+        &mut batch.crashes,
+        "crash_reports",
+        "report_id",
+    )
+    .await?;
+    skipped += skip_stored(
+        store,
+        metrics,
         &mut batch.feature_requests,
         "feature_requests",
         "report_id",
     )
     .await?;
-    skipped += skip_stored(store, &mut batch.feedback, "feedback", "report_id").await?;
-    skipped += skip_stored(store, &mut batch.heartbeats, "heartbeats", "report_id").await?;
-    skipped += skip_stored(store, &mut batch.outcomes, "outcomes", "event_id").await?;
+    skipped += skip_stored(store, metrics, &mut batch.feedback, "feedback", "report_id").await?;
+    skipped += skip_stored(
+        store,
+        metrics,
+        &mut batch.heartbeats,
+        "heartbeats",
+        "report_id",
+    )
+    .await?;
+    skipped += skip_stored(store, metrics, &mut batch.outcomes, "outcomes", "event_id").await?;
     Metrics::add(&metrics.duplicates_skipped, skipped as u64);
     let new_requests: HashSet<Uuid> = batch.feature_requests.iter().map(|r| r.report_id).collect();
     batch
@@ -258,8 +274,11 @@ async fn write(store: &Store, metrics: &Metrics, batch: &mut Batch) -> Result<u6
         + batch.errors.len()) as u64)
 }
 
+/// Drops the rows already stored, after feeding their aggregates again (see
+/// [`Store::refeed`]).
 async fn skip_stored<T: Keyed>(
     store: &Store,
+    metrics: &Metrics,
     rows: &mut Vec<T>,
     table: &str,
     column: &str,
@@ -269,6 +288,11 @@ async fn skip_stored<T: Keyed>(
     }
     let ids: Vec<Uuid> = rows.iter().map(|r| r.id()).collect();
     let existing = store.existing_ids(table, column, &ids).await?;
+    if !existing.is_empty() {
+        let stored: Vec<Uuid> = existing.iter().copied().collect();
+        store.refeed(table, column, &stored).await?;
+        Metrics::add(&metrics.aggregates_refed, stored.len() as u64);
+    }
     Ok(keep_new(rows, &existing))
 }
 

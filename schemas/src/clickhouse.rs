@@ -114,6 +114,73 @@ pub const RETAINED_TABLES: &[(&str, Partitioned, Kept)] = &[
     ("feedback_daily_agg", Partitioned::ByMonth, Kept::Aggregate),
 ];
 
+/// A materialised view as the migrations define it: the raw table that feeds
+/// it, the aggregate table it writes to, and its SELECT.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ViewFeed {
+    pub view: String,
+    pub source: String,
+    pub target: String,
+    pub select: String,
+}
+
+impl ViewFeed {
+    /// Feeds the aggregate again from the raw rows whose `id_column` is one
+    /// of `ids` (quoted UUID literals, comma-separated). Every aggregate
+    /// state here (`uniqExact`, `min`, `max`, `argMin`, `groupUniqArray`)
+    /// merges idempotently, so rows the view already counted are not
+    /// counted twice; rows it missed are counted now.
+    pub fn refeed_sql(&self, id_column: &str, ids: &str) -> String {
+        let from = format!("FROM {}", self.source);
+        let filtered = format!(
+            "FROM (SELECT * FROM {} WHERE {id_column} IN \
+             (SELECT arrayJoin(CAST([{ids}] AS Array(UUID)))))",
+            self.source
+        );
+        format!(
+            "INSERT INTO {} {}",
+            self.target,
+            self.select.replacen(&from, &filtered, 1)
+        )
+    }
+}
+
+/// Every materialised view of the migrations, in order.
+pub fn view_feeds() -> Vec<ViewFeed> {
+    MIGRATIONS
+        .iter()
+        .flat_map(Migration::statements)
+        .filter_map(|statement| parse_view(&statement))
+        .collect()
+}
+
+/// `CREATE MATERIALIZED VIEW [IF NOT EXISTS] name TO target AS SELECT … FROM
+/// source …` → its parts; `None` for any other statement.
+fn parse_view(statement: &str) -> Option<ViewFeed> {
+    let rest = statement
+        .trim()
+        .strip_prefix("CREATE MATERIALIZED VIEW ")?
+        .trim_start();
+    let rest = rest.strip_prefix("IF NOT EXISTS ").unwrap_or(rest);
+    let mut words = rest.split_whitespace();
+    let view = words.next()?.to_string();
+    (words.next()? == "TO").then_some(())?;
+    let target = words.next()?.to_string();
+    (words.next()? == "AS").then_some(())?;
+    let select = rest[rest.find(" AS")? + 3..].trim().to_string();
+    let source = select
+        .split_whitespace()
+        .skip_while(|w| *w != "FROM")
+        .nth(1)?
+        .to_string();
+    Some(ViewFeed {
+        view,
+        source,
+        target,
+        select,
+    })
+}
+
 /// The table that records which migrations ran. Created before any migration.
 pub const SCHEMA_MIGRATIONS_DDL: &str = "CREATE TABLE IF NOT EXISTS schema_migrations \
 (version UInt32, name String, checksum UInt64, applied_at DateTime) \
@@ -218,6 +285,58 @@ impl fmt::Display for ServerVersion {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_materialised_view_is_found_with_its_source_and_target() {
+        let feeds: Vec<(String, String, String)> = view_feeds()
+            .into_iter()
+            .map(|f| (f.view, f.source, f.target))
+            .collect();
+        let expected = [
+            (
+                "crash_signatures_mv",
+                "crash_reports",
+                "crash_signatures_agg",
+            ),
+            ("crash_daily_mv", "crash_reports", "crash_daily_agg"),
+            (
+                "machine_days_heartbeats_mv",
+                "heartbeats",
+                "machine_days_agg",
+            ),
+            (
+                "machine_days_crashes_mv",
+                "crash_reports",
+                "machine_days_agg",
+            ),
+            (
+                "feature_request_clusters_mv",
+                "feature_requests",
+                "feature_request_clusters_agg",
+            ),
+            ("feedback_daily_mv", "feedback", "feedback_daily_agg"),
+        ]
+        .map(|(v, s, t)| (v.to_string(), s.to_string(), t.to_string()));
+        assert_eq!(feeds, expected);
+        let statements: usize = MIGRATIONS
+            .iter()
+            .flat_map(Migration::statements)
+            .filter(|s| s.contains("MATERIALIZED VIEW"))
+            .count();
+        assert_eq!(statements, expected.len(), "no view is missed");
+    }
+
+    #[test]
+    fn a_refeed_reads_only_the_given_ids() {
+        let feed = view_feeds().remove(0);
+        let sql = feed.refeed_sql("report_id", "'4f0c6b1e-3a51-4d27-9a0e-6f1f4c2b9d11'");
+        assert!(sql.starts_with("INSERT INTO crash_signatures_agg SELECT"));
+        assert!(sql.contains(
+            "FROM (SELECT * FROM crash_reports WHERE report_id IN \
+             (SELECT arrayJoin(CAST(['4f0c6b1e-3a51-4d27-9a0e-6f1f4c2b9d11'] AS Array(UUID)))))"
+        ));
+        assert!(sql.ends_with("GROUP BY grouping_version, signature, month"));
+    }
 
     #[test]
     fn migrations_are_ordered_and_non_empty() {

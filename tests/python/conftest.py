@@ -36,6 +36,11 @@ def ddl_files() -> list:
 
 
 @pytest.fixture(scope="session")
+def refeeds() -> list:
+    return cargo_example("schemas", "refeeds")
+
+
+@pytest.fixture(scope="session")
 def openapi_document() -> dict:
     return cargo_example("ingest", "openapi")
 

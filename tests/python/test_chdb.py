@@ -52,10 +52,8 @@ def one(db, sql):
     return db.query(sql, "CSV").bytes().decode().strip()
 
 
-def test_raw_tables_and_views_count_each_report_once(db, ddl_files):
-    apply_all(db, ddl_files)
-    crash_id, request_id, feedback_id, beat_id = (str(uuid.uuid4()) for _ in range(4))
-    crash = (
+def crash_insert(crash_id):
+    return (
         f"INSERT INTO crash_reports ({ENVELOPE}, app_name, app_version, exception_code, module_name, "
         "module_version, module_offset, frame_modules, frame_functions, frame_offsets, "
         "grouping_version, bucket, signature) VALUES "
@@ -63,6 +61,12 @@ def test_raw_tables_and_views_count_each_report_once(db, ddl_files):
         "'0xA1B2C', ['shell32.dll'], ['CDefView::WndProc'], ['0x5E410'], 1, 'b', "
         "'shell32.dll!CDefView::WndProc')"
     )
+
+
+def test_raw_tables_and_views_count_each_report_once(db, ddl_files):
+    apply_all(db, ddl_files)
+    crash_id, request_id, feedback_id, beat_id = (str(uuid.uuid4()) for _ in range(4))
+    crash = crash_insert(crash_id)
     db.query(crash)
     db.query(crash)  # a redelivered copy
     db.query(
@@ -103,3 +107,25 @@ def test_raw_tables_and_views_count_each_report_once(db, ddl_files):
         "INSERT INTO analytics_runs VALUES ('crash_regressions', now(), 0)"
     )
     assert one(db, "SELECT count() FROM crash_regressions") == "0"
+
+
+def test_feeding_the_views_again_mends_and_counts_nothing_twice(db, ddl_files, refeeds):
+    """What the processor runs for a report it finds already stored."""
+    apply_all(db, ddl_files)
+    assert {feed["source"] for feed in refeeds} == {"crash_reports", "heartbeats", "feature_requests", "feedback"}
+    crash_id = str(uuid.uuid4())
+    db.query(crash_insert(crash_id))
+
+    def refeed():
+        for feed in refeeds:
+            db.query(feed["sql"].replace("{ids}", f"'{crash_id}'"))
+
+    refeed()
+    assert one(db, "SELECT reports, machines FROM crash_signatures") == "1,1"
+    assert one(db, "SELECT sum(reports) FROM crash_daily") == "1"
+    assert one(db, "SELECT active_machines, crashed_machines FROM crash_free_daily") == "1,1"
+    # A view's rows lost after the raw row was written come back.
+    db.query("TRUNCATE TABLE crash_signatures_agg")
+    assert one(db, "SELECT count() FROM crash_signatures") == "0"
+    refeed()
+    assert one(db, "SELECT reports, machines FROM crash_signatures") == "1,1"

@@ -15,6 +15,8 @@ use serde_json::json;
 
 static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+const WAIT: Duration = Duration::from_secs(60);
+
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
@@ -277,6 +279,71 @@ async fn clickhouse_down_means_waiting_not_losing() {
     assert_eq!(
         scalar(&store, "SELECT sum(reports) FROM crash_signatures").await,
         50
+    );
+    processor.shutdown().await.expect("processor stops");
+    env.cleanup().await;
+}
+
+/// A view that failed after its raw rows were written (simulated by dropping
+/// what the view had written) is mended when the reports arrive again: the
+/// raw rows are found and not written twice, and their aggregates are fed
+/// again without counting anything twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aggregates_a_failed_view_missed_are_mended_when_the_reports_come_again() {
+    let _turn = TURN.lock().await;
+    let env = TestEnv::new();
+    let metrics = Arc::new(processor::Metrics::default());
+    let processor = e2e::start_processor_with(env.processor_config(), Arc::clone(&metrics));
+    let store = env.clickhouse().await;
+    let reports: Vec<AcceptedReport> = (0..20)
+        .map(|m| {
+            let mut report = accepted(fixtures::CRASH, "grid", &format!("mend-{}", m % 7));
+            report.payload["frames"][0]["function"] = json!("CDefView::_OnContextMenu");
+            report
+        })
+        .collect();
+    let counted = "SELECT toUInt64(sum(reports)) FROM crash_signatures";
+    produce(&env.reports_topic, &reports).await;
+    eventually("the first delivery is counted", WAIT, || async {
+        (try_scalar(&store, counted).await == Some(20)).then_some(())
+    })
+    .await;
+
+    // The view's rows are lost; the raw rows stay.
+    let month = reports[0].received_at.date();
+    let partition = month.year().unsigned_abs() * 100 + u32::from(u8::from(month.month()));
+    store
+        .client()
+        .query(&format!(
+            "ALTER TABLE crash_signatures_agg DROP PARTITION {partition}"
+        ))
+        .execute()
+        .await
+        .expect("partition dropped");
+    assert_eq!(try_scalar(&store, counted).await.unwrap_or(0), 0);
+
+    // The same reports again, and two new ones.
+    let mut again = reports.clone();
+    for m in 0..2 {
+        let mut report = accepted(fixtures::CRASH, "grid", &format!("new-{m}"));
+        report.payload["frames"][0]["function"] = json!("CDefView::_OnContextMenu");
+        again.push(report);
+    }
+    produce(&env.reports_topic, &again).await;
+    eventually("the aggregate is whole again", WAIT, || async {
+        (try_scalar(&store, counted).await == Some(22)).then_some(())
+    })
+    .await;
+    assert_eq!(
+        scalar(&store, "SELECT count() FROM crash_reports").await,
+        22
+    );
+    assert_eq!(processor::Metrics::get(&metrics.duplicates_skipped), 20);
+    assert_eq!(processor::Metrics::get(&metrics.aggregates_refed), 20);
+    // Fed twice where nothing was lost: still each report once.
+    assert_eq!(
+        scalar(&store, "SELECT toUInt64(sum(reports)) FROM crash_daily").await,
+        22
     );
     processor.shutdown().await.expect("processor stops");
     env.cleanup().await;
