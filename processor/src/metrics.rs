@@ -148,7 +148,7 @@ mod tests {
         Metrics::add(&metrics.rows_inserted, 3);
         let text = metrics.render();
         assert!(text.contains("processor_rows_inserted_total 3"));
-        assert_eq!(text.matches("# TYPE ").count(), 12);
-        assert_eq!(text.matches("# HELP ").count(), 12);
+        assert_eq!(text.matches("# TYPE ").count(), 13);
+        assert_eq!(text.matches("# HELP ").count(), 13);
     }
 }
