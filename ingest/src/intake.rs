@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use schemas::{AcceptedReport, Consent, Outcome, SchemaId};
+use schemas::{Consent, Outcome, SchemaId};
 use serde_json::Value;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -107,18 +107,8 @@ pub fn prepare(
     settings
         .scrubber
         .scrub_payload(schema, &mut envelope.payload, &mut scrubbed);
-    let report = AcceptedReport {
-        report_id: envelope.report_id,
-        schema,
-        org_id: org.id.clone(),
-        machine_hash,
-        consent: envelope.consent,
-        sent_at: envelope.sent_at,
-        received_at,
-        os: envelope.os,
-        payload: envelope.payload,
-        scrubbed,
-    };
+    let mut report = envelope.accept(schema, org.id.clone(), machine_hash, received_at);
+    report.scrubbed = scrubbed;
     let payload = serde_json::to_vec(&report).map_err(|e| {
         tracing::error!(error = %e, "encoding an accepted report failed");
         refuse(ApiError::Unavailable)

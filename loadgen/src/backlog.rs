@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use schemas::{AcceptedReport, Envelope};
+use schemas::Envelope;
 
 use crate::reports::{self, Rng};
 
@@ -34,18 +34,13 @@ pub async fn write(brokers: &str, topic: &str, count: u64) -> anyhow::Result<f64
             }
         }
         let sent: Envelope = serde_json::from_slice(&body)?;
-        let report = AcceptedReport {
-            report_id: sent.report_id,
-            schema: sent.schema.parse()?,
-            org_id: ["grid", "water", "rail"][(i % 3) as usize].to_string(),
-            machine_hash: format!("{:032x}", i % 5_000),
-            consent: sent.consent,
-            sent_at: sent.sent_at,
-            received_at: time::OffsetDateTime::now_utc(),
-            os: sent.os,
-            payload: sent.payload,
-            scrubbed: Default::default(),
-        };
+        let schema = sent.schema.parse()?;
+        let report = sent.accept(
+            schema,
+            ["grid", "water", "rail"][(i % 3) as usize].to_string(),
+            format!("{:032x}", i % 5_000),
+            time::OffsetDateTime::now_utc(),
+        );
         let value = serde_json::to_vec(&report)?;
         let key = report.machine_hash.clone();
         let delivery = producer

@@ -125,18 +125,8 @@ mod tests {
 
     fn accepted(text: &str) -> Vec<u8> {
         let sent: schemas::Envelope = serde_json::from_str(text).expect("fixture");
-        let report = AcceptedReport {
-            report_id: sent.report_id,
-            schema: sent.schema.parse().expect("schema"),
-            org_id: "grid".into(),
-            machine_hash: "cd".repeat(16),
-            consent: sent.consent,
-            sent_at: sent.sent_at,
-            received_at: sent.sent_at,
-            os: sent.os,
-            payload: sent.payload,
-            scrubbed: Default::default(),
-        };
+        let (schema, sent_at) = (sent.schema.parse().expect("schema"), sent.sent_at);
+        let report = sent.accept(schema, "grid".into(), "cd".repeat(16), sent_at);
         serde_json::to_vec(&report).expect("encodes")
     }
 

@@ -383,18 +383,13 @@ mod tests {
     fn accepted(text: &str) -> (AcceptedReport<()>, Payload) {
         let sent: Sent = serde_json::from_str(text).expect("fixture");
         let schema: SchemaId = sent.schema.parse().expect("known schema");
-        let report = AcceptedReport {
-            report_id: sent.report_id,
+        let mut report = sent.accept(
             schema,
-            org_id: "grid".into(),
-            machine_hash: "ab".repeat(16),
-            consent: sent.consent,
-            sent_at: sent.sent_at,
-            received_at: datetime!(2026-11-20 08:15:31 UTC),
-            os: sent.os,
-            payload: sent.payload,
-            scrubbed: [("email".to_string(), 2), ("ipv4".to_string(), 1)].into(),
-        };
+            "grid".into(),
+            "ab".repeat(16),
+            datetime!(2026-11-20 08:15:31 UTC),
+        );
+        report.scrubbed = [("email".to_string(), 2), ("ipv4".to_string(), 1)].into();
         let payload = Payload::decode(schema, &report.payload).expect("payload");
         (report.with_payload(()), payload)
     }

@@ -5,6 +5,7 @@ use std::collections::HashSet;
 
 use clickhouse::{Client, Compression, Row};
 use schemas::ServerVersion;
+use schemas::clickhouse::{uuid_in, uuid_literals, view_feeds};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -47,10 +48,7 @@ impl Store {
     pub async fn connect(config: &ClickHouseConfig) -> Result<Self, StoreError> {
         // The first request must work on any version: no compression, no
         // row-type validation.
-        let probe = Client::default()
-            .with_url(&config.url)
-            .with_user(&config.user)
-            .with_password(&config.password)
+        let probe = Self::server(config)
             .with_compression(Compression::None)
             .with_validation(false);
         let text: String = probe.query("SELECT version()").fetch_one().await?;
@@ -78,16 +76,22 @@ impl Store {
         }
     }
 
+    /// Where the server is and who logs in.
+    fn server(config: &ClickHouseConfig) -> Client {
+        Client::default()
+            .with_url(&config.url)
+            .with_user(&config.user)
+            .with_password(&config.password)
+    }
+
+    /// The pipeline's database, with the settings `version` needs.
     fn client_for(config: &ClickHouseConfig, version: ServerVersion) -> Client {
         let compression = if version.supports_compressed_http() {
             Compression::Lz4
         } else {
             Compression::None
         };
-        Client::default()
-            .with_url(&config.url)
-            .with_user(&config.user)
-            .with_password(&config.password)
+        Self::server(config)
             .with_database(&config.database)
             .with_compression(compression)
             .with_validation(version.supports_row_type_validation())
@@ -119,23 +123,12 @@ impl Store {
             id: Uuid,
         }
         let mut found = HashSet::new();
-        // The ids go in as one array literal, which the server parses far
-        // faster than a list of the same length after IN (on 18.16, 20,000
-        // ids: 0.04 s against 0.14 s; ten lists of 2,000: 0.2 s). Chunks
-        // keep each query under the raised query size limit.
         for chunk in ids.chunks(LOOKUP_CHUNK) {
-            let list: Vec<String> = chunk.iter().map(|id| format!("'{id}'")).collect();
             let sql = format!(
-                "SELECT {column} AS id FROM {table} WHERE {column} IN \
-                 (SELECT arrayJoin(CAST([{}] AS Array(UUID))))",
-                list.join(",")
+                "SELECT {column} AS id FROM {table} WHERE {}",
+                uuid_in(column, &uuid_literals(chunk))
             );
-            let rows: Vec<Id> = self
-                .client
-                .query_raw(&sql)
-                .with_setting("max_query_size", LOOKUP_QUERY_BYTES.to_string())
-                .fetch_all()
-                .await?;
+            let rows: Vec<Id> = self.lookup(&sql).fetch_all().await?;
             found.extend(rows.into_iter().map(|r| r.id));
         }
         Ok(found)
@@ -147,20 +140,20 @@ impl Store {
     /// raw row was written but before every view took it; feeding again
     /// mends that, and counts nothing twice.
     pub async fn refeed(&self, table: &str, column: &str, ids: &[Uuid]) -> Result<(), StoreError> {
-        for feed in schemas::clickhouse::view_feeds()
-            .iter()
-            .filter(|feed| feed.source == table)
-        {
+        for feed in view_feeds().iter().filter(|feed| feed.source == table) {
             for chunk in ids.chunks(LOOKUP_CHUNK) {
-                let list: Vec<String> = chunk.iter().map(|id| format!("'{id}'")).collect();
-                self.client
-                    .query_raw(&feed.refeed_sql(column, &list.join(",")))
-                    .with_setting("max_query_size", LOOKUP_QUERY_BYTES.to_string())
-                    .execute()
-                    .await?;
+                let sql = feed.refeed_sql(column, &uuid_literals(chunk));
+                self.lookup(&sql).execute().await?;
             }
         }
         Ok(())
+    }
+
+    /// A query naming up to [`LOOKUP_CHUNK`] ids, with room for them.
+    fn lookup(&self, sql: &str) -> clickhouse::query::Query {
+        self.client
+            .query_raw(sql)
+            .with_setting("max_query_size", LOOKUP_QUERY_BYTES.to_string())
     }
 
     /// Inserts `rows` into `table` in one INSERT, which ClickHouse applies

@@ -3,13 +3,13 @@
 //!
 //! In: a [`Batch`] from the consumer. Out: its new rows in ClickHouse (what
 //! is already stored is dropped first, after feeding its aggregates again:
-//! see [`Store::refeed`]), then its offsets stored on the consumer, then a
-//! [`Written`] back to the consumer.
+//! see [`Store::refeed`]), then its offsets stored on the consumer, then
+//! word back to the consumer that the next batch may come.
 //!
 //! ```text
 //!  consumer ──submit(batch)──▶ [writer thread] drop stored ids ─▶ insert ─▶ store offsets
 //!     ▲                                                                          │
-//!     └───────────────────────────── Written ◀───────────────────────────────────┘
+//!     └────────────────────────────── done ◀─────────────────────────────────────┘
 //! ```
 //!
 //! At most one batch is in flight: `submit` first waits for the previous
@@ -35,16 +35,6 @@ use crate::batch::{Batch, Keyed, keep_new};
 use crate::consumer::Context;
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
-
-/// What became of a submitted batch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Written {
-    /// Written, offsets stored; the rows inserted.
-    Rows(u64),
-    /// Dropped unwritten because of a stop while retrying; its messages
-    /// will be read again.
-    Abandoned,
-}
 
 /// Whether a batch is being written; the rebalance callback waits on it.
 #[derive(Debug, Default)]
@@ -83,7 +73,7 @@ pub(crate) struct Retry {
 
 pub(crate) struct Writer {
     jobs: Option<mpsc::Sender<Batch>>,
-    done: mpsc::Receiver<Written>,
+    done: mpsc::Receiver<()>,
     in_flight: Arc<InFlight>,
     pending: bool,
     thread: Option<JoinHandle<()>>,
@@ -111,17 +101,16 @@ impl Writer {
             .enable_all()
             .build()?;
         let (jobs, mut incoming) = mpsc::channel::<Batch>(1);
-        let (finished, done) = mpsc::channel::<Written>(1);
+        let (finished, done) = mpsc::channel::<()>(1);
         let flag = Arc::clone(&in_flight);
         let thread = std::thread::Builder::new()
             .name("writer".into())
             .spawn(move || {
                 runtime.block_on(async move {
                     while let Some(batch) = incoming.recv().await {
-                        let written =
-                            write_with_retry(&store, &consumer, &metrics, &retry, batch).await;
+                        write_with_retry(&store, &consumer, &metrics, &retry, batch).await;
                         flag.set(false);
-                        if finished.send(written).await.is_err() {
+                        if finished.send(()).await.is_err() {
                             return;
                         }
                     }
@@ -151,12 +140,11 @@ impl Writer {
     }
 
     /// Waits for the batch in flight, if there is one.
-    pub(crate) async fn wait(&mut self) -> Option<Written> {
-        if !self.pending {
-            return None;
+    pub(crate) async fn wait(&mut self) {
+        if self.pending {
+            self.pending = false;
+            let _ = self.done.recv().await;
         }
-        self.pending = false;
-        self.done.recv().await
     }
 
     /// Waits for the batch in flight and ends the writer thread.
@@ -179,14 +167,14 @@ async fn write_with_retry(
     metrics: &Metrics,
     retry: &Retry,
     mut batch: Batch,
-) -> Written {
+) {
     let mut backoff = retry.min_backoff;
-    let rows = loop {
+    loop {
         match write(store, metrics, &mut batch).await {
             Ok(rows) => {
                 Metrics::add(&metrics.rows_inserted, rows);
                 Metrics::add(&metrics.batches, 1);
-                break rows;
+                break;
             }
             Err(error) => {
                 Metrics::add(&metrics.insert_failures, 1);
@@ -194,14 +182,14 @@ async fn write_with_retry(
                 tokio::select! {
                     () = retry.stop.cancelled() => {
                         tracing::warn!(messages = batch.messages, "stopping with an unwritten batch; it will be read again");
-                        return Written::Abandoned;
+                        return;
                     }
                     () = tokio::time::sleep(backoff) => {}
                 }
                 backoff = (backoff * 2).min(retry.max_backoff);
             }
         }
-    };
+    }
     let mut offsets = TopicPartitionList::new();
     for ((topic, partition), next) in &batch.next_offsets {
         if let Err(error) = offsets.add_partition_offset(topic, *partition, Offset::Offset(*next)) {
@@ -214,7 +202,6 @@ async fn write_with_retry(
         tracing::warn!(%error, "storing offsets failed");
     }
     tracing::debug!(messages = batch.messages, "batch written");
-    Written::Rows(rows)
 }
 
 /// Drops what is already stored, then inserts table by table. Safe to call

@@ -36,6 +36,12 @@ impl Backoff {
     pub fn delay(&self, attempt: u32) -> Duration {
         self.delay_with(attempt, fastrand::f64())
     }
+
+    /// The pause of attempt `attempt`, but never shorter than what the
+    /// server asked for (`Retry-After`).
+    pub fn delay_honouring(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+        self.delay(attempt).max(retry_after.unwrap_or_default())
+    }
 }
 
 /// `Retry-After`: delay-seconds, or an HTTP date (the time from `now`).

@@ -348,10 +348,7 @@ pub async fn flush(
             Ok(policy) => report.policy = Some(policy),
             Err(e) if e.is_auth() => return Err(Error::Send(e)),
             Err(e) if e.retryable() => {
-                let delay = options
-                    .backoff
-                    .delay(attempt)
-                    .max(e.retry_after().unwrap_or_default());
+                let delay = options.backoff.delay_honouring(attempt, e.retry_after());
                 attempt += 1;
                 report.last_error = Some(e);
                 if !pause(delay, deadline).await {
@@ -512,10 +509,7 @@ pub async fn flush(
                 bar.inc(entries.len() as u64);
             }
             Err(e) => {
-                let delay = options
-                    .backoff
-                    .delay(attempt)
-                    .max(e.retry_after().unwrap_or_default());
+                let delay = options.backoff.delay_honouring(attempt, e.retry_after());
                 attempt += 1;
                 report.last_error = Some(e);
                 if !pause(delay, deadline).await {

@@ -7,6 +7,8 @@
 
 use std::fmt;
 
+use uuid::Uuid;
+
 /// One versioned SQL file from `schemas/migrations/`, named
 /// `<version>_<name>.sql`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,9 +135,9 @@ impl ViewFeed {
     pub fn refeed_sql(&self, id_column: &str, ids: &str) -> String {
         let from = format!("FROM {}", self.source);
         let filtered = format!(
-            "FROM (SELECT * FROM {} WHERE {id_column} IN \
-             (SELECT arrayJoin(CAST([{ids}] AS Array(UUID)))))",
-            self.source
+            "FROM (SELECT * FROM {} WHERE {})",
+            self.source,
+            uuid_in(id_column, ids)
         );
         format!(
             "INSERT INTO {} {}",
@@ -143,6 +145,20 @@ impl ViewFeed {
             self.select.replacen(&from, &filtered, 1)
         )
     }
+}
+
+/// `'id','id',…`: UUIDs as the quoted literals [`uuid_in`] takes.
+pub fn uuid_literals(ids: &[Uuid]) -> String {
+    let quoted: Vec<String> = ids.iter().map(|id| format!("'{id}'")).collect();
+    quoted.join(",")
+}
+
+/// `column IN (…)` over UUIDs given as quoted literals ([`uuid_literals`]).
+/// The ids go in as one array literal, which servers parse far faster than
+/// a list of the same length after `IN` (on 18.16, 20,000 ids: 0.04 s
+/// against 0.14 s); current ClickHouse takes it too.
+pub fn uuid_in(column: &str, literals: &str) -> String {
+    format!("{column} IN (SELECT arrayJoin(CAST([{literals}] AS Array(UUID))))")
 }
 
 /// Every materialised view of the migrations, in order.

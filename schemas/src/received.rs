@@ -179,18 +179,10 @@ mod tests {
 
     fn accepted(text: &str) -> AcceptedReport {
         let sent: Envelope = serde_json::from_str(text).expect("fixture");
-        AcceptedReport {
-            report_id: sent.report_id,
-            schema: sent.schema.parse().expect("known schema"),
-            org_id: "grid".into(),
-            machine_hash: "ab".repeat(16),
-            consent: sent.consent,
-            sent_at: sent.sent_at,
-            received_at: sent.sent_at,
-            os: sent.os,
-            payload: sent.payload,
-            scrubbed: [("email".to_string(), 2)].into(),
-        }
+        let (schema, sent_at) = (sent.schema.parse().expect("known schema"), sent.sent_at);
+        let mut report = sent.accept(schema, "grid".into(), "ab".repeat(16), sent_at);
+        report.scrubbed = [("email".to_string(), 2)].into();
+        report
     }
 
     #[test]

@@ -179,6 +179,32 @@ pub struct Envelope {
     pub payload: serde_json::Value,
 }
 
+impl Envelope {
+    /// This report as the edge accepts it: `schema` (this envelope's
+    /// `schema`, parsed) for `org_id`'s machine `machine_hash`, arrived at
+    /// `received_at`, with nothing counted as scrubbed yet.
+    pub fn accept(
+        self,
+        schema: SchemaId,
+        org_id: String,
+        machine_hash: String,
+        received_at: OffsetDateTime,
+    ) -> AcceptedReport {
+        AcceptedReport {
+            report_id: self.report_id,
+            schema,
+            org_id,
+            machine_hash,
+            consent: self.consent,
+            sent_at: self.sent_at,
+            received_at,
+            os: self.os,
+            payload: self.payload,
+            scrubbed: BTreeMap::new(),
+        }
+    }
+}
+
 /// A report after the edge accepted it: authenticated, checked, scrubbed.
 /// This is the value of every message on the reports topic.
 ///

@@ -370,18 +370,13 @@ pub fn header<'a>(message: &'a OwnedMessage, name: &str) -> Option<&'a [u8]> {
 pub fn accepted(fixture: &str, org_id: &str, machine_hash: &str) -> AcceptedReport {
     let sent: schemas::Envelope =
         serde_json::from_value(fresh_report(fixture)).expect("fixture is an envelope");
-    AcceptedReport {
-        report_id: sent.report_id,
-        schema: sent.schema.parse().expect("fixture schema is known"),
-        org_id: org_id.to_string(),
-        machine_hash: machine_hash.to_string(),
-        consent: sent.consent,
-        sent_at: sent.sent_at,
-        received_at: time::OffsetDateTime::now_utc(),
-        os: sent.os,
-        payload: sent.payload,
-        scrubbed: Default::default(),
-    }
+    let schema = sent.schema.parse().expect("fixture schema is known");
+    sent.accept(
+        schema,
+        org_id.to_string(),
+        machine_hash.to_string(),
+        time::OffsetDateTime::now_utc(),
+    )
 }
 
 /// Produces messages to `topic` as ingest would (keyed by machine hash) and
