@@ -184,6 +184,88 @@ impl TestEnv {
     }
 }
 
+impl TestEnv {
+    /// Waits until the processor's group has committed every message the
+    /// reports and outcomes topics hold, or panics after `deadline`.
+    ///
+    /// The processor stores an offset only once its rows are written, and
+    /// ClickHouse answers an insert only once the materialised views have
+    /// written theirs. Raw rows become visible before the views' rows do, so
+    /// a test that saw the raw count it expected must still wait for this
+    /// before it reads an aggregate.
+    pub async fn caught_up(&self, deadline: Duration) {
+        self.caught_up_as(&self.processor_config().group_id, deadline)
+            .await;
+    }
+
+    /// [`TestEnv::caught_up`] for a processor run under another group id.
+    pub async fn caught_up_as(&self, group: &str, deadline: Duration) {
+        let group = group.to_string();
+        let topics = [self.reports_topic.clone(), self.outcomes_topic.clone()];
+        eventually("the processor committed every message", deadline, || {
+            let (group, topics) = (group.clone(), topics.clone());
+            async move {
+                tokio::task::spawn_blocking(move || uncommitted(&group, &topics))
+                    .await
+                    .expect("offsets task")
+                    .filter(|behind| *behind == 0)
+            }
+        })
+        .await;
+    }
+}
+
+/// How many messages of `topics` `group` has not committed yet; `None` if
+/// Kafka could not say.
+fn uncommitted(group: &str, topics: &[String]) -> Option<i64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", kafka_brokers())
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .ok()?;
+    let timeout = Duration::from_secs(10);
+    let mut ends = Vec::new();
+    let mut wanted = rdkafka::TopicPartitionList::new();
+    for topic in topics {
+        let metadata = consumer.fetch_metadata(Some(topic), timeout).ok()?;
+        let Some(found) = metadata.topics().first() else {
+            continue;
+        };
+        if found.error().is_some() {
+            // Never created: nothing was sent to it.
+            continue;
+        }
+        for partition in found.partitions() {
+            let (low, high) = consumer
+                .fetch_watermarks(topic, partition.id(), timeout)
+                .ok()?;
+            if high > low {
+                ends.push((topic.clone(), partition.id(), low, high));
+                wanted.add_partition(topic, partition.id());
+            }
+        }
+    }
+    if ends.is_empty() {
+        return Some(0);
+    }
+    let committed = consumer.committed_offsets(wanted, timeout).ok()?;
+    let behind = ends
+        .iter()
+        .map(|(topic, partition, low, high)| {
+            let at = match committed
+                .find_partition(topic, *partition)
+                .map(|p| p.offset())
+            {
+                Some(rdkafka::Offset::Offset(at)) => at,
+                _ => *low,
+            };
+            (high - at).max(0)
+        })
+        .sum();
+    Some(behind)
+}
+
 /// How many messages `topic` holds, over all partitions.
 pub async fn messages_in(topic: &str) -> i64 {
     let topic = topic.to_string();

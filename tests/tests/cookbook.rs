@@ -580,6 +580,7 @@ async fn every_cookbook_query_returns_the_known_rows() {
         (counts == 10_16_03_06 && side == 9_04).then_some(())
     })
     .await;
+    env.caught_up(WAIT).await;
 
     let paraphrases = [
         request(
@@ -615,6 +616,7 @@ async fn every_cookbook_query_returns_the_known_rows() {
         (scalar(&store, "SELECT count() FROM feature_requests").await == 6).then_some(())
     })
     .await;
+    env.caught_up(WAIT).await;
 
     // The scheduled regression job, once.
     let config = processor::config::AnalyticsConfig::default();

@@ -175,6 +175,8 @@ async fn totals_stay_exact_when_the_processor_is_killed_again_and_again() {
         },
     )
     .await;
+    env.caught_up_as(&format!("e2e-kill-{}", env.suffix), WAIT)
+        .await;
     skipped += eventually(
         "metrics answer",
         Duration::from_secs(30),
@@ -276,6 +278,11 @@ async fn clickhouse_down_means_waiting_not_losing() {
         },
     )
     .await;
+    env.caught_up(WAIT).await;
+    assert_eq!(
+        scalar(&store, "SELECT count() FROM crash_reports").await,
+        50
+    );
     assert_eq!(
         scalar(&store, "SELECT sum(reports) FROM crash_signatures").await,
         50

@@ -104,6 +104,7 @@ async fn reports_become_exact_analyst_tables() {
         (crashes == 11 && rest == 27).then_some(())
     })
     .await;
+    env.caught_up(WAIT).await;
 
     // crash_signatures: exact, the retried report counted once.
     #[derive(Debug, clickhouse::Row, serde::Deserialize)]

@@ -124,6 +124,7 @@ async fn the_roadmap_report_renders_in_a_browser_with_charts_and_tables() {
         (try_scalar(&store, sql).await == Some(total)).then_some(())
     })
     .await;
+    env.caught_up(Duration::from_secs(60)).await;
     processor::analytics::run_regressions(&store, &processor::config::AnalyticsConfig::default())
         .await
         .expect("regressions");
