@@ -15,6 +15,12 @@ pub struct Config {
     /// Consumer group; every processor instance of one deployment shares it.
     #[serde(default = "default_group")]
     pub group_id: String,
+    /// This instance's static member id in the group (`group.instance.id`),
+    /// unique per instance and kept across restarts: a restarted instance
+    /// takes its partitions back without a rebalance, if it returns within
+    /// the session timeout. None by default (dynamic membership).
+    #[serde(default)]
+    pub instance_id: Option<String>,
     #[serde(default)]
     pub topics: Topics,
     pub clickhouse: ClickHouseConfig,
@@ -244,6 +250,7 @@ mod tests {
         assert_eq!(config.clickhouse.database, "telemetry");
         assert_eq!(config.batch.max_rows, 10_000);
         assert_eq!(config.topics.reports, schemas::topics::REPORTS);
+        assert_eq!(config.instance_id, None, "dynamic membership by default");
     }
 
     #[test]

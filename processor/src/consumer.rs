@@ -142,23 +142,25 @@ impl Worker {
             in_flight: Arc::clone(&in_flight),
             metrics: Arc::clone(&metrics),
         };
-        let consumer: StreamConsumer<Context> = config
-            .kafka
-            .client_config(&[
-                ("group.id", &config.group_id),
-                ("enable.auto.commit", "true"),
-                ("auto.commit.interval.ms", &commit_interval),
-                ("enable.auto.offset.store", "false"),
-                ("auto.offset.reset", "earliest"),
-                ("enable.partition.eof", "false"),
-                ("session.timeout.ms", "10000"),
-                ("heartbeat.interval.ms", "1000"),
-                // ClickHouse may be down for long; the loop keeps polling
-                // meanwhile only between retries, so allow a long pause.
-                ("max.poll.interval.ms", "600000"),
-                ("partition.assignment.strategy", "cooperative-sticky"),
-            ])
-            .create_with_context(context)?;
+        let mut client = config.kafka.client_config(&[
+            ("group.id", &config.group_id),
+            ("enable.auto.commit", "true"),
+            ("auto.commit.interval.ms", &commit_interval),
+            ("enable.auto.offset.store", "false"),
+            ("auto.offset.reset", "earliest"),
+            ("enable.partition.eof", "false"),
+            ("session.timeout.ms", "10000"),
+            ("heartbeat.interval.ms", "1000"),
+            // ClickHouse may be down for long; the loop keeps polling
+            // meanwhile only between retries, so allow a long pause.
+            ("max.poll.interval.ms", "600000"),
+            ("partition.assignment.strategy", "cooperative-sticky"),
+        ]);
+        // A consumer property only: the dead-letter producer must not get it.
+        if let Some(instance) = &config.instance_id {
+            client.set("group.instance.id", instance);
+        }
+        let consumer: StreamConsumer<Context> = client.create_with_context(context)?;
         consumer.subscribe(&[&config.topics.reports, &config.topics.outcomes])?;
         let consumer = Arc::new(consumer);
         let dead_letters = DeadLetters::new(&config.kafka, &config.topics.dead_letters)

@@ -145,6 +145,7 @@ impl TestEnv {
         processor::Config {
             kafka: self.kafka(),
             group_id: format!("e2e-processor-{}", self.suffix),
+            instance_id: None,
             topics: processor::config::Topics {
                 reports: self.reports_topic.clone(),
                 outcomes: self.outcomes_topic.clone(),

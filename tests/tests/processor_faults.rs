@@ -83,9 +83,9 @@ async fn totals_stay_exact_when_the_processor_is_killed_again_and_again() {
     std::fs::write(
         &config_path,
         format!(
-            "group_id = \"e2e-kill-{suffix}\"\nmetrics_listen = \"127.0.0.1:{port}\"\n\
+            "group_id = \"e2e-kill-{suffix}\"\ninstance_id = \"e2e-kill-{suffix}\"\n\
+             metrics_listen = \"127.0.0.1:{port}\"\n\
              [kafka]\nbrokers = \"{brokers}\"\n\
-             [kafka.properties]\n\"group.instance.id\" = \"e2e-kill-{suffix}\"\n\
              [topics]\nreports = \"{reports}\"\noutcomes = \"{outcomes}\"\ndead_letters = \"{dead}\"\n\
              [clickhouse]\nurl = \"{url}\"\ndatabase = \"{db}\"\n\
              [batch]\nmax_rows = 25\nmax_age_ms = 50\ncommit_interval_ms = 5000\n\
