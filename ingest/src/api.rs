@@ -181,9 +181,7 @@ async fn submit_report(
     .await
     .map_err(|e| refuse_request(&state, e, Some(&org.id), 0))?;
     let received_at = OffsetDateTime::now_utc();
-    let prepared = parse_one(&bytes, limits.max_json_depth)
-        .map_err(Refusal::from)
-        .and_then(|value| intake::prepare(&state, &settings, &org, value, received_at));
+    let prepared = intake::prepare(&state, &settings, &org, &bytes, received_at);
     let item = Item {
         size: bytes.len(),
         prepared,
@@ -200,11 +198,6 @@ async fn submit_report(
         Some(Answer::Refused(error)) => Err(error),
         None => Err(ApiError::Unavailable),
     }
-}
-
-fn parse_one(bytes: &[u8], max_depth: usize) -> Result<Value, ApiError> {
-    body::check_depth(bytes, max_depth)?;
-    serde_json::from_slice(bytes).map_err(|e| ApiError::MalformedJson(e.to_string()))
 }
 
 #[derive(Debug, Serialize)]
@@ -282,9 +275,7 @@ async fn submit_batch(
             let prepared = if text.len() > limits.max_body_bytes {
                 Err(Refusal::from(ApiError::TooLarge(limits.max_body_bytes)))
             } else {
-                parse_one(text.as_bytes(), limits.max_json_depth)
-                    .map_err(Refusal::from)
-                    .and_then(|value| intake::prepare(&state, &settings, &org, value, received_at))
+                intake::prepare(&state, &settings, &org, text.as_bytes(), received_at)
             };
             Item {
                 size: text.len(),

@@ -3,15 +3,14 @@
 //! treated the same whichever way it came.
 //!
 //! ```text
-//!  JSON ─▶ schema checks ─▶ organisation policy ─▶ consent ─▶ machine id → hash
-//!       ─▶ rate limits ─▶ recent duplicate? ─▶ scrub ─▶ AcceptedReport ─▶ deliver
+//!  JSON text ─▶ checks (validate) ─▶ organisation policy ─▶ consent ─▶ machine id → hash
+//!            ─▶ rate limits ─▶ recent duplicate? ─▶ scrub ─▶ AcceptedReport ─▶ deliver
 //! ```
 
 use std::collections::BTreeMap;
 use std::time::Instant;
 
 use schemas::{Consent, Outcome, SchemaId};
-use serde_json::Value;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -39,21 +38,7 @@ pub enum Prepared {
     },
 }
 
-/// A refused report, with the schema when it was known.
-#[derive(Debug)]
-pub struct Refusal {
-    pub error: ApiError,
-    pub schema: Option<SchemaId>,
-}
-
-impl From<ApiError> for Refusal {
-    fn from(error: ApiError) -> Self {
-        Refusal {
-            error,
-            schema: None,
-        }
-    }
-}
+pub use crate::validate::Refusal;
 
 /// The final answer for one report.
 #[derive(Debug)]
@@ -62,27 +47,21 @@ pub enum Answer {
     Refused(ApiError),
 }
 
-/// Runs every check on one parsed report and encodes it.
+/// Runs every check on one report's JSON text and encodes it.
 pub fn prepare(
     state: &AppState,
     settings: &Settings,
     org: &Organisation,
-    value: Value,
+    text: &[u8],
     received_at: OffsetDateTime,
 ) -> Result<Prepared, Refusal> {
-    let hint = value
-        .get("schema")
-        .and_then(Value::as_str)
-        .and_then(|s| s.parse::<SchemaId>().ok());
+    crate::body::check_depth(text, state.limits.max_json_depth)?;
+    let checked = state.validator.check_body(text, received_at)?;
+    let (mut envelope, schema) = (checked.envelope, checked.schema);
     let refuse = |error: ApiError| Refusal {
         error,
-        schema: hint,
+        schema: Some(schema),
     };
-    let checked = state
-        .validator
-        .check_value(value, received_at)
-        .map_err(refuse)?;
-    let (mut envelope, schema) = (checked.envelope, checked.schema);
     if !org.allows_type(schema.kind) {
         return Err(refuse(ApiError::TypeDisabled(schema.kind)));
     }
@@ -106,7 +85,7 @@ pub fn prepare(
     let mut scrubbed = BTreeMap::new();
     settings
         .scrubber
-        .scrub_payload(schema, &mut envelope.payload, &mut scrubbed);
+        .scrub_typed(&mut envelope.payload, &mut scrubbed);
     let mut report = envelope.accept(schema, org.id.clone(), machine_hash, received_at);
     report.scrubbed = scrubbed;
     let payload = serde_json::to_vec(&report).map_err(|e| {

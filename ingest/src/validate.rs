@@ -1,10 +1,22 @@
-//! Turns a request body into a checked [`Envelope`]: JSON, the envelope
-//! schema, a known payload schema, the payload schema, and the clock.
+//! Turns a request body into a checked [`Envelope`] with a typed
+//! [`Payload`]: JSON, the envelope schema, a known payload schema, the
+//! payload schema, a real calendar day, and the clock.
+//!
+//! ```text
+//!  body ─▶ fast: typed parse + the schemas' constraints in code ──────────────▶ checked
+//!            │ not taken
+//!            └─▶ reference: Value ─▶ compiled JSON Schemas ─▶ typed payload ─▶ checked, or the error
+//! ```
+//!
+//! Both ways give the same answer (see [`fast`]); only the reference way
+//! words errors.
+
+mod fast;
 
 use std::collections::HashMap;
 
 use jsonschema::error::ValidationErrorKind;
-use schemas::{Envelope, SchemaId, SchemaIdError, json_schema};
+use schemas::{Envelope, Payload, SchemaId, SchemaIdError, json_schema};
 use serde_json::Value;
 use time::OffsetDateTime;
 
@@ -24,8 +36,24 @@ pub struct Validator {
 /// A report that passed every check.
 #[derive(Debug)]
 pub struct Checked {
-    pub envelope: Envelope,
+    pub envelope: Envelope<Payload>,
     pub schema: SchemaId,
+}
+
+/// A refused report, with its schema when that was known.
+#[derive(Debug)]
+pub struct Refusal {
+    pub error: ApiError,
+    pub schema: Option<SchemaId>,
+}
+
+impl From<ApiError> for Refusal {
+    fn from(error: ApiError) -> Self {
+        Refusal {
+            error,
+            schema: None,
+        }
+    }
 }
 
 impl Validator {
@@ -46,15 +74,53 @@ impl Validator {
         }
     }
 
-    /// Parses and checks one report body.
-    pub fn check_body(&self, body: &[u8], now: OffsetDateTime) -> Result<Checked, ApiError> {
-        let value: Value =
-            serde_json::from_slice(body).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
-        self.check_value(value, now)
+    /// Parses and checks one report body: the fast way when it takes the
+    /// report, else the reference way.
+    pub fn check_body(&self, body: &[u8], now: OffsetDateTime) -> Result<Checked, Refusal> {
+        let checked = match fast::check(body) {
+            Some((envelope, schema)) => Checked { envelope, schema },
+            None => {
+                let value: Value = serde_json::from_slice(body)
+                    .map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+                let hint = value
+                    .get("schema")
+                    .and_then(Value::as_str)
+                    .and_then(|s| s.parse::<SchemaId>().ok());
+                self.check_value(value).map_err(|error| Refusal {
+                    error,
+                    schema: hint,
+                })?
+            }
+        };
+        let schema = Some(checked.schema);
+        self.check_meaning(&checked, now)
+            .map_err(|error| Refusal { error, schema })?;
+        Ok(checked)
     }
 
-    /// Checks one report already parsed as JSON.
-    pub fn check_value(&self, mut value: Value, now: OffsetDateTime) -> Result<Checked, ApiError> {
+    /// What no schema says: a heartbeat's day is a real date, and the
+    /// report was not sent from too far in the future.
+    fn check_meaning(&self, checked: &Checked, now: OffsetDateTime) -> Result<(), ApiError> {
+        if let Payload::Heartbeat(heartbeat) = &checked.envelope.payload {
+            let format = time::macros::format_description!("[year]-[month]-[day]");
+            if time::Date::parse(&heartbeat.day, format).is_err() {
+                return Err(invalid(
+                    "payload.day",
+                    format!("{:?} is not a calendar date", heartbeat.day),
+                ));
+            }
+        }
+        if checked.envelope.sent_at - now > self.max_clock_skew {
+            return Err(ApiError::ClockSkew(
+                self.max_clock_skew.whole_hours().unsigned_abs(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The reference way: one report parsed as a JSON value, checked by the
+    /// compiled JSON Schemas, the first violation worded as the error.
+    pub fn check_value(&self, mut value: Value) -> Result<Checked, ApiError> {
         if !value.is_object() {
             return Err(invalid("", "a report must be a JSON object".into()));
         }
@@ -73,21 +139,22 @@ impl Validator {
         first_error(&self.envelope, &value, "")?;
         let schema = schema.ok_or_else(|| invalid("schema", "unknown schema".into()))?;
         first_error(&self.payloads[&schema], &value["payload"], "payload")?;
-        // The payload is moved out first: deserializing a `Value` field
-        // from a `Value` rebuilds it node by node.
+        // The payload is moved out first: deserializing it as part of the
+        // envelope would rebuild it node by node.
         let payload = value
             .as_object_mut()
             .and_then(|object| object.insert("payload".into(), Value::Null))
             .unwrap_or(Value::Null);
-        let mut envelope: Envelope = serde_json::from_value(value)
+        let envelope: Envelope<()> = serde_json::from_value(value)
             .map_err(|e| invalid("", truncate(&e.to_string(), MAX_MESSAGE_CHARS)))?;
-        envelope.payload = payload;
-        if envelope.sent_at - now > self.max_clock_skew {
-            return Err(ApiError::ClockSkew(
-                self.max_clock_skew.whole_hours().unsigned_abs(),
-            ));
-        }
-        Ok(Checked { envelope, schema })
+        // Within the schema, yet not of its type (a whole number written
+        // `5.0`): refused here rather than by the processor.
+        let payload = Payload::from_value(schema, payload)
+            .map_err(|e| invalid("payload", truncate(&e.to_string(), MAX_MESSAGE_CHARS)))?;
+        Ok(Checked {
+            envelope: envelope.with_payload(payload),
+            schema,
+        })
     }
 }
 
@@ -167,9 +234,13 @@ mod tests {
     }
 
     fn error_of(value: Value) -> (String, Option<String>) {
-        match Validator::new(86_400).check_value(value, NOW) {
-            Err(ApiError::Invalid { field, .. }) => ("invalid".into(), Some(field)),
-            Err(other) => (other.code().into(), None),
+        let body = serde_json::to_vec(&value).expect("encodes");
+        match Validator::new(86_400).check_body(&body, NOW) {
+            Err(Refusal {
+                error: ApiError::Invalid { field, .. },
+                ..
+            }) => ("invalid".into(), Some(field)),
+            Err(other) => (other.error.code().into(), None),
             Ok(_) => ("ok".into(), None),
         }
     }
@@ -188,7 +259,7 @@ mod tests {
         let err = Validator::new(86_400)
             .check_body(b"{\"report_id\": ", NOW)
             .expect_err("malformed");
-        assert_eq!(err.code(), "malformed_json");
+        assert_eq!(err.error.code(), "malformed_json");
     }
 
     #[test]
@@ -239,6 +310,195 @@ mod tests {
         let mut report = crash();
         report["sent_at"] = json!("2026-11-21T11:59:00Z");
         assert_eq!(error_of(report).0, "ok");
+    }
+
+    #[test]
+    fn impossible_heartbeat_days_are_refused_at_the_edge() {
+        let mut report: Value = serde_json::from_str(fixtures::HEARTBEAT).expect("fixture");
+        report["payload"]["day"] = json!("2026-02-30");
+        assert_eq!(
+            error_of(report),
+            ("invalid".into(), Some("payload.day".into()))
+        );
+    }
+
+    #[test]
+    fn whole_numbers_written_as_decimals_are_refused_at_the_edge() {
+        let mut report: Value = serde_json::from_str(fixtures::FEEDBACK).expect("fixture");
+        report["payload"]["rating"] = json!(4.0);
+        assert_eq!(error_of(report), ("invalid".into(), Some("payload".into())));
+    }
+
+    #[test]
+    fn every_fixture_takes_the_fast_way_to_the_reference_answer() {
+        let validator = Validator::new(86_400);
+        for text in fixtures::ALL {
+            let (envelope, schema) = fast::check(text.as_bytes()).expect("fast way");
+            let reference = validator
+                .check_value(serde_json::from_str(text).expect("fixture"))
+                .expect("valid");
+            assert_eq!(schema, reference.schema);
+            assert_eq!(envelope, reference.envelope);
+        }
+    }
+
+    /// Values that sit on and just past each constraint of the schemas,
+    /// and of every other JSON type.
+    fn probes() -> Vec<Value> {
+        let mut probes = vec![
+            json!(null),
+            json!(true),
+            json!([]),
+            json!({}),
+            json!(0),
+            json!(1),
+            json!(5),
+            json!(6),
+            json!(-1),
+            json!(1440),
+            json!(1441),
+            json!(4_294_967_295_u64),
+            json!(4_294_967_296_u64),
+            json!(4.0),
+            json!(2.5),
+            json!("0x1"),
+            json!("0X1f"),
+            json!("0x"),
+            json!("0x123456789"),
+            json!("0x12345678"),
+            json!("0x1234567890abcdef"),
+            json!("0x1234567890abcdef0"),
+            json!("0x1F\n"),
+            json!("C0000005"),
+            json!("10.0.19045"),
+            json!("10.0"),
+            json!("10.0.19045.1"),
+            json!("zh-CN"),
+            json!("zh_CN"),
+            json!("sr-Latn-RS"),
+            json!("x64"),
+            json!("arm64"),
+            json!("ia64"),
+            json!("required"),
+            json!("optional"),
+            json!("crash/1"),
+            json!("heartbeat/1"),
+            json!("crash/01"),
+            json!("crash/+1"),
+            json!("Crash/1"),
+            json!("00000000-0000-4000-8000-000000000000"),
+            json!("00000000000040008000000000000000"),
+            json!("{00000000-0000-4000-8000-000000000000}"),
+            json!("2026-11-20"),
+            json!("2026-13-01"),
+            json!("2026-11-20T08:15:30Z"),
+            json!("2026-11-20 08:15:30Z"),
+            json!("2026-11-20T08:15:30"),
+            json!("shell.taskbar"),
+            json!("Shell"),
+            json!("text with \"quotes\""),
+            json!("a null in text"),
+        ];
+        for n in [
+            0, 1, 2, 3, 7, 8, 9, 32, 33, 35, 36, 64, 65, 128, 129, 260, 261, 300, 301, 512, 513,
+        ] {
+            probes.push(json!("a".repeat(n)));
+            probes.push(json!("机".repeat(n)));
+        }
+        probes
+    }
+
+    /// Every JSON pointer under `value`, itself included.
+    fn pointers(value: &Value, at: String, out: &mut Vec<String>) {
+        match value {
+            Value::Object(map) => {
+                for (key, inner) in map {
+                    pointers(inner, format!("{at}/{key}"), out);
+                }
+            }
+            Value::Array(items) => {
+                for (i, inner) in items.iter().enumerate() {
+                    pointers(inner, format!("{at}/{i}"), out);
+                }
+            }
+            _ => {}
+        }
+        out.push(at);
+    }
+
+    /// Whether the reference way may take what the fast way leaves to it:
+    /// text with escapes or `null`, a decimal, or a payload the typed
+    /// decoding refuses anyway.
+    fn left_to_the_reference(body: &[u8]) -> bool {
+        let text = std::str::from_utf8(body).expect("UTF-8");
+        text.contains('\\') || text.contains("null") || text.contains(".0,") || text.contains(".0}")
+    }
+
+    /// Each fixture with one field replaced by each probe, removed, or
+    /// joined by an unknown one: wherever the fast way takes a report, the
+    /// schemas take it too, and give the same envelope; and it leaves to the
+    /// reference way only what it says it does.
+    #[test]
+    fn the_fast_way_agrees_with_the_schemas_on_every_probe() {
+        let validator = Validator::new(86_400);
+        let probes = probes();
+        let (mut fast_taken, mut reference_only, mut cases) = (0, 0, 0);
+        for text in fixtures::ALL {
+            let fixture: Value = serde_json::from_str(text).expect("fixture");
+            let mut paths = Vec::new();
+            pointers(&fixture, String::new(), &mut paths);
+            for path in paths.iter().filter(|p| !p.is_empty()) {
+                let mut variants = Vec::new();
+                for probe in &probes {
+                    let mut report = fixture.clone();
+                    *report.pointer_mut(path).expect("path") = probe.clone();
+                    variants.push(report);
+                }
+                let (parent, key) = path.rsplit_once('/').expect("a parent");
+                let mut removed = fixture.clone();
+                if let Some(Value::Object(map)) = removed.pointer_mut(parent) {
+                    map.remove(key);
+                }
+                variants.push(removed);
+                if let Some(Value::Object(map)) = fixture.pointer(path) {
+                    let mut report = fixture.clone();
+                    let mut extended = map.clone();
+                    extended.insert("unknown".into(), json!("x"));
+                    *report.pointer_mut(path).expect("path") = Value::Object(extended);
+                    variants.push(report);
+                }
+                for report in variants {
+                    cases += 1;
+                    let body = serde_json::to_vec(&report).expect("encodes");
+                    let reference = validator.check_value(report);
+                    match (fast::check(&body), reference) {
+                        (Some((envelope, schema)), Ok(checked)) => {
+                            fast_taken += 1;
+                            assert_eq!((schema, &envelope), (checked.schema, &checked.envelope));
+                        }
+                        (Some(_), Err(error)) => panic!(
+                            "the fast way took what the schemas refuse ({error}): {}",
+                            String::from_utf8_lossy(&body)
+                        ),
+                        (None, Ok(_)) => {
+                            reference_only += 1;
+                            assert!(
+                                left_to_the_reference(&body),
+                                "the fast way left a plain valid report: {}",
+                                String::from_utf8_lossy(&body)
+                            );
+                        }
+                        (None, Err(_)) => {}
+                    }
+                }
+            }
+        }
+        assert!(cases > 5_000, "{cases} cases");
+        assert!(
+            fast_taken > 500,
+            "{fast_taken} of {cases} taken the fast way"
+        );
+        assert!(reference_only > 0, "the escape hatch was exercised");
     }
 
     #[test]

@@ -152,7 +152,11 @@ impl Consent {
 }
 
 /// The operating system a report comes from.
+///
+/// This and the payload types refuse unknown fields, as the JSON Schemas do
+/// (`additionalProperties: false`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct OsInfo {
     /// Edition name, e.g. `Windows 10 Enterprise G`.
     pub product: String,
@@ -166,9 +170,10 @@ pub struct OsInfo {
     pub arch: String,
 }
 
-/// A report as a machine sends it.
+/// A report as a machine sends it. The payload is a JSON value by default;
+/// ingest holds it typed ([`Payload`]) once it is checked.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Envelope {
+pub struct Envelope<P = serde_json::Value> {
     pub report_id: Uuid,
     pub schema: String,
     pub machine_id: String,
@@ -176,10 +181,23 @@ pub struct Envelope {
     #[serde(with = "time::serde::rfc3339")]
     pub sent_at: OffsetDateTime,
     pub os: OsInfo,
-    pub payload: serde_json::Value,
+    pub payload: P,
 }
 
-impl Envelope {
+impl<P> Envelope<P> {
+    /// The same report with its payload replaced.
+    pub fn with_payload<Q>(self, payload: Q) -> Envelope<Q> {
+        Envelope {
+            report_id: self.report_id,
+            schema: self.schema,
+            machine_id: self.machine_id,
+            consent: self.consent,
+            sent_at: self.sent_at,
+            os: self.os,
+            payload,
+        }
+    }
+
     /// This report as the edge accepts it: `schema` (this envelope's
     /// `schema`, parsed) for `org_id`'s machine `machine_hash`, arrived at
     /// `received_at`, with nothing counted as scrubbed yet.
@@ -189,7 +207,7 @@ impl Envelope {
         org_id: String,
         machine_hash: String,
         received_at: OffsetDateTime,
-    ) -> AcceptedReport {
+    ) -> AcceptedReport<P> {
         AcceptedReport {
             report_id: self.report_id,
             schema,
@@ -252,6 +270,7 @@ impl<P> AcceptedReport<P> {
 
 /// `crash/1`: an application crash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CrashPayload {
     pub app: AppInfo,
     /// NTSTATUS code, e.g. `0xC0000005`.
@@ -263,12 +282,14 @@ pub struct CrashPayload {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AppInfo {
     pub name: String,
     pub version: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ModuleInfo {
     pub name: String,
     pub version: String,
@@ -277,6 +298,7 @@ pub struct ModuleInfo {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Frame {
     pub module: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -286,6 +308,7 @@ pub struct Frame {
 
 /// `feature_request/1`: something wanted in a future version.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct FeatureRequestPayload {
     pub title: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -297,6 +320,7 @@ pub struct FeatureRequestPayload {
 
 /// `feedback/1`: a 1–5 rating of a product area.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct FeedbackPayload {
     pub rating: u8,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -306,6 +330,7 @@ pub struct FeedbackPayload {
 
 /// `heartbeat/1`: the machine was active on `day`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct HeartbeatPayload {
     /// `YYYY-MM-DD`.
     pub day: String,
@@ -313,8 +338,10 @@ pub struct HeartbeatPayload {
     pub uptime_minutes: Option<u32>,
 }
 
-/// A payload decoded by its schema.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A payload decoded by its schema. It encodes as the payload alone, the
+/// same JSON object it was decoded from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
 pub enum Payload {
     Crash(CrashPayload),
     FeatureRequest(FeatureRequestPayload),
@@ -337,14 +364,59 @@ impl Payload {
 
     /// Decodes `value` as the payload type `schema` names.
     pub fn decode(schema: SchemaId, value: &serde_json::Value) -> serde_json::Result<Self> {
+        Self::from_value(schema, value.clone())
+    }
+
+    /// Decodes `value`, taken, as the payload type `schema` names.
+    pub fn from_value(schema: SchemaId, value: serde_json::Value) -> serde_json::Result<Self> {
         use serde_json::from_value;
-        let value = value.clone();
         Ok(match schema.kind {
             ReportKind::Crash => Payload::Crash(from_value(value)?),
             ReportKind::FeatureRequest => Payload::FeatureRequest(from_value(value)?),
             ReportKind::Feedback => Payload::Feedback(from_value(value)?),
             ReportKind::Heartbeat => Payload::Heartbeat(from_value(value)?),
         })
+    }
+
+    /// The kind of report this payload belongs to.
+    pub fn kind(&self) -> ReportKind {
+        match self {
+            Payload::Crash(_) => ReportKind::Crash,
+            Payload::FeatureRequest(_) => ReportKind::FeatureRequest,
+            Payload::Feedback(_) => ReportKind::Feedback,
+            Payload::Heartbeat(_) => ReportKind::Heartbeat,
+        }
+    }
+
+    /// Calls `f` on every text field a person typed, or that can name
+    /// something on the machine (a path, a user in a module name): the
+    /// fields the edge scrubs. Codes, offsets, versions and categories are
+    /// held to patterns by the schemas and are not among them.
+    pub fn for_each_free_text(&mut self, mut f: impl FnMut(&mut String)) {
+        match self {
+            Payload::Crash(crash) => {
+                f(&mut crash.app.name);
+                f(&mut crash.module.name);
+                for frame in &mut crash.frames {
+                    f(&mut frame.module);
+                    if let Some(function) = &mut frame.function {
+                        f(function);
+                    }
+                }
+            }
+            Payload::FeatureRequest(request) => {
+                f(&mut request.title);
+                if let Some(body) = &mut request.body {
+                    f(body);
+                }
+            }
+            Payload::Feedback(feedback) => {
+                if let Some(text) = &mut feedback.text {
+                    f(text);
+                }
+            }
+            Payload::Heartbeat(_) => {}
+        }
     }
 }
 

@@ -2,8 +2,8 @@
 //! report reaches Kafka, and — the same code on the machine — shows users
 //! exactly what would leave it.
 //!
-//! In: a text, or a report payload (`serde_json::Value`) with its
-//! [`schemas::SchemaId`]. Out: the text with every match of a rule replaced,
+//! In: a text, or a report payload (typed [`schemas::Payload`], or
+//! `serde_json::Value` with its [`schemas::SchemaId`]). Out: the text with every match of a rule replaced,
 //! and, added to a caller's `BTreeMap<String, u32>`, how many replacements
 //! each rule made (ingest stores that map as `AcceptedReport::scrubbed`).
 //! Scrubbing is deterministic: same rules, same text, same output and counts.
@@ -64,7 +64,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use regex::Regex;
-use schemas::{ReportKind, SchemaId};
+use schemas::{Payload, SchemaId};
 use serde_json::Value;
 
 use crate::rules::{ByteSet, Check};
@@ -197,44 +197,50 @@ impl Scrubber {
         current
     }
 
-    /// Scrubs the free-text and stack fields of a payload of the given schema in place:
+    /// Scrubs a typed payload's free-text and stack fields in place (see
+    /// [`Payload::for_each_free_text`]):
     ///   crash/1: app.name, module.name, frames[].module, frames[].function
     ///   feature_request/1: title, body
     ///   feedback/1: text
     ///   heartbeat/1: nothing
     ///
     /// Never touches fields whose format the schema fixes (offsets, exception
-    /// codes, versions, category, language, rating, day). A listed field that
-    /// is missing or not a string is skipped. For a schema version this
-    /// build does not know, every string in the payload is scrubbed (object
-    /// keys are not).
+    /// codes, versions, category, language, rating, day). Whether anything
+    /// was replaced.
+    pub fn scrub_typed(&self, payload: &mut Payload, counts: &mut BTreeMap<String, u32>) -> bool {
+        let mut replaced = false;
+        payload.for_each_free_text(|text| {
+            if let Cow::Owned(scrubbed) = self.scrub_text(text, counts) {
+                *text = scrubbed;
+                replaced = true;
+            }
+        });
+        replaced
+    }
+
+    /// [`Scrubber::scrub_typed`] on a payload held as JSON, for a machine
+    /// that shows what it would send. A payload that is not of a schema
+    /// this build knows, or does not decode as its schema says, has every
+    /// string scrubbed (object keys are not): the edge would refuse it, and
+    /// nothing is shown unscrubbed.
     pub fn scrub_payload(
         &self,
         schema: SchemaId,
         payload: &mut Value,
         counts: &mut BTreeMap<String, u32>,
     ) {
-        if !SchemaId::KNOWN.contains(&schema) {
+        let typed = SchemaId::KNOWN
+            .contains(&schema)
+            .then(|| Payload::decode(schema, payload).ok())
+            .flatten();
+        let Some(mut typed) = typed else {
             self.scrub_all_strings(payload, counts);
             return;
-        }
-        match schema.kind {
-            ReportKind::Crash => {
-                self.scrub_field(payload.pointer_mut("/app/name"), counts);
-                self.scrub_field(payload.pointer_mut("/module/name"), counts);
-                if let Some(Value::Array(frames)) = payload.get_mut("frames") {
-                    for frame in frames {
-                        self.scrub_field(frame.get_mut("module"), counts);
-                        self.scrub_field(frame.get_mut("function"), counts);
-                    }
-                }
-            }
-            ReportKind::FeatureRequest => {
-                self.scrub_field(payload.get_mut("title"), counts);
-                self.scrub_field(payload.get_mut("body"), counts);
-            }
-            ReportKind::Feedback => self.scrub_field(payload.get_mut("text"), counts),
-            ReportKind::Heartbeat => {}
+        };
+        if self.scrub_typed(&mut typed, counts)
+            && let Ok(scrubbed) = serde_json::to_value(&typed)
+        {
+            *payload = scrubbed;
         }
     }
 

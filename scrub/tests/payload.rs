@@ -150,10 +150,20 @@ fn feedback_scrubs_text_only() {
 fn heartbeat_is_never_touched() {
     let (schema, mut payload) = fixture(fixtures::HEARTBEAT);
     payload["day"] = json!("2026-11-20");
-    payload["note"] = json!("zhang.wei@sgcc.com.cn");
+    payload["uptime_minutes"] = json!(1380);
     let before = payload.clone();
     assert!(scrub(schema, &mut payload).is_empty());
     assert_eq!(payload, before);
+}
+
+#[test]
+fn a_payload_its_schema_refuses_has_every_string_scrubbed() {
+    // A field heartbeat/1 does not have: the edge would refuse the report,
+    // and a machine showing it shows it scrubbed throughout.
+    let (schema, mut payload) = fixture(fixtures::HEARTBEAT);
+    payload["note"] = json!("zhang.wei@sgcc.com.cn");
+    assert_eq!(scrub(schema, &mut payload), tally(&[("email", 1)]));
+    assert_eq!(payload["note"], "<email>");
 }
 
 #[test]
