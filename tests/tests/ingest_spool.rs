@@ -96,8 +96,18 @@ async fn reports_wait_in_the_spool_while_kafka_is_down_and_none_is_lost() {
     assert_eq!(ready.status(), 200, "ready while the spool has room");
 
     drop(broker_back);
+    // The spool empties a moment before the forwarder counts what it sent:
+    // wait for both.
     eventually("spool drained", Duration::from_secs(90), || async {
-        (metric(&http, &ingest.url, "ingest_spool_records").await == 0).then_some(())
+        let left = metric(&http, &ingest.url, "ingest_spool_records").await;
+        let forwarded = metric(&http, &ingest.url, "ingest_spool_forwarded_total").await;
+        let spooled = metric(
+            &http,
+            &ingest.url,
+            "ingest_reports_total{outcome=\"spooled\"",
+        )
+        .await;
+        (left == 0 && forwarded == spooled).then_some(())
     })
     .await;
     // Every accepted report is in Kafka; a few may be there twice (the
