@@ -20,9 +20,10 @@ use uuid::Uuid;
 
 use crate::body::{self, Layout};
 use crate::error::{ApiError, ErrorBody};
-use crate::intake::{self, Answer, Item, Refusal};
+use crate::intake::{self, Answer, Item};
 use crate::outcome::Seen;
 use crate::state::AppState;
+use crate::validate::Refusal;
 
 /// The hand-written part of the OpenAPI document.
 const OPENAPI_TEMPLATE: &str = include_str!("../openapi.json");

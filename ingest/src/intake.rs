@@ -19,6 +19,7 @@ use crate::error::ApiError;
 use crate::outcome::Seen;
 use crate::sink::{Delivered, DeliveryError, Outgoing};
 use crate::state::{AppState, Settings};
+use crate::validate::Refusal;
 
 /// A report that passed every check, encoded for Kafka.
 #[derive(Debug)]
@@ -37,8 +38,6 @@ pub enum Prepared {
         schema: SchemaId,
     },
 }
-
-pub use crate::validate::Refusal;
 
 /// The final answer for one report.
 #[derive(Debug)]

@@ -8,8 +8,8 @@
 //!            └─▶ reference: Value ─▶ compiled JSON Schemas ─▶ typed payload ─▶ checked, or the error
 //! ```
 //!
-//! Both ways give the same answer (see [`fast`]); only the reference way
-//! words errors.
+//! Both ways give the same answer (see `validate/fast.rs`); only the
+//! reference way words errors.
 
 mod fast;
 
