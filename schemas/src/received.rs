@@ -16,10 +16,7 @@ use serde_json::value::RawValue;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::report::{
-    AcceptedReport, Consent, CrashPayload, FeatureRequestPayload, FeedbackPayload,
-    HeartbeatPayload, OsInfo, Payload, ReportKind, SchemaId,
-};
+use crate::report::{AcceptedReport, Consent, OsInfo, Payload, SchemaId};
 
 /// A reports-topic message: the envelope (payload left out) and the typed
 /// payload.
@@ -159,16 +156,7 @@ impl<'de> DeserializeSeed<'de> for PayloadSeed {
     type Value = Payload;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Payload, D::Error> {
-        Ok(match self.0.kind {
-            ReportKind::Crash => Payload::Crash(CrashPayload::deserialize(deserializer)?),
-            ReportKind::FeatureRequest => {
-                Payload::FeatureRequest(FeatureRequestPayload::deserialize(deserializer)?)
-            }
-            ReportKind::Feedback => Payload::Feedback(FeedbackPayload::deserialize(deserializer)?),
-            ReportKind::Heartbeat => {
-                Payload::Heartbeat(HeartbeatPayload::deserialize(deserializer)?)
-            }
-        })
+        Payload::deserialize_as(self.0, deserializer)
     }
 }
 

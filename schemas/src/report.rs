@@ -353,13 +353,10 @@ impl Payload {
     /// Decodes the JSON text `json` as the payload type `schema` names,
     /// without building a `serde_json::Value` first.
     pub fn decode_json(schema: SchemaId, json: &str) -> serde_json::Result<Self> {
-        use serde_json::from_str;
-        Ok(match schema.kind {
-            ReportKind::Crash => Payload::Crash(from_str(json)?),
-            ReportKind::FeatureRequest => Payload::FeatureRequest(from_str(json)?),
-            ReportKind::Feedback => Payload::Feedback(from_str(json)?),
-            ReportKind::Heartbeat => Payload::Heartbeat(from_str(json)?),
-        })
+        let mut reader = serde_json::Deserializer::from_str(json);
+        let payload = Self::deserialize_as(schema, &mut reader)?;
+        reader.end()?;
+        Ok(payload)
     }
 
     /// Decodes `value` as the payload type `schema` names.
@@ -369,23 +366,25 @@ impl Payload {
 
     /// Decodes `value`, taken, as the payload type `schema` names.
     pub fn from_value(schema: SchemaId, value: serde_json::Value) -> serde_json::Result<Self> {
-        use serde_json::from_value;
-        Ok(match schema.kind {
-            ReportKind::Crash => Payload::Crash(from_value(value)?),
-            ReportKind::FeatureRequest => Payload::FeatureRequest(from_value(value)?),
-            ReportKind::Feedback => Payload::Feedback(from_value(value)?),
-            ReportKind::Heartbeat => Payload::Heartbeat(from_value(value)?),
-        })
+        Self::deserialize_as(schema, value)
     }
 
-    /// The kind of report this payload belongs to.
-    pub fn kind(&self) -> ReportKind {
-        match self {
-            Payload::Crash(_) => ReportKind::Crash,
-            Payload::FeatureRequest(_) => ReportKind::FeatureRequest,
-            Payload::Feedback(_) => ReportKind::Feedback,
-            Payload::Heartbeat(_) => ReportKind::Heartbeat,
-        }
+    /// Reads the payload type `schema` names from any serde source: the one
+    /// place where a schema picks its payload type.
+    pub fn deserialize_as<'de, D: Deserializer<'de>>(
+        schema: SchemaId,
+        deserializer: D,
+    ) -> Result<Self, D::Error> {
+        Ok(match schema.kind {
+            ReportKind::Crash => Payload::Crash(CrashPayload::deserialize(deserializer)?),
+            ReportKind::FeatureRequest => {
+                Payload::FeatureRequest(FeatureRequestPayload::deserialize(deserializer)?)
+            }
+            ReportKind::Feedback => Payload::Feedback(FeedbackPayload::deserialize(deserializer)?),
+            ReportKind::Heartbeat => {
+                Payload::Heartbeat(HeartbeatPayload::deserialize(deserializer)?)
+            }
+        })
     }
 
     /// Calls `f` on every text field a person typed, or that can name
