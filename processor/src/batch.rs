@@ -32,15 +32,19 @@ pub struct Batch {
 }
 
 /// Rows that carry the id they are unique by, and the partition they came
-/// from.
+/// from; stored in `TABLE`, where the id is the column `ID_COLUMN`.
 pub trait Keyed {
+    const TABLE: &'static str;
+    const ID_COLUMN: &'static str;
     fn id(&self) -> Uuid;
     fn partition(&self) -> u32;
 }
 
 macro_rules! keyed {
-    ($row:ty, $id:ident) => {
+    ($row:ty, $table:literal, $id:ident) => {
         impl Keyed for $row {
+            const TABLE: &'static str = $table;
+            const ID_COLUMN: &'static str = stringify!($id);
             fn id(&self) -> Uuid {
                 self.$id
             }
@@ -51,11 +55,11 @@ macro_rules! keyed {
     };
 }
 
-keyed!(CrashRow, report_id);
-keyed!(FeatureRequestRow, report_id);
-keyed!(FeedbackRow, report_id);
-keyed!(HeartbeatRow, report_id);
-keyed!(OutcomeRow, event_id);
+keyed!(CrashRow, "crash_reports", report_id);
+keyed!(FeatureRequestRow, "feature_requests", report_id);
+keyed!(FeedbackRow, "feedback", report_id);
+keyed!(HeartbeatRow, "heartbeats", report_id);
+keyed!(OutcomeRow, "outcomes", event_id);
 
 impl Batch {
     pub fn note(&mut self, topic: &str, source: Source) {

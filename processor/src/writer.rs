@@ -34,6 +34,7 @@ use uuid::Uuid;
 use crate::batch::{Batch, Keyed, keep_new};
 use crate::consumer::Context;
 use crate::metrics::Metrics;
+use crate::rows::{CrashRow, FeatureRequestRow, FeedbackRow, HeartbeatRow, OutcomeRow};
 use crate::store::{Store, StoreError};
 
 /// Whether a batch is being written; the rebalance callback waits on it.
@@ -207,33 +208,11 @@ async fn write_with_retry(
 /// Drops what is already stored, then inserts table by table. Safe to call
 /// again after a failure: each retry looks again at what is stored.
 async fn write(store: &Store, metrics: &Metrics, batch: &mut Batch) -> Result<u64, StoreError> {
-    let mut skipped = 0;
-    skipped += skip_stored(
-        store,
-        metrics,
-        &mut batch.crashes,
-        "crash_reports",
-        "report_id",
-    )
-    .await?;
-    skipped += skip_stored(
-        store,
-        metrics,
-        &mut batch.feature_requests,
-        "feature_requests",
-        "report_id",
-    )
-    .await?;
-    skipped += skip_stored(store, metrics, &mut batch.feedback, "feedback", "report_id").await?;
-    skipped += skip_stored(
-        store,
-        metrics,
-        &mut batch.heartbeats,
-        "heartbeats",
-        "report_id",
-    )
-    .await?;
-    skipped += skip_stored(store, metrics, &mut batch.outcomes, "outcomes", "event_id").await?;
+    let skipped = skip_stored(store, metrics, &mut batch.crashes).await?
+        + skip_stored(store, metrics, &mut batch.feature_requests).await?
+        + skip_stored(store, metrics, &mut batch.feedback).await?
+        + skip_stored(store, metrics, &mut batch.heartbeats).await?
+        + skip_stored(store, metrics, &mut batch.outcomes).await?;
     Metrics::add(&metrics.duplicates_skipped, skipped as u64);
     let new_requests: HashSet<Uuid> = batch.feature_requests.iter().map(|r| r.report_id).collect();
     batch
@@ -245,13 +224,13 @@ async fn write(store: &Store, metrics: &Metrics, batch: &mut Batch) -> Result<u6
     store
         .insert("feature_request_signatures", &batch.signatures)
         .await?;
-    store.insert("crash_reports", &batch.crashes).await?;
+    store.insert(CrashRow::TABLE, &batch.crashes).await?;
     store
-        .insert("feature_requests", &batch.feature_requests)
+        .insert(FeatureRequestRow::TABLE, &batch.feature_requests)
         .await?;
-    store.insert("feedback", &batch.feedback).await?;
-    store.insert("heartbeats", &batch.heartbeats).await?;
-    store.insert("outcomes", &batch.outcomes).await?;
+    store.insert(FeedbackRow::TABLE, &batch.feedback).await?;
+    store.insert(HeartbeatRow::TABLE, &batch.heartbeats).await?;
+    store.insert(OutcomeRow::TABLE, &batch.outcomes).await?;
     store.insert("processing_errors", &batch.errors).await?;
     Ok((batch.crashes.len()
         + batch.feature_requests.len()
@@ -267,17 +246,15 @@ async fn skip_stored<T: Keyed>(
     store: &Store,
     metrics: &Metrics,
     rows: &mut Vec<T>,
-    table: &str,
-    column: &str,
 ) -> Result<usize, StoreError> {
     if rows.is_empty() {
         return Ok(0);
     }
     let ids: Vec<Uuid> = rows.iter().map(|r| r.id()).collect();
-    let existing = store.existing_ids(table, column, &ids).await?;
+    let existing = store.existing_ids(T::TABLE, T::ID_COLUMN, &ids).await?;
     if !existing.is_empty() {
         let stored: Vec<Uuid> = existing.iter().copied().collect();
-        store.refeed(table, column, &stored).await?;
+        store.refeed(T::TABLE, T::ID_COLUMN, &stored).await?;
         Metrics::add(&metrics.aggregates_refed, stored.len() as u64);
     }
     Ok(keep_new(rows, &existing))
