@@ -219,38 +219,21 @@ impl TestEnv {
 /// How many messages of `topics` `group` has not committed yet; `None` if
 /// Kafka could not say.
 fn uncommitted(group: &str, topics: &[String]) -> Option<i64> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", kafka_brokers())
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .create()
-        .ok()?;
-    let timeout = Duration::from_secs(10);
+    let consumer = watermark_reader(group)?;
     let mut ends = Vec::new();
     let mut wanted = rdkafka::TopicPartitionList::new();
     for topic in topics {
-        let metadata = consumer.fetch_metadata(Some(topic), timeout).ok()?;
-        let Some(found) = metadata.topics().first() else {
-            continue;
-        };
-        if found.error().is_some() {
-            // Never created: nothing was sent to it.
-            continue;
-        }
-        for partition in found.partitions() {
-            let (low, high) = consumer
-                .fetch_watermarks(topic, partition.id(), timeout)
-                .ok()?;
+        for (partition, low, high) in watermarks(&consumer, topic)? {
             if high > low {
-                ends.push((topic.clone(), partition.id(), low, high));
-                wanted.add_partition(topic, partition.id());
+                ends.push((topic.clone(), partition, low, high));
+                wanted.add_partition(topic, partition);
             }
         }
     }
     if ends.is_empty() {
         return Some(0);
     }
-    let committed = consumer.committed_offsets(wanted, timeout).ok()?;
+    let committed = consumer.committed_offsets(wanted, WATERMARK_TIMEOUT).ok()?;
     let behind = ends
         .iter()
         .map(|(topic, partition, low, high)| {
@@ -267,28 +250,51 @@ fn uncommitted(group: &str, topics: &[String]) -> Option<i64> {
     Some(behind)
 }
 
+const WATERMARK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A consumer that only reads offsets; it joins no group.
+fn watermark_reader(group: &str) -> Option<BaseConsumer> {
+    ClientConfig::new()
+        .set("bootstrap.servers", kafka_brokers())
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .ok()
+}
+
+/// `(partition, low, high)` of each partition of `topic`; none for a topic
+/// never created; `None` if Kafka could not say.
+fn watermarks(consumer: &BaseConsumer, topic: &str) -> Option<Vec<(i32, i64, i64)>> {
+    let metadata = consumer
+        .fetch_metadata(Some(topic), WATERMARK_TIMEOUT)
+        .ok()?;
+    let Some(found) = metadata.topics().first() else {
+        return Some(Vec::new());
+    };
+    if found.error().is_some() {
+        return Some(Vec::new());
+    }
+    found
+        .partitions()
+        .iter()
+        .map(|p| {
+            let (low, high) = consumer
+                .fetch_watermarks(topic, p.id(), WATERMARK_TIMEOUT)
+                .ok()?;
+            Some((p.id(), low, high))
+        })
+        .collect()
+}
+
 /// How many messages `topic` holds, over all partitions.
 pub async fn messages_in(topic: &str) -> i64 {
     let topic = topic.to_string();
     tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", kafka_brokers())
-            .set("group.id", "e2e-watermarks")
-            .create()
-            .expect("consumer");
-        let timeout = Duration::from_secs(10);
-        let metadata = consumer
-            .fetch_metadata(Some(&topic), timeout)
-            .expect("topic metadata");
-        metadata.topics()[0]
-            .partitions()
+        let consumer = watermark_reader("e2e-watermarks").expect("consumer");
+        watermarks(&consumer, &topic)
+            .expect("watermarks")
             .iter()
-            .map(|p| {
-                let (low, high) = consumer
-                    .fetch_watermarks(&topic, p.id(), timeout)
-                    .expect("watermarks");
-                high - low
-            })
+            .map(|(_, low, high)| high - low)
             .sum()
     })
     .await
