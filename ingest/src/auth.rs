@@ -50,9 +50,7 @@ impl Tokens {
         let token = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
+            .and_then(bearer_token)
             .ok_or(ApiError::Unauthenticated)?;
         let entry = self
             .by_hash
@@ -63,6 +61,15 @@ impl Tokens {
         }
         Ok(Arc::clone(&entry.org))
     }
+}
+
+/// The token of an `Authorization` value with the `Bearer` scheme. The
+/// scheme is matched without regard to case (RFC 7235 §2.1), and any run of
+/// spaces may separate it from the token.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim_start().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 #[cfg(test)]
@@ -107,5 +114,21 @@ mod tests {
         assert_eq!(code(&headers("Basic Z29vZA==")), "unauthenticated");
         assert_eq!(code(&headers("Bearer nope")), "unknown_token");
         assert_eq!(code(&headers("Bearer old-token")), "revoked_token");
+        assert_eq!(code(&headers("Bearer ")), "unauthenticated");
+        assert_eq!(code(&headers("Bearergood-token")), "unauthenticated");
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_matched_in_any_case() {
+        let tokens = tokens();
+        for value in [
+            "bearer good-token",
+            "BEARER good-token",
+            "bEaReR good-token",
+            "Bearer   good-token",
+        ] {
+            let org = tokens.authenticate(&headers(value)).expect(value);
+            assert_eq!(org.id, "grid", "{value}");
+        }
     }
 }
