@@ -1,13 +1,33 @@
-//! Recently accepted report ids: a client's retry of a report this instance
-//! accepted moments ago is answered without sending it again. Exactness does
-//! not rest on this (another instance or a restart forgets); the processor
-//! counts each report id once whatever arrives.
+//! Recently accepted reports: a client's retry of a report this instance
+//! accepted moments ago is answered without sending it again. A report is
+//! known by its machine (the hashed machine id) and its report id together:
+//! a report id alone is only unique per machine (WER report ids travel with
+//! a copied disk image), so another machine's report with the same id is a
+//! report of its own. Exactness does not rest on this (another instance or a
+//! restart forgets); the processor counts each report once whatever arrives.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use uuid::Uuid;
+
+/// What makes a report the same report: the hashed machine id and the
+/// client's report id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ReportKey {
+    pub machine_hash: String,
+    pub report_id: Uuid,
+}
+
+impl ReportKey {
+    pub fn new(machine_hash: &str, report_id: Uuid) -> Self {
+        ReportKey {
+            machine_hash: machine_hash.to_string(),
+            report_id,
+        }
+    }
+}
 
 #[derive(Debug)]
 pub struct RecentIds {
@@ -18,8 +38,8 @@ pub struct RecentIds {
 
 #[derive(Debug, Default)]
 struct Inner {
-    ids: HashSet<Uuid>,
-    order: VecDeque<(Instant, Uuid)>,
+    ids: HashSet<ReportKey>,
+    order: VecDeque<(Instant, ReportKey)>,
 }
 
 impl RecentIds {
@@ -31,13 +51,13 @@ impl RecentIds {
         }
     }
 
-    pub fn contains(&self, id: &Uuid, now: Instant) -> bool {
+    pub fn contains(&self, id: &ReportKey, now: Instant) -> bool {
         let mut inner = self.lock();
         self.expire(&mut inner, now);
         inner.ids.contains(id)
     }
 
-    pub fn insert(&self, id: Uuid, now: Instant) {
+    pub fn insert(&self, id: ReportKey, now: Instant) {
         if self.capacity == 0 {
             return;
         }
@@ -48,18 +68,19 @@ impl RecentIds {
                 inner.ids.remove(&old);
             }
         }
-        if inner.ids.insert(id) {
+        if inner.ids.insert(id.clone()) {
             inner.order.push_back((now, id));
         }
     }
 
     fn expire(&self, inner: &mut Inner, now: Instant) {
-        while let Some((at, id)) = inner.order.front().copied() {
-            if now.saturating_duration_since(at) < self.window {
+        while let Some((at, _)) = inner.order.front() {
+            if now.saturating_duration_since(*at) < self.window {
                 break;
             }
-            inner.order.pop_front();
-            inner.ids.remove(&id);
+            if let Some((_, id)) = inner.order.pop_front() {
+                inner.ids.remove(&id);
+            }
         }
     }
 
@@ -72,13 +93,17 @@ impl RecentIds {
 mod tests {
     use super::*;
 
+    fn key() -> ReportKey {
+        ReportKey::new("machine-a", Uuid::new_v4())
+    }
+
     #[test]
     fn remembers_within_the_window_and_forgets_after() {
         let recent = RecentIds::new(Duration::from_secs(60), 10);
         let now = Instant::now();
-        let id = Uuid::new_v4();
+        let id = key();
         assert!(!recent.contains(&id, now));
-        recent.insert(id, now);
+        recent.insert(id.clone(), now);
         assert!(recent.contains(&id, now + Duration::from_secs(59)));
         assert!(!recent.contains(&id, now + Duration::from_secs(60)));
     }
@@ -87,11 +112,21 @@ mod tests {
     fn capacity_bounds_memory_oldest_first() {
         let recent = RecentIds::new(Duration::from_secs(60), 3);
         let now = Instant::now();
-        let ids: Vec<Uuid> = (0..4).map(|_| Uuid::new_v4()).collect();
+        let ids: Vec<ReportKey> = (0..4).map(|_| key()).collect();
         for id in &ids {
-            recent.insert(*id, now);
+            recent.insert(id.clone(), now);
         }
         assert!(!recent.contains(&ids[0], now));
         assert!(ids[1..].iter().all(|id| recent.contains(id, now)));
+    }
+
+    #[test]
+    fn the_same_report_id_from_another_machine_is_another_report() {
+        let recent = RecentIds::new(Duration::from_secs(60), 10);
+        let now = Instant::now();
+        let report_id = Uuid::new_v4();
+        recent.insert(ReportKey::new("machine-a", report_id), now);
+        assert!(recent.contains(&ReportKey::new("machine-a", report_id), now));
+        assert!(!recent.contains(&ReportKey::new("machine-b", report_id), now));
     }
 }

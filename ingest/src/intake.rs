@@ -15,6 +15,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::config::Organisation;
+use crate::dedup::ReportKey;
 use crate::error::ApiError;
 use crate::outcome::Seen;
 use crate::sink::{Delivered, DeliveryError, Outgoing};
@@ -75,7 +76,8 @@ pub fn prepare(
             Instant::now(),
         )
         .map_err(|secs| refuse(ApiError::RateLimited(secs)))?;
-    if state.recent.contains(&envelope.report_id, Instant::now()) {
+    let key = ReportKey::new(&machine_hash, envelope.report_id);
+    if state.recent.contains(&key, Instant::now()) {
         return Ok(Prepared::Duplicate {
             report_id: envelope.report_id,
             schema,
@@ -167,7 +169,8 @@ pub async fn finish(state: &AppState, org_id: Option<&str>, items: Vec<Item>) ->
                                 Delivered::Kafka => Outcome::Accepted,
                                 Delivered::Spool => Outcome::Spooled,
                             };
-                            state.recent.insert(ready.report_id, Instant::now());
+                            let key = ReportKey::new(&ready.outgoing.key, ready.report_id);
+                            state.recent.insert(key, Instant::now());
                             state.outcomes.kept(outcome, &seen);
                             Answer::Kept {
                                 report_id: ready.report_id,
