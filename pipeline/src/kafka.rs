@@ -4,8 +4,16 @@
 //! topics a service needs. Out: librdkafka client configurations, and topics
 //! that exist with the partition count asked for. The broker's automatic topic
 //! creation is off; topics exist because a service called [`ensure_topics`].
+//!
+//! One size limit holds for every message: [`MAX_MESSAGE_BYTES`] is the
+//! `max.message.bytes` of every topic [`ensure_topics`] creates and the
+//! `message.max.bytes` of every producer (ingest's, the processor's
+//! dead-letter producer), so that nothing a producer takes is refused by a
+//! topic. Whether a failed send is worth retrying is decided in one place,
+//! [`refused_for_good`].
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
@@ -15,6 +23,33 @@ use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 use serde::Deserialize;
+
+/// The largest message, in bytes, that any producer here sends and any topic
+/// here takes: the producers' `message.max.bytes` and the topics'
+/// `max.message.bytes`. A report is at most 1 MiB after decompression and a
+/// dead letter carries one message; 11 MiB leaves room for both and for a
+/// record batch's framing.
+pub const MAX_MESSAGE_BYTES: usize = 11 * 1024 * 1024;
+
+/// Whether Kafka refused a message for good: sending the same message again
+/// can never succeed (it is too large for the topic, or the broker found it
+/// invalid), so it must be set aside, not retried. Everything else (timeouts,
+/// brokers down, leaders moving, topics not created yet) is transient.
+pub fn refused_for_good(error: &KafkaError) -> bool {
+    let code = match error {
+        KafkaError::MessageProduction(code) => *code,
+        _ => return false,
+    };
+    matches!(
+        code,
+        RDKafkaErrorCode::MessageSizeTooLarge
+            | RDKafkaErrorCode::MessageBatchTooLarge
+            | RDKafkaErrorCode::InvalidMessageSize
+            | RDKafkaErrorCode::InvalidMessage
+            | RDKafkaErrorCode::InvalidRecord
+            | RDKafkaErrorCode::BadMessage
+    )
+}
 
 /// Where the brokers are and how to talk to them.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -82,10 +117,11 @@ pub enum TopicError {
     },
 }
 
-/// Creates each topic that does not exist yet. Topics that exist are left as
-/// they are.
+/// Creates each topic that does not exist yet, with `max.message.bytes` set
+/// to [`MAX_MESSAGE_BYTES`]. Topics that exist are left as they are.
 pub async fn ensure_topics(config: &KafkaConfig, topics: &[&str]) -> Result<(), TopicError> {
     let admin: AdminClient<DefaultClientContext> = config.client_config(&[]).create()?;
+    let max_message_bytes = MAX_MESSAGE_BYTES.to_string();
     let new_topics: Vec<NewTopic<'_>> = topics
         .iter()
         .map(|name| {
@@ -94,6 +130,7 @@ pub async fn ensure_topics(config: &KafkaConfig, topics: &[&str]) -> Result<(), 
                 config.partitions,
                 TopicReplication::Fixed(config.replication_factor),
             )
+            .set("max.message.bytes", &max_message_bytes)
         })
         .collect();
     let options = AdminOptions::new()
@@ -107,4 +144,93 @@ pub async fn ensure_topics(config: &KafkaConfig, topics: &[&str]) -> Result<(), 
         }
     }
     Ok(())
+}
+
+/// [`ensure_topics`], again and again with backoff (200 ms doubling to
+/// 10 s) until it succeeds or `stop` resolves, so that a service started
+/// while Kafka is down waits for it instead of exiting. Each failure is
+/// logged and passed to `on_failure`. Returns whether the topics exist.
+pub async fn ensure_topics_retrying(
+    config: &KafkaConfig,
+    topics: &[&str],
+    stop: impl Future<Output = ()>,
+    mut on_failure: impl FnMut(&TopicError),
+) -> bool {
+    let mut stop = std::pin::pin!(stop);
+    let mut backoff = Duration::from_millis(200);
+    let mut attempt = 1u32;
+    loop {
+        let result = tokio::select! {
+            () = &mut stop => return false,
+            result = ensure_topics(config, topics) => result,
+        };
+        match result {
+            Ok(()) => {
+                if attempt > 1 {
+                    tracing::info!(attempt, ?topics, "kafka reached; topics ready");
+                }
+                return true;
+            }
+            Err(error) => {
+                tracing::warn!(
+                    %error,
+                    attempt,
+                    retry_in = ?backoff,
+                    brokers = %config.brokers,
+                    "waiting for kafka: topics not created yet"
+                );
+                on_failure(&error);
+            }
+        }
+        tokio::select! {
+            () = &mut stop => return false,
+            () = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+        attempt += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_message_kafka_can_never_take_is_refused_for_good() {
+        for code in [
+            RDKafkaErrorCode::MessageSizeTooLarge,
+            RDKafkaErrorCode::MessageBatchTooLarge,
+            RDKafkaErrorCode::InvalidRecord,
+        ] {
+            assert!(
+                refused_for_good(&KafkaError::MessageProduction(code)),
+                "{code:?}"
+            );
+        }
+        for code in [
+            RDKafkaErrorCode::MessageTimedOut,
+            RDKafkaErrorCode::RequestTimedOut,
+            RDKafkaErrorCode::UnknownTopicOrPartition,
+            RDKafkaErrorCode::NotEnoughReplicas,
+            RDKafkaErrorCode::QueueFull,
+            RDKafkaErrorCode::AllBrokersDown,
+            RDKafkaErrorCode::BrokerTransportFailure,
+            RDKafkaErrorCode::NotLeaderForPartition,
+        ] {
+            assert!(
+                !refused_for_good(&KafkaError::MessageProduction(code)),
+                "{code:?}"
+            );
+        }
+        assert!(!refused_for_good(&KafkaError::Canceled));
+    }
+
+    #[tokio::test]
+    async fn retrying_stops_when_asked() {
+        // Nothing listens on port 1: every attempt fails until stopped.
+        let config = KafkaConfig::local("127.0.0.1:1");
+        let stop = tokio::time::sleep(Duration::from_millis(100));
+        let created = ensure_topics_retrying(&config, &["never"], stop, |_| {}).await;
+        assert!(!created);
+    }
 }

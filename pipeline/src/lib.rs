@@ -13,4 +13,7 @@ pub mod kafka;
 pub mod logging;
 pub mod shutdown;
 
-pub use kafka::{KafkaConfig, TopicError, ensure_topics};
+pub use kafka::{
+    KafkaConfig, MAX_MESSAGE_BYTES, TopicError, ensure_topics, ensure_topics_retrying,
+    refused_for_good,
+};
