@@ -14,16 +14,16 @@ use axum::{Json, Router};
 use schemas::{Outcome, SchemaId};
 use serde::Serialize;
 use serde_json::Value;
-use serde_json::value::RawValue;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::batch;
 use crate::body::{self, Layout};
-use crate::error::{ApiError, ErrorBody};
+use crate::budget::Reservation;
+use crate::error::ApiError;
 use crate::intake::{self, Answer, Item};
 use crate::outcome::Seen;
 use crate::state::AppState;
-use crate::validate::Refusal;
 
 /// The hand-written part of the OpenAPI document.
 const OPENAPI_TEMPLATE: &str = include_str!("../openapi.json");
@@ -83,7 +83,7 @@ pub const ROUTES: &[(&str, &str)] = &[
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v1/reports", post(submit_report))
-        .route("/v1/reports/batch", post(submit_batch))
+        .route("/v1/reports/batch", post(batch::submit_batch))
         .route("/v1/policy", get(policy))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -133,7 +133,7 @@ struct Kept {
 }
 
 /// `accepted` whether Kafka or the spool has it: both are durable.
-fn status_word(outcome: Outcome) -> &'static str {
+pub(crate) fn status_word(outcome: Outcome) -> &'static str {
     match outcome {
         Outcome::Duplicate => "duplicate",
         _ => "accepted",
@@ -142,7 +142,7 @@ fn status_word(outcome: Outcome) -> &'static str {
 
 /// Refuses a whole request before any report in it was looked at; counts
 /// it as one report's outcome.
-fn refuse_request(
+pub(crate) fn refuse_request(
     state: &AppState,
     error: ApiError,
     org_id: Option<&str>,
@@ -155,6 +155,37 @@ fn refuse_request(
     };
     state.outcomes.refused(&error, &seen);
     error
+}
+
+/// Reserves a request's share of the byte budget before its body is read:
+/// its `Content-Length` (the limit when it sends none), and the limit again
+/// when the body is compressed, for the inflated copy. A body that says it
+/// is over the limit is refused before it is read.
+pub(crate) fn reserve_body(
+    state: &AppState,
+    headers: &HeaderMap,
+    limit: usize,
+) -> Result<Reservation, ApiError> {
+    let encoding = body::Encoding::from_headers(headers)?;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let limit = limit as u64;
+    let wire = match declared {
+        Some(length) if length > limit => return Err(ApiError::TooLarge(limit as usize)),
+        Some(length) => length,
+        None => limit,
+    };
+    let inflated = if encoding == body::Encoding::Identity {
+        0
+    } else {
+        limit
+    };
+    state
+        .bytes_in_flight
+        .try_reserve(wire + inflated)
+        .ok_or(ApiError::Overloaded)
 }
 
 async fn submit_report(
@@ -173,6 +204,8 @@ async fn submit_report(
         .map_err(|_| refuse_request(&state, ApiError::Overloaded, Some(&org.id), 0))?;
     let limits = &state.limits;
     Layout::from_headers(&headers).map_err(|e| refuse_request(&state, e, Some(&org.id), 0))?;
+    let mut reservation = reserve_body(&state, &headers, limits.max_body_bytes)
+        .map_err(|e| refuse_request(&state, e, Some(&org.id), 0))?;
     let bytes = body::read(
         &headers,
         request_body,
@@ -181,6 +214,7 @@ async fn submit_report(
     )
     .await
     .map_err(|e| refuse_request(&state, e, Some(&org.id), 0))?;
+    reservation.shrink_to(bytes.len() as u64);
     let received_at = OffsetDateTime::now_utc();
     let prepared = intake::prepare(&state, &settings, &org, &bytes, received_at);
     let item = Item {
@@ -199,130 +233,6 @@ async fn submit_report(
         Some(Answer::Refused(error)) => Err(error),
         None => Err(ApiError::Unavailable),
     }
-}
-
-#[derive(Debug, Serialize)]
-struct BatchItem {
-    index: usize,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    report_id: Option<Uuid>,
-    status: &'static str,
-    #[serde(flatten, skip_serializing_if = "Option::is_none")]
-    error: Option<ErrorBody>,
-}
-
-#[derive(Debug, Serialize)]
-struct BatchResult {
-    accepted: usize,
-    rejected: usize,
-    results: Vec<BatchItem>,
-}
-
-/// Splits a batch body into its reports' texts: a JSON array, or NDJSON.
-fn split_batch(bytes: &[u8], layout: Layout, max_depth: usize) -> Result<Vec<&str>, ApiError> {
-    let text = std::str::from_utf8(bytes)
-        .map_err(|_| ApiError::MalformedJson("the body is not UTF-8".into()))?;
-    match layout {
-        Layout::Ndjson => Ok(text
-            .lines()
-            .filter(|line| !line.trim().is_empty())
-            .collect()),
-        Layout::Json => {
-            body::check_depth(bytes, max_depth + 1)?;
-            let items: Vec<&RawValue> = serde_json::from_str(text).map_err(|e| {
-                ApiError::MalformedJson(format!("a batch is a JSON array of reports: {e}"))
-            })?;
-            Ok(items.into_iter().map(RawValue::get).collect())
-        }
-    }
-}
-
-async fn submit_batch(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    request_body: Body,
-) -> Result<Json<BatchResult>, ApiError> {
-    let settings = state.settings();
-    let org = settings
-        .tokens
-        .authenticate(&headers)
-        .map_err(|e| refuse_request(&state, e, None, 0))?;
-    let limits = &state.limits;
-    let layout =
-        Layout::from_headers(&headers).map_err(|e| refuse_request(&state, e, Some(&org.id), 0))?;
-    let bytes = body::read(
-        &headers,
-        request_body,
-        limits.max_batch_bytes,
-        Duration::from_millis(limits.body_read_timeout_ms),
-    )
-    .await
-    .map_err(|e| refuse_request(&state, e, Some(&org.id), 0))?;
-    let texts = split_batch(&bytes, layout, limits.max_json_depth)
-        .map_err(|e| refuse_request(&state, e, Some(&org.id), bytes.len()))?;
-    if texts.len() > limits.max_batch_reports {
-        let error = ApiError::TooManyReports(limits.max_batch_reports);
-        return Err(refuse_request(&state, error, Some(&org.id), bytes.len()));
-    }
-    let count = u32::try_from(texts.len()).unwrap_or(u32::MAX);
-    let _permits = state
-        .in_flight
-        .try_acquire_many(count.max(1))
-        .map_err(|_| refuse_request(&state, ApiError::Overloaded, Some(&org.id), bytes.len()))?;
-    let received_at = OffsetDateTime::now_utc();
-    let items: Vec<Item> = texts
-        .iter()
-        .map(|text| {
-            let prepared = if text.len() > limits.max_body_bytes {
-                Err(Refusal::from(ApiError::TooLarge(limits.max_body_bytes)))
-            } else {
-                intake::prepare(&state, &settings, &org, text.as_bytes(), received_at)
-            };
-            Item {
-                size: text.len(),
-                prepared,
-            }
-        })
-        .collect();
-    let answers = intake::finish(&state, Some(&org.id), items).await;
-    let mut result = BatchResult {
-        accepted: 0,
-        rejected: 0,
-        results: Vec::with_capacity(answers.len()),
-    };
-    for (index, answer) in answers.into_iter().enumerate() {
-        let item = match answer {
-            Answer::Kept { report_id, outcome } => {
-                result.accepted += 1;
-                BatchItem {
-                    index,
-                    report_id: Some(report_id),
-                    status: status_word(outcome),
-                    error: None,
-                }
-            }
-            Answer::Refused(error) => {
-                result.rejected += 1;
-                BatchItem {
-                    index,
-                    report_id: report_id_of(texts[index]),
-                    status: "rejected",
-                    error: Some(error.body()),
-                }
-            }
-        };
-        result.results.push(item);
-    }
-    Ok(Json(result))
-}
-
-/// The report id a refused item carried, if it is readable at all.
-fn report_id_of(text: &str) -> Option<Uuid> {
-    #[derive(serde::Deserialize)]
-    struct Id {
-        report_id: Uuid,
-    }
-    serde_json::from_str::<Id>(text).ok().map(|id| id.report_id)
 }
 
 #[derive(Debug, Serialize)]
@@ -380,10 +290,13 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Ready while not shutting down and either a Kafka broker answers or the
-/// spool has room.
+/// Ready while not shutting down, once Kafka was reached at start (the
+/// topics exist), and while either a Kafka broker answers or the spool has
+/// room. Until Kafka was reached once, a spool with room does not make the
+/// service ready: brokers that were never reached may be misnamed, and a
+/// balancer should send to an instance that can forward.
 async fn readyz(State(state): State<Arc<AppState>>) -> Result<&'static str, ApiError> {
-    if !state.is_ready() {
+    if !state.is_ready() || !state.delivery.topics_ready() {
         return Err(ApiError::Unavailable);
     }
     if state.delivery.spool_has_room()
@@ -418,26 +331,6 @@ async fn openapi() -> impl IntoResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn batches_split_as_arrays_or_lines() {
-        let array = br#"[{"a": 1}, {"b": [2]}]"#;
-        assert_eq!(
-            split_batch(array, Layout::Json, 4).expect("array"),
-            vec![r#"{"a": 1}"#, r#"{"b": [2]}"#]
-        );
-        let lines = b"{\"a\": 1}\n\n{broken\n{\"c\": 3}\n";
-        assert_eq!(
-            split_batch(lines, Layout::Ndjson, 4).expect("lines"),
-            vec!["{\"a\": 1}", "{broken", "{\"c\": 3}"]
-        );
-        assert_eq!(
-            split_batch(b"{\"not\": \"an array\"}", Layout::Json, 4)
-                .expect_err("object")
-                .code(),
-            "malformed_json"
-        );
-    }
 
     #[test]
     fn the_openapi_document_lists_exactly_the_routes() {

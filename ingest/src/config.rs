@@ -90,6 +90,12 @@ pub struct Limits {
     pub max_connections: usize,
     /// Reports being handled at once at most; beyond that, 503.
     pub max_in_flight: usize,
+    /// Bytes of request bodies (as received, and inflated) held at once at
+    /// most, over all requests; a request reserves its share before it
+    /// reads its body, and beyond the budget it is refused at once (503
+    /// `overloaded`). At least twice `max_batch_bytes`, so that one
+    /// compressed batch of the largest size always fits.
+    pub max_bytes_in_flight: u64,
     /// How long in-flight requests get to finish on shutdown, in seconds.
     pub shutdown_grace_secs: u64,
     /// On shutdown, how long `/readyz` answers 503 while connections are
@@ -111,6 +117,7 @@ impl Default for Limits {
             body_read_timeout_ms: 30_000,
             max_connections: 10_000,
             max_in_flight: 4_096,
+            max_bytes_in_flight: 256 * 1024 * 1024,
             shutdown_grace_secs: 20,
             drain_delay_ms: 0,
         }
@@ -317,6 +324,9 @@ impl Config {
         }
         if l.max_batch_reports == 0 || l.max_in_flight == 0 || l.max_connections == 0 {
             return invalid("limits: counts must be at least 1".into());
+        }
+        if l.max_bytes_in_flight < 2 * l.max_batch_bytes as u64 {
+            return invalid("limits: need max_bytes_in_flight >= 2 * max_batch_bytes".into());
         }
         let r = &self.rate_limits;
         let rates = [

@@ -23,7 +23,9 @@
 
 pub mod api;
 pub mod auth;
+mod batch;
 pub mod body;
+pub mod budget;
 pub mod config;
 pub mod dedup;
 pub mod error;
@@ -77,7 +79,7 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     let metrics = Arc::new(metrics::Metrics::default());
     let spool = match &config.spool {
-        Some(settings) => Some((Arc::new(open_spool(settings).await?), settings.max_bytes)),
+        Some(settings) => Some(open_spool(settings).await?),
         None => None,
     };
     let delivery = Arc::new(sink::Delivery::new(
@@ -102,10 +104,13 @@ pub async fn serve(
     let background = CancellationToken::new();
     tokio::spawn(create_topics(
         config.clone(),
-        Arc::clone(&delivery),
+        Arc::clone(&state),
         background.clone(),
     ));
     let forwarder = tokio::spawn(Arc::clone(&delivery).forward(background.clone()));
+    let summaries = Arc::clone(&state);
+    let summaries_stop = background.clone();
+    tokio::spawn(async move { summaries.outcomes.summarise(summaries_stop).await });
     if let Some(path) = config.source.clone() {
         let interval = Duration::from_millis(config.reload_interval_ms);
         tokio::spawn(reload::watch(
@@ -137,6 +142,7 @@ pub async fn serve(
 
     background.cancel();
     let _ = forwarder.await;
+    state.outcomes.publish_summaries();
     if let Err(error) = delivery.flush(grace).await {
         tracing::error!(%error, "kafka producer did not flush");
     }
@@ -144,39 +150,51 @@ pub async fn serve(
     Ok(())
 }
 
-async fn open_spool(settings: &config::SpoolSettings) -> Result<spool::Spool, ServeError> {
+/// Opens the spool, and the quarantine in its `quarantine` folder (the
+/// spool ignores what is not a segment of its own), each up to
+/// `spool.max_bytes`.
+async fn open_spool(settings: &config::SpoolSettings) -> Result<sink::SpoolParts, ServeError> {
     let config = spool::SpoolConfig {
         dir: settings.dir.clone(),
         max_bytes: settings.max_bytes,
         segment_bytes: settings.segment_bytes,
     };
-    let opened = tokio::task::spawn_blocking(move || spool::Spool::open(config))
-        .await
-        .map_err(|e| spool::SpoolError::Io(std::io::Error::other(e)))??;
-    tracing::info!(pending = opened.len(), "spool opened");
-    Ok(opened)
+    let quarantine = spool::SpoolConfig {
+        dir: settings.dir.join("quarantine"),
+        ..config.clone()
+    };
+    let (opened, quarantine) = tokio::task::spawn_blocking(move || {
+        Ok::<_, spool::SpoolError>((spool::Spool::open(config)?, spool::Spool::open(quarantine)?))
+    })
+    .await
+    .map_err(|e| spool::SpoolError::Io(std::io::Error::other(e)))??;
+    tracing::info!(
+        pending = opened.len(),
+        quarantined = quarantine.len(),
+        "spool opened"
+    );
+    Ok(sink::SpoolParts {
+        spool: Arc::new(opened),
+        max_bytes: settings.max_bytes,
+        quarantine: Arc::new(quarantine),
+    })
 }
 
-/// Creates the topics ingest writes to, retrying while Kafka is down: the
-/// service takes reports into its spool meanwhile.
-async fn create_topics(config: Config, delivery: Arc<sink::Delivery>, stop: CancellationToken) {
+/// Creates the topics ingest writes to, retrying with backoff while Kafka
+/// is down (each failure logged and counted). Until then `/readyz` answers
+/// 503; a request that arrives anyway goes to the spool, if there is one.
+async fn create_topics(config: Config, state: Arc<state::AppState>, stop: CancellationToken) {
     let topics = [
         config.topics.reports.as_str(),
         config.topics.outcomes.as_str(),
     ];
-    let mut backoff = Duration::from_millis(200);
-    loop {
-        match pipeline::ensure_topics(&config.kafka, &topics).await {
-            Ok(()) => {
-                delivery.set_topics_ready();
-                return;
-            }
-            Err(error) => tracing::warn!(%error, retry_in = ?backoff, "topics not created yet"),
-        }
-        tokio::select! {
-            () = stop.cancelled() => return,
-            () = tokio::time::sleep(backoff) => {}
-        }
-        backoff = (backoff * 2).min(Duration::from_secs(10));
+    let created =
+        pipeline::ensure_topics_retrying(&config.kafka, &topics, stop.cancelled(), |_| {
+            state.metrics.topic_setup_failure()
+        })
+        .await;
+    if created {
+        tracing::info!(brokers = %config.kafka.brokers, "kafka reached; topics ready");
+        state.delivery.set_topics_ready();
     }
 }

@@ -41,7 +41,11 @@ impl Histogram {
 pub struct Gauges {
     pub spool_records: u64,
     pub spool_bytes: u64,
+    pub quarantine_records: u64,
     pub in_flight: u64,
+    pub bytes_in_flight: u64,
+    /// 1 once Kafka was reached and the topics exist, else 0.
+    pub kafka_ready: u64,
 }
 
 #[derive(Debug, Default)]
@@ -53,6 +57,9 @@ pub struct Metrics {
     kafka_failures: AtomicU64,
     forwarded: AtomicU64,
     outcome_events_failed: AtomicU64,
+    spool_read_errors: AtomicU64,
+    quarantined: AtomicU64,
+    topic_setup_failures: AtomicU64,
 }
 
 impl Metrics {
@@ -87,6 +94,22 @@ impl Metrics {
 
     pub fn outcome_event_failed(&self) {
         self.outcome_events_failed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn spool_read_error(&self) {
+        self.spool_read_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn spool_read_errors(&self) -> u64 {
+        self.spool_read_errors.load(Ordering::Relaxed)
+    }
+
+    pub fn quarantined(&self) {
+        self.quarantined.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn topic_setup_failure(&self) {
+        self.topic_setup_failures.fetch_add(1, Ordering::Relaxed);
     }
 
     /// How many reports ended in `outcome`, over all reasons and kinds.
@@ -178,10 +201,40 @@ impl Metrics {
                 self.outcome_events_failed.load(Ordering::Relaxed),
             ),
             (
+                "ingest_spool_read_errors_total",
+                "counter",
+                "Failed reads of the spool by the forwarder (each is retried).",
+                self.spool_read_errors.load(Ordering::Relaxed),
+            ),
+            (
+                "ingest_spool_quarantined_total",
+                "counter",
+                "Spooled reports Kafka refused for good, moved to the quarantine.",
+                self.quarantined.load(Ordering::Relaxed),
+            ),
+            (
+                "ingest_kafka_topic_setup_failures_total",
+                "counter",
+                "Failed attempts to reach Kafka and create the topics at start (each is retried).",
+                self.topic_setup_failures.load(Ordering::Relaxed),
+            ),
+            (
+                "ingest_kafka_ready",
+                "gauge",
+                "1 once Kafka was reached and the topics exist, else 0.",
+                gauges.kafka_ready,
+            ),
+            (
                 "ingest_spool_records",
                 "gauge",
                 "Reports in the spool, waiting for Kafka.",
                 gauges.spool_records,
+            ),
+            (
+                "ingest_quarantine_records",
+                "gauge",
+                "Reports in the quarantine: Kafka refused them for good.",
+                gauges.quarantine_records,
             ),
             (
                 "ingest_spool_bytes",
@@ -194,6 +247,12 @@ impl Metrics {
                 "gauge",
                 "Reports being handled right now.",
                 gauges.in_flight,
+            ),
+            (
+                "ingest_in_flight_bytes",
+                "gauge",
+                "Bytes of request bodies reserved right now (read and inflated).",
+                gauges.bytes_in_flight,
             ),
         ];
         for (name, kind, help, value) in scalars {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 
 use crate::auth::Tokens;
+use crate::budget::ByteBudget;
 use crate::config::{Config, ConfigError, Limits, RateLimits};
 use crate::dedup::RecentIds;
 use crate::metrics::{Gauges, Metrics};
@@ -49,6 +50,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Reports being handled; a permit per report.
     pub in_flight: Arc<Semaphore>,
+    /// Bytes of request bodies held, over all requests.
+    pub bytes_in_flight: ByteBudget,
     ready: AtomicBool,
 }
 
@@ -73,6 +76,7 @@ impl AppState {
             outcomes,
             metrics,
             in_flight: Arc::new(Semaphore::new(config.limits.max_in_flight)),
+            bytes_in_flight: ByteBudget::new(config.limits.max_bytes_in_flight),
             ready: AtomicBool::new(true),
         })
     }
@@ -101,7 +105,10 @@ impl AppState {
         Gauges {
             spool_records: spool.map_or(0, |s| s.len()),
             spool_bytes: spool.map_or(0, |s| s.bytes()),
+            quarantine_records: self.delivery.quarantine().map_or(0, |s| s.len()),
             in_flight: (self.limits.max_in_flight - self.in_flight.available_permits()) as u64,
+            bytes_in_flight: self.bytes_in_flight.used(),
+            kafka_ready: u64::from(self.delivery.topics_ready()),
         }
     }
 }
