@@ -37,11 +37,22 @@ pub trait Keyed {
     const TABLE: &'static str;
     const ID_COLUMN: &'static str;
     fn id(&self) -> Uuid;
+    /// The Kafka partition and offset of the message the row came from.
     fn partition(&self) -> u32;
+    fn offset(&self) -> u64;
+    /// Orders rows by the table or view partition they fall in, where a
+    /// machine's value chooses it (a heartbeat's day); 0 where the edge's
+    /// clock does.
+    fn partition_order(&self) -> i32 {
+        0
+    }
 }
 
 macro_rules! keyed {
     ($row:ty, $table:literal, $id:ident) => {
+        keyed!($row, $table, $id, |_row| 0);
+    };
+    ($row:ty, $table:literal, $id:ident, |$r:ident| $order:expr) => {
         impl Keyed for $row {
             const TABLE: &'static str = $table;
             const ID_COLUMN: &'static str = stringify!($id);
@@ -51,6 +62,13 @@ macro_rules! keyed {
             fn partition(&self) -> u32 {
                 self.kafka_partition
             }
+            fn offset(&self) -> u64 {
+                self.kafka_offset
+            }
+            fn partition_order(&self) -> i32 {
+                let $r = self;
+                $order
+            }
         }
     };
 }
@@ -58,7 +76,9 @@ macro_rules! keyed {
 keyed!(CrashRow, "crash_reports", report_id);
 keyed!(FeatureRequestRow, "feature_requests", report_id);
 keyed!(FeedbackRow, "feedback", report_id);
-keyed!(HeartbeatRow, "heartbeats", report_id);
+keyed!(HeartbeatRow, "heartbeats", report_id, |row| row
+    .day
+    .to_julian_day());
 keyed!(OutcomeRow, "outcomes", event_id);
 
 impl Batch {

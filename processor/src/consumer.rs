@@ -33,7 +33,7 @@ use crate::metrics::Metrics;
 use crate::route::{Enricher, Routed, Stream};
 use crate::rows::{ProcessingErrorRow, Source};
 use crate::store::Store;
-use crate::writer::{InFlight, Retry, Writer};
+use crate::writer::{InFlight, Retry, SetAside, Writer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConsumeError {
@@ -120,7 +120,7 @@ pub(crate) struct Worker {
     consumer: Arc<StreamConsumer<Context>>,
     store: Store,
     writer: Writer,
-    dead_letters: DeadLetters,
+    dead_letters: Arc<DeadLetters>,
     enricher: Enricher,
     config: Config,
     metrics: Arc<Metrics>,
@@ -163,8 +163,10 @@ impl Worker {
         let consumer: StreamConsumer<Context> = client.create_with_context(context)?;
         consumer.subscribe(&[&config.topics.reports, &config.topics.outcomes])?;
         let consumer = Arc::new(consumer);
-        let dead_letters = DeadLetters::new(&config.kafka, &config.topics.dead_letters)
-            .map_err(ConsumeError::DeadLetter)?;
+        let dead_letters = Arc::new(
+            DeadLetters::new(&config.kafka, &config.topics.dead_letters)
+                .map_err(ConsumeError::DeadLetter)?,
+        );
         let writer = Writer::start(
             store.separate(&config.clickhouse),
             Arc::clone(&consumer),
@@ -175,6 +177,11 @@ impl Worker {
                 stop: stop.clone(),
             },
             in_flight,
+            SetAside {
+                dead_letters: Arc::clone(&dead_letters),
+                reports_topic: config.topics.reports.clone(),
+                outcomes_topic: config.topics.outcomes.clone(),
+            },
         )?;
         Ok(Worker {
             consumer,
@@ -217,17 +224,29 @@ impl Worker {
                         Err(error) => tracing::warn!(%error, "clustering index not refreshed"),
                     }
                 }
-                received = self.consumer.recv() => match received {
-                    Ok(message) => {
-                        take(&mut self.enricher, &self.dead_letters, &message, &mut batch, &self.config).await?;
+                received = self.consumer.recv() => {
+                    // A rebalance runs inside this poll, before the message
+                    // it returns: what was read from a partition before it
+                    // was revoked leaves the batch now, and what is read
+                    // after it is assigned again (from the committed offset)
+                    // stays.
+                    self.forget_revoked(&mut batch);
+                    match received {
+                        Ok(message) => {
+                            let taken = take(&mut self.enricher, &self.dead_letters, &message, &mut batch, &self.config, &self.metrics, &self.stop).await;
+                            if !taken {
+                                break;
+                            }
+                        }
+                        Err(error) => tracing::warn!(%error, "kafka consumer error"),
                     }
-                    Err(error) => tracing::warn!(%error, "kafka consumer error"),
-                },
+                }
             }
             if batch.messages >= self.config.batch.max_rows {
                 self.flush(&mut batch).await;
             }
         }
+        self.forget_revoked(&mut batch);
         self.flush(&mut batch).await;
         let Worker {
             writer, consumer, ..
@@ -240,9 +259,15 @@ impl Worker {
         Ok(())
     }
 
-    /// Hands the batch to the writer (once the one before it is written),
-    /// without the rows of partitions lost since the last flush.
-    async fn flush(&mut self, batch: &mut Batch) {
+    /// Drops from `batch` what was read from partitions revoked since the
+    /// last call: their next owner (perhaps this instance again) reads those
+    /// messages again from the last committed offset.
+    ///
+    /// This must run right after each poll, not when the batch is written:
+    /// a partition revoked and assigned back before then would otherwise
+    /// lose the rows read since it came back, while the next batch stores
+    /// an offset past them.
+    fn forget_revoked(&self, batch: &mut Batch) {
         let lost: Vec<TopicPartition> = std::mem::take(
             &mut *self
                 .consumer
@@ -252,6 +277,10 @@ impl Worker {
                 .unwrap_or_else(|e| e.into_inner()),
         );
         batch.drop_partitions(&lost, &self.config.topics.reports);
+    }
+
+    /// Hands the batch to the writer (once the one before it is written).
+    async fn flush(&mut self, batch: &mut Batch) {
         if batch.is_empty() {
             *batch = Batch::default();
             return;
@@ -260,14 +289,18 @@ impl Worker {
     }
 }
 
-/// Turns one message into rows of the batch, or a dead letter.
+/// Turns one message into rows of the batch, or a dead letter; false if
+/// the processor stopped while the dead letter waited for Kafka (the
+/// message is then not in the batch and will be read again).
 async fn take(
     enricher: &mut Enricher,
     dead_letters: &DeadLetters,
     message: &BorrowedMessage<'_>,
     batch: &mut Batch,
     config: &Config,
-) -> Result<(), ConsumeError> {
+    metrics: &Metrics,
+    stop: &CancellationToken,
+) -> bool {
     let source = Source {
         partition: message.partition(),
         offset: message.offset(),
@@ -297,10 +330,10 @@ async fn take(
                 detail = %dead.detail,
                 "message sent to dead letters"
             );
-            dead_letters
-                .send(message, &dead)
-                .await
-                .map_err(ConsumeError::DeadLetter)?;
+            if !dead_letters.send(message, &dead, stop).await {
+                return false;
+            }
+            Metrics::add(&metrics.dead_letters, 1);
             batch.errors.push(ProcessingErrorRow {
                 at: now,
                 topic: message.topic().to_string(),
@@ -314,7 +347,7 @@ async fn take(
         }
     }
     batch.note(message.topic(), source);
-    Ok(())
+    true
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

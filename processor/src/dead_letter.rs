@@ -1,5 +1,10 @@
 //! The dead-letter topic: messages the processor cannot decode or place,
-//! copied as they were with the reason and stage in headers.
+//! copied as they were with the reason and stage in headers, and rows
+//! ClickHouse refused for good (as text, beside where their message is).
+//!
+//! A send is retried until Kafka takes it or the processor stops: a dead
+//! letter is the only copy of why a message was set aside, and the message's
+//! offset is stored only once it is sent.
 
 use std::fmt::Display;
 use std::time::Duration;
@@ -9,6 +14,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
+use tokio_util::sync::CancellationToken;
 
 /// Where in the processor a message failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,6 +24,8 @@ pub enum Stage {
     Decode,
     /// The report decoded but has no valid place in the tables.
     Place,
+    /// The row was made, but ClickHouse refused it for good.
+    Write,
 }
 
 impl Stage {
@@ -25,6 +33,7 @@ impl Stage {
         match self {
             Stage::Decode => "decode",
             Stage::Place => "place",
+            Stage::Write => "write",
         }
     }
 }
@@ -76,14 +85,59 @@ impl DeadLetters {
         })
     }
 
-    /// Copies `message` to the dead-letter topic and waits for the ack.
+    /// Copies `message` to the dead-letter topic, retrying until Kafka
+    /// acknowledges it; false if `stop` came first (the message was not
+    /// set aside and must be read again).
     pub async fn send(
         &self,
         message: &BorrowedMessage<'_>,
         dead: &DeadLetter,
+        stop: &CancellationToken,
+    ) -> bool {
+        let origin = Origin {
+            topic: message.topic(),
+            partition: message.partition(),
+            offset: message.offset(),
+            key: message.key(),
+        };
+        self.send_until_acked(&origin, message.payload().unwrap_or_default(), dead, stop)
+            .await
+    }
+
+    /// Sends `payload` as the dead letter of the message at `origin`,
+    /// retrying with backoff until Kafka acknowledges it; false if `stop`
+    /// came first.
+    pub async fn send_until_acked(
+        &self,
+        origin: &Origin<'_>,
+        payload: &[u8],
+        dead: &DeadLetter,
+        stop: &CancellationToken,
+    ) -> bool {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.send_once(origin, payload, dead).await {
+                Ok(()) => return true,
+                Err(error) => {
+                    tracing::warn!(%error, retry_in = ?backoff, topic = %self.topic, "dead letter not sent");
+                }
+            }
+            tokio::select! {
+                () = stop.cancelled() => return false,
+                () = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(10));
+        }
+    }
+
+    async fn send_once(
+        &self,
+        origin: &Origin<'_>,
+        payload: &[u8],
+        dead: &DeadLetter,
     ) -> Result<(), KafkaError> {
-        let partition = message.partition().to_string();
-        let offset = message.offset().to_string();
+        let partition = origin.partition.to_string();
+        let offset = origin.offset.to_string();
         let headers = OwnedHeaders::new()
             .insert(Header {
                 key: "reason",
@@ -99,7 +153,7 @@ impl DeadLetters {
             })
             .insert(Header {
                 key: "source_topic",
-                value: Some(message.topic()),
+                value: Some(origin.topic),
             })
             .insert(Header {
                 key: "source_partition",
@@ -109,12 +163,11 @@ impl DeadLetters {
                 key: "source_offset",
                 value: Some(&offset),
             });
-        let mut record = FutureRecord::<[u8], [u8]>::to(&self.topic).headers(headers);
-        if let Some(key) = message.key() {
+        let mut record = FutureRecord::<[u8], [u8]>::to(&self.topic)
+            .headers(headers)
+            .payload(payload);
+        if let Some(key) = origin.key {
             record = record.key(key);
-        }
-        if let Some(payload) = message.payload() {
-            record = record.payload(payload);
         }
         self.producer
             .send(record, Timeout::After(Duration::from_secs(30)))
@@ -122,4 +175,13 @@ impl DeadLetters {
             .map(|_| ())
             .map_err(|(error, _)| error)
     }
+}
+
+/// Where the message a dead letter stands for was read.
+#[derive(Debug, Clone, Copy)]
+pub struct Origin<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<&'a [u8]>,
 }

@@ -22,6 +22,84 @@ pub enum StoreError {
     Migration(#[from] MigrationError),
 }
 
+/// What a failed request says about trying it again, decided in one place
+/// ([`StoreError::failure`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// The server or the network: the same request may succeed later.
+    Transient,
+    /// The rows touch more partitions than one insert may; the same rows in
+    /// smaller inserts will go in.
+    TooManyPartitions,
+    /// Something in the rows themselves (a value the column type cannot
+    /// hold, a parse error): no retry helps; the rows at fault must be found
+    /// and set aside.
+    Permanent,
+}
+
+/// ClickHouse error codes that blame the data, not the server: parse and
+/// conversion errors, values out of a type's range, sizes over a limit.
+const DATA_ERROR_CODES: &[u32] = &[
+    6,   // CANNOT_PARSE_TEXT
+    27,  // CANNOT_PARSE_INPUT_ASSERTION_FAILED
+    32,  // ATTEMPT_TO_READ_AFTER_EOF
+    33,  // CANNOT_READ_ALL_DATA
+    38,  // CANNOT_PARSE_DATE
+    41,  // CANNOT_PARSE_DATETIME
+    53,  // TYPE_MISMATCH
+    69,  // ARGUMENT_OUT_OF_BOUND
+    70,  // CANNOT_CONVERT_TYPE
+    72,  // CANNOT_PARSE_NUMBER
+    117, // INCORRECT_DATA
+    128, // TOO_LARGE_ARRAY_SIZE
+    131, // TOO_LARGE_STRING_SIZE
+    321, // VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE
+    407, // DECIMAL_OVERFLOW
+];
+
+/// The code of a ClickHouse exception text (`Code: 252, e.displayText() =
+/// …` on old servers, `Code: 252. DB::Exception: …` on current ones).
+fn exception_code(text: &str) -> Option<u32> {
+    let rest = &text[text.find("Code: ")? + "Code: ".len()..];
+    let digits = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
+    rest[..digits].parse().ok()
+}
+
+impl StoreError {
+    /// Whether the request that failed so may succeed as it is, in smaller
+    /// parts, or never. Anything not known to blame the rows is transient:
+    /// retrying a server fault forever is safe (nothing is lost, and the
+    /// stall is visible in the lag metrics), while setting good rows aside
+    /// as culprits would not be.
+    pub fn failure(&self) -> Failure {
+        use clickhouse::error::Error;
+        match self {
+            StoreError::ClickHouse(error) => match error {
+                // The row could not be encoded for its column type: a
+                // client-side refusal, before any byte of it left.
+                Error::Custom(_)
+                | Error::SequenceMustHaveLength
+                | Error::InvalidUtf8Encoding(_)
+                | Error::InvalidTagEncoding(_)
+                | Error::VariantDiscriminatorIsOutOfBound(_) => Failure::Permanent,
+                Error::BadResponse(text) => {
+                    if text.contains("Too many partitions for single INSERT block") {
+                        Failure::TooManyPartitions
+                    } else if exception_code(text).is_some_and(|c| DATA_ERROR_CODES.contains(&c)) {
+                        Failure::Permanent
+                    } else {
+                        Failure::Transient
+                    }
+                }
+                _ => Failure::Transient,
+            },
+            StoreError::Version(_) | StoreError::Migration(_) => Failure::Transient,
+        }
+    }
+}
+
 /// Ids looked up per query by [`Store::existing_ids`].
 const LOOKUP_CHUNK: usize = 20_000;
 /// Room for a lookup query: 39 bytes per quoted id and comma, and the rest.
@@ -171,5 +249,73 @@ impl Store {
         }
         insert.end().await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clickhouse::error::Error;
+
+    fn bad(text: &str) -> StoreError {
+        StoreError::ClickHouse(Error::BadResponse(text.into()))
+    }
+
+    #[test]
+    fn failures_are_told_apart_on_old_and_new_servers() {
+        // 18.16 and current servers word exceptions differently.
+        assert_eq!(
+            bad("Code: 252, e.displayText() = DB::Exception: Too many partitions for single INSERT block (more than 100). The limit is controlled by 'max_partitions_per_insert_block' setting.").failure(),
+            Failure::TooManyPartitions
+        );
+        assert_eq!(
+            bad("Code: 252. DB::Exception: Too many parts (300). Merges are processing significantly slower than inserts. (TOO_MANY_PARTS)").failure(),
+            Failure::Transient,
+            "too many parts waits for merges"
+        );
+        assert_eq!(
+            bad("Code: 27, e.displayText() = DB::Exception: Cannot parse input: expected , before: x").failure(),
+            Failure::Permanent
+        );
+        assert_eq!(
+            bad(
+                "Code: 321. DB::Exception: Value out of range. (VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE)"
+            )
+            .failure(),
+            Failure::Permanent
+        );
+        assert_eq!(
+            bad("Code: 60. DB::Exception: Table e2e.crash_reports does not exist. (UNKNOWN_TABLE)")
+                .failure(),
+            Failure::Transient,
+            "a missing table is the deployment's fault, not the rows'"
+        );
+        assert_eq!(
+            bad("Code: 241. DB::Exception: Memory limit (total) exceeded").failure(),
+            Failure::Transient
+        );
+        assert_eq!(bad("502 Bad Gateway").failure(), Failure::Transient);
+        assert_eq!(
+            StoreError::ClickHouse(Error::Custom(
+                "1969-12-31 23:59:59 cannot be represented as DateTime".into()
+            ))
+            .failure(),
+            Failure::Permanent
+        );
+        assert_eq!(
+            StoreError::ClickHouse(Error::TimedOut).failure(),
+            Failure::Transient
+        );
+        assert_eq!(
+            StoreError::ClickHouse(Error::Network("connection refused".into())).failure(),
+            Failure::Transient
+        );
+    }
+
+    #[test]
+    fn exception_codes_are_read_from_either_wording() {
+        assert_eq!(exception_code("Code: 6, e.displayText() = x"), Some(6));
+        assert_eq!(exception_code("Code: 321. DB::Exception"), Some(321));
+        assert_eq!(exception_code("no code here"), None);
     }
 }

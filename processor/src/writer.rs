@@ -12,6 +12,14 @@
 //!     └────────────────────────────── done ◀─────────────────────────────────────┘
 //! ```
 //!
+//! A failed insert is judged once ([`StoreError::failure`]): a transient
+//! failure retries the whole write with backoff (nothing moves meanwhile);
+//! too many partitions splits the rows into smaller inserts; a permanent
+//! failure splits the rows in halves until the rows at fault are found.
+//! Those go to the dead-letter topic and `processing_errors` with the
+//! server's reason, and the rest is written: one bad row never holds up the
+//! others.
+//!
 //! At most one batch is in flight: `submit` first waits for the previous
 //! one, so offsets are stored in order. A rebalance that takes partitions
 //! away waits (in the consumer's callback, see [`InFlight::wait_idle`]) until
@@ -31,11 +39,18 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use std::ops::Range;
+
+use clickhouse::Row;
+use serde::Serialize;
+use time::OffsetDateTime;
+
 use crate::batch::{Batch, Keyed, keep_new};
 use crate::consumer::Context;
+use crate::dead_letter::{DeadLetter, DeadLetters, Origin, Stage};
 use crate::metrics::Metrics;
-use crate::rows::{CrashRow, FeatureRequestRow, FeedbackRow, HeartbeatRow, OutcomeRow};
-use crate::store::{Store, StoreError};
+use crate::rows::ProcessingErrorRow;
+use crate::store::{Failure, Store, StoreError};
 
 /// Whether a batch is being written; the rebalance callback waits on it.
 #[derive(Debug, Default)]
@@ -72,6 +87,15 @@ pub(crate) struct Retry {
     pub stop: CancellationToken,
 }
 
+/// Where rows refused for good go: the dead-letter topic, naming the
+/// topic their message came from.
+#[derive(Debug)]
+pub(crate) struct SetAside {
+    pub dead_letters: Arc<DeadLetters>,
+    pub reports_topic: String,
+    pub outcomes_topic: String,
+}
+
 pub(crate) struct Writer {
     jobs: Option<mpsc::Sender<Batch>>,
     done: mpsc::Receiver<()>,
@@ -97,6 +121,7 @@ impl Writer {
         metrics: Arc<Metrics>,
         retry: Retry,
         in_flight: Arc<InFlight>,
+        set_aside: SetAside,
     ) -> std::io::Result<Self> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -109,7 +134,8 @@ impl Writer {
             .spawn(move || {
                 runtime.block_on(async move {
                     while let Some(batch) = incoming.recv().await {
-                        write_with_retry(&store, &consumer, &metrics, &retry, batch).await;
+                        write_with_retry(&store, &consumer, &metrics, &retry, &set_aside, batch)
+                            .await;
                         flag.set(false);
                         if finished.send(()).await.is_err() {
                             return;
@@ -159,23 +185,24 @@ impl Writer {
 }
 
 /// Writes the batch, retrying with backoff while ClickHouse fails, then
-/// stores the offsets it covers. If a stop comes while retrying, the rows
-/// are dropped unwritten and their offsets unstored: they will be read
-/// again.
+/// sets aside the rows it refused for good, then stores the offsets the
+/// batch covers. If a stop comes while retrying, the rows are dropped
+/// unwritten and their offsets unstored: they will be read again.
 async fn write_with_retry(
     store: &Store,
     consumer: &StreamConsumer<Context>,
     metrics: &Metrics,
     retry: &Retry,
+    set_aside: &SetAside,
     mut batch: Batch,
 ) {
     let mut backoff = retry.min_backoff;
-    loop {
+    let refused = loop {
         match write(store, metrics, &mut batch).await {
-            Ok(rows) => {
+            Ok((rows, refused)) => {
                 Metrics::add(&metrics.rows_inserted, rows);
                 Metrics::add(&metrics.batches, 1);
-                break;
+                break refused;
             }
             Err(error) => {
                 Metrics::add(&metrics.insert_failures, 1);
@@ -190,6 +217,13 @@ async fn write_with_retry(
                 backoff = (backoff * 2).min(retry.max_backoff);
             }
         }
+    };
+    if !refused.is_empty() && !record_refused(store, metrics, retry, set_aside, refused).await {
+        tracing::warn!(
+            messages = batch.messages,
+            "stopping before refused rows were set aside; the batch will be read again"
+        );
+        return;
     }
     let mut offsets = TopicPartitionList::new();
     for ((topic, partition), next) in &batch.next_offsets {
@@ -205,9 +239,91 @@ async fn write_with_retry(
     tracing::debug!(messages = batch.messages, "batch written");
 }
 
-/// Drops what is already stored, then inserts table by table. Safe to call
-/// again after a failure: each retry looks again at what is stored.
-async fn write(store: &Store, metrics: &Metrics, batch: &mut Batch) -> Result<u64, StoreError> {
+/// A row ClickHouse refused for good: which table, where its message was,
+/// the row as text, and the server's reason.
+#[derive(Debug)]
+pub(crate) struct Refused {
+    pub table: &'static str,
+    pub partition: u32,
+    pub offset: u64,
+    pub row: String,
+    pub error: String,
+}
+
+/// Sends each refused row to the dead-letter topic and writes its
+/// `processing_errors` row; false if stopped first.
+async fn record_refused(
+    store: &Store,
+    metrics: &Metrics,
+    retry: &Retry,
+    set_aside: &SetAside,
+    refused: Vec<Refused>,
+) -> bool {
+    let now = OffsetDateTime::now_utc();
+    let mut errors = Vec::with_capacity(refused.len());
+    for culprit in refused {
+        let topic = if culprit.table == crate::rows::OutcomeRow::TABLE {
+            &set_aside.outcomes_topic
+        } else {
+            &set_aside.reports_topic
+        };
+        tracing::warn!(
+            table = culprit.table,
+            partition = culprit.partition,
+            offset = culprit.offset,
+            error = %culprit.error,
+            "row refused for good; set aside"
+        );
+        let dead = DeadLetter::new(Stage::Write, "unstorable", &culprit.error);
+        let origin = Origin {
+            topic,
+            partition: i32::try_from(culprit.partition).unwrap_or_default(),
+            offset: i64::try_from(culprit.offset).unwrap_or_default(),
+            key: None,
+        };
+        if !set_aside
+            .dead_letters
+            .send_until_acked(&origin, culprit.row.as_bytes(), &dead, &retry.stop)
+            .await
+        {
+            return false;
+        }
+        Metrics::add(&metrics.dead_letters, 1);
+        errors.push(ProcessingErrorRow {
+            at: now,
+            topic: topic.clone(),
+            kafka_partition: culprit.partition,
+            kafka_offset: culprit.offset,
+            stage: dead.stage.as_str().to_string(),
+            reason: dead.reason.to_string(),
+            detail: dead.detail,
+            size: culprit.row.len() as u64,
+        });
+    }
+    let mut backoff = retry.min_backoff;
+    loop {
+        match store.insert("processing_errors", &errors).await {
+            Ok(()) => return true,
+            Err(error) => {
+                tracing::warn!(%error, retry_in = ?backoff, "processing errors not written")
+            }
+        }
+        tokio::select! {
+            () = retry.stop.cancelled() => return false,
+            () = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(retry.max_backoff);
+    }
+}
+
+/// Drops what is already stored, then inserts table by table; returns the
+/// rows written and the rows refused for good. Safe to call again after a
+/// failure: each retry looks again at what is stored.
+async fn write(
+    store: &Store,
+    metrics: &Metrics,
+    batch: &mut Batch,
+) -> Result<(u64, Vec<Refused>), StoreError> {
     let skipped = skip_stored(store, metrics, &mut batch.crashes).await?
         + skip_stored(store, metrics, &mut batch.feature_requests).await?
         + skip_stored(store, metrics, &mut batch.feedback).await?
@@ -220,24 +336,90 @@ async fn write(store: &Store, metrics: &Metrics, batch: &mut Batch) -> Result<u6
         .retain(|s| new_requests.contains(&s.report_id));
 
     // Signatures before their requests: a request stored without its
-    // signature would be missing from a rebuilt clustering index.
+    // signature would be missing from a rebuilt clustering index. Neither
+    // signatures nor processing errors carry a value from a machine, so
+    // nothing in them can be refused for good.
     store
         .insert("feature_request_signatures", &batch.signatures)
         .await?;
-    store.insert(CrashRow::TABLE, &batch.crashes).await?;
-    store
-        .insert(FeatureRequestRow::TABLE, &batch.feature_requests)
-        .await?;
-    store.insert(FeedbackRow::TABLE, &batch.feedback).await?;
-    store.insert(HeartbeatRow::TABLE, &batch.heartbeats).await?;
-    store.insert(OutcomeRow::TABLE, &batch.outcomes).await?;
+    let mut refused = Vec::new();
+    refused.extend(insert_isolating(store, &mut batch.crashes).await?);
+    refused.extend(insert_isolating(store, &mut batch.feature_requests).await?);
+    refused.extend(insert_isolating(store, &mut batch.feedback).await?);
+    refused.extend(insert_isolating(store, &mut batch.heartbeats).await?);
+    refused.extend(insert_isolating(store, &mut batch.outcomes).await?);
     store.insert("processing_errors", &batch.errors).await?;
-    Ok((batch.crashes.len()
+    let written = (batch.crashes.len()
         + batch.feature_requests.len()
         + batch.feedback.len()
         + batch.heartbeats.len()
         + batch.outcomes.len()
-        + batch.errors.len()) as u64)
+        + batch.errors.len()
+        - refused.len()) as u64;
+    Ok((written, refused))
+}
+
+/// Inserts `rows` into their table, finding the rows refused for good.
+///
+/// The rows are first ordered by the partition they fall in (a heartbeat's
+/// day), so that a split for too many partitions yields inserts that each
+/// touch few. A transient failure ends the call (the caller retries the
+/// whole write, and rows written so far are then found stored). A
+/// permanent failure, or too many partitions, splits the failed range in
+/// halves; a single row that still fails is refused. Each insert is applied
+/// whole or not at all, so every row ends written once or refused.
+async fn insert_isolating<S, T>(store: &S, rows: &mut [T]) -> Result<Vec<Refused>, StoreError>
+where
+    S: Inserts<T>,
+    T: Keyed + std::fmt::Debug,
+{
+    rows.sort_by_key(Keyed::partition_order);
+    let mut refused = Vec::new();
+    let mut pending: Vec<Range<usize>> = Vec::new();
+    pending.push(0..rows.len());
+    while let Some(range) = pending.pop() {
+        let part = &rows[range.clone()];
+        if part.is_empty() {
+            continue;
+        }
+        let Err(error) = store.insert(part).await else {
+            continue;
+        };
+        match error.failure() {
+            Failure::Transient => return Err(error),
+            Failure::Permanent | Failure::TooManyPartitions if part.len() == 1 => {
+                let row = &part[0];
+                refused.push(Refused {
+                    table: T::TABLE,
+                    partition: row.partition(),
+                    offset: row.offset(),
+                    row: format!("{row:?}"),
+                    error: error.to_string(),
+                });
+            }
+            Failure::Permanent | Failure::TooManyPartitions => {
+                let middle = range.start + range.len() / 2;
+                pending.push(middle..range.end);
+                pending.push(range.start..middle);
+            }
+        }
+    }
+    Ok(refused)
+}
+
+/// Where [`insert_isolating`] sends its inserts: the store, or in unit
+/// tests a table that refuses what ClickHouse would.
+trait Inserts<T> {
+    async fn insert(&self, rows: &[T]) -> Result<(), StoreError>;
+}
+
+impl<T> Inserts<T> for Store
+where
+    T: Keyed + Row + Serialize + for<'a> Row<Value<'a> = T>,
+{
+    async fn insert(&self, rows: &[T]) -> Result<(), StoreError> {
+        Store::insert(self, T::TABLE, rows).await
+    }
 }
 
 /// Drops the rows already stored, after feeding their aggregates again (see
@@ -263,6 +445,115 @@ async fn skip_stored<T: Keyed>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rows::OutcomeRow;
+    use std::cell::RefCell;
+    use std::future::Future;
+
+    /// A table that, like current ClickHouse, refuses an insert touching
+    /// more than `max_partitions` partitions, and refuses every insert that
+    /// holds a poisoned row; it records what it took.
+    struct Table {
+        max_partitions: usize,
+        poisoned: HashSet<Uuid>,
+        taken: RefCell<Vec<Uuid>>,
+        inserts: RefCell<usize>,
+    }
+
+    impl Inserts<OutcomeRow> for Table {
+        async fn insert(&self, rows: &[OutcomeRow]) -> Result<(), StoreError> {
+            use clickhouse::error::Error;
+            *self.inserts.borrow_mut() += 1;
+            let partitions: HashSet<(i32, time::Month)> =
+                rows.iter().map(|r| (r.at.year(), r.at.month())).collect();
+            if partitions.len() > self.max_partitions {
+                return Err(StoreError::ClickHouse(Error::BadResponse(
+                    "Code: 252. DB::Exception: Too many partitions for single INSERT block (more than 100)."
+                        .into(),
+                )));
+            }
+            if rows.iter().any(|r| self.poisoned.contains(&r.event_id)) {
+                return Err(StoreError::ClickHouse(Error::Custom(
+                    "1926-11-20 cannot be represented as Date".into(),
+                )));
+            }
+            self.taken
+                .borrow_mut()
+                .extend(rows.iter().map(|r| r.event_id));
+            Ok(())
+        }
+    }
+
+    fn outcome(offset: u64) -> OutcomeRow {
+        OutcomeRow {
+            event_id: Uuid::new_v4(),
+            at: OffsetDateTime::UNIX_EPOCH,
+            outcome: "rejected".into(),
+            reason: "invalid".into(),
+            schema: String::new(),
+            org_id: String::new(),
+            size: 1,
+            field: String::new(),
+            kafka_partition: (offset % 4) as u32,
+            kafka_offset: offset,
+            inserted_at: OffsetDateTime::UNIX_EPOCH,
+        }
+    }
+
+    fn run<F: Future>(future: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+            .block_on(future)
+    }
+
+    #[test]
+    fn a_poisoned_row_is_found_and_every_other_row_is_written_once() {
+        let mut rows: Vec<OutcomeRow> = (0..10_000).map(outcome).collect();
+        let poison = [rows[4_321].event_id, rows[9_999].event_id];
+        let table = Table {
+            max_partitions: usize::MAX,
+            poisoned: poison.into(),
+            taken: RefCell::default(),
+            inserts: RefCell::default(),
+        };
+        let refused = run(insert_isolating(&table, &mut rows)).expect("no transient failure");
+        let offsets: Vec<u64> = refused.iter().map(|r| r.offset).collect();
+        assert_eq!(offsets.len(), 2);
+        assert!(offsets.contains(&4_321) && offsets.contains(&9_999));
+        assert!(
+            refused
+                .iter()
+                .all(|r| r.error.contains("cannot be represented"))
+        );
+        let taken = table.taken.borrow();
+        let distinct: HashSet<&Uuid> = taken.iter().collect();
+        assert_eq!(
+            (taken.len(), distinct.len()),
+            (9_998, 9_998),
+            "each good row once"
+        );
+        assert!(poison.iter().all(|id| !distinct.contains(id)));
+        assert!(*table.inserts.borrow() < 60, "halving, not row by row");
+    }
+
+    #[test]
+    fn too_many_partitions_splits_by_partition_and_sets_nothing_aside() {
+        // Rows of 150 different months, in no order.
+        let mut rows: Vec<OutcomeRow> = (0..3_000).map(outcome).collect();
+        for (i, row) in rows.iter_mut().enumerate() {
+            row.at =
+                OffsetDateTime::UNIX_EPOCH + time::Duration::days(((i * 37) % 150) as i64 * 31);
+        }
+        let table = Table {
+            max_partitions: 100,
+            poisoned: HashSet::new(),
+            taken: RefCell::default(),
+            inserts: RefCell::default(),
+        };
+        let refused = run(insert_isolating(&table, &mut rows)).expect("no transient failure");
+        assert!(refused.is_empty(), "nothing is a culprit: {refused:?}");
+        assert_eq!(table.taken.borrow().len(), 3_000);
+    }
 
     #[test]
     fn waiting_for_an_idle_writer_ends_when_the_batch_is_written() {
