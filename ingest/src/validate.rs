@@ -22,6 +22,9 @@ use time::OffsetDateTime;
 
 use crate::error::ApiError;
 
+/// The first day a ClickHouse `Date` holds.
+const FIRST_DAY: time::Date = time::macros::date!(1970 - 01 - 01);
+
 /// Longest message text taken from a schema error; it may quote the input.
 const MAX_MESSAGE_CHARS: usize = 300;
 
@@ -98,15 +101,41 @@ impl Validator {
         Ok(checked)
     }
 
-    /// What no schema says: a heartbeat's day is a real date, and the
-    /// report was not sent from too far in the future.
+    /// What no schema says: a heartbeat's day is a real date that the
+    /// tables can hold, and the report was not sent from too far in the
+    /// future.
+    ///
+    /// A heartbeat's day is the report itself (the day the machine counts
+    /// as active), so a day before 1970 (ClickHouse's first `Date`) or past
+    /// the server's today by more than the allowed skew is refused. A
+    /// `sent_at` before 1970 is kept: the report is real, only the
+    /// machine's clock is wrong, and the processor stores it as
+    /// 1970-01-01 00:00:00, the mark of an unrepresentable clock.
     fn check_meaning(&self, checked: &Checked, now: OffsetDateTime) -> Result<(), ApiError> {
         if let Payload::Heartbeat(heartbeat) = &checked.envelope.payload {
             let format = time::macros::format_description!("[year]-[month]-[day]");
-            if time::Date::parse(&heartbeat.day, format).is_err() {
+            let Ok(day) = time::Date::parse(&heartbeat.day, format) else {
                 return Err(invalid(
                     "payload.day",
                     format!("{:?} is not a calendar date", heartbeat.day),
+                ));
+            };
+            if day < FIRST_DAY {
+                return Err(invalid(
+                    "payload.day",
+                    format!(
+                        "{:?} is before 1970-01-01, the first day stored",
+                        heartbeat.day
+                    ),
+                ));
+            }
+            if day > (now + self.max_clock_skew).date() {
+                return Err(invalid(
+                    "payload.day",
+                    format!(
+                        "{:?} is later than the server's today plus the allowed clock skew",
+                        heartbeat.day
+                    ),
                 ));
             }
         }
@@ -320,6 +349,36 @@ mod tests {
             error_of(report),
             ("invalid".into(), Some("payload.day".into()))
         );
+    }
+
+    #[test]
+    fn heartbeat_days_no_table_can_hold_are_refused_at_the_edge() {
+        let day = |text: &str| {
+            let mut report: Value = serde_json::from_str(fixtures::HEARTBEAT).expect("fixture");
+            report["payload"]["day"] = json!(text);
+            error_of(report)
+        };
+        let refused = ("invalid".into(), Some("payload.day".into()));
+        assert_eq!(day("1926-11-20"), refused);
+        assert_eq!(day("1969-12-31"), refused);
+        assert_eq!(day("2149-06-07"), refused);
+        assert_eq!(
+            day("2026-11-22"),
+            refused,
+            "past tomorrow by the server's clock"
+        );
+        assert_eq!(day("1970-01-01").0, "ok");
+        assert_eq!(day("2026-11-21").0, "ok", "within the clock skew");
+    }
+
+    #[test]
+    fn a_wrong_clock_before_1970_is_kept() {
+        let mut report = crash();
+        report["sent_at"] = json!("1969-12-31T23:59:59Z");
+        assert_eq!(error_of(report).0, "ok");
+        let mut report = crash();
+        report["sent_at"] = json!("0001-01-01T00:00:00Z");
+        assert_eq!(error_of(report).0, "ok");
     }
 
     #[test]

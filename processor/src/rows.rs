@@ -68,8 +68,8 @@ macro_rules! raw_row {
                 let (os_build_full, build_key) = build_of(r);
                 $name {
                     report_id: r.report_id,
-                    received_at: r.received_at,
-                    sent_at: r.sent_at,
+                    received_at: storable(r.received_at),
+                    sent_at: storable(r.sent_at),
                     org_id: r.org_id.clone(),
                     machine_hash: r.machine_hash.clone(),
                     consent: r.consent.as_str().to_string(),
@@ -139,6 +139,20 @@ raw_row!(
         uptime_minutes: Option<u32>,
     }
 );
+
+/// The first and last instants a ClickHouse `DateTime` holds (seconds
+/// since the epoch in a `UInt32`, on every server version).
+const FIRST_DATETIME: OffsetDateTime = OffsetDateTime::UNIX_EPOCH;
+const LAST_DATETIME: OffsetDateTime = time::macros::datetime!(2106-02-07 06:28:15 UTC);
+
+/// A machine's clock as a `DateTime` column can hold it. A report sent by
+/// a machine whose clock is before 1970 (a dead clock battery) is a real
+/// report: it is kept, with `sent_at` at 1970-01-01 00:00:00, which no
+/// working clock sends; one past 2106 (refused by the edge as clock skew)
+/// at the last second. `received_at` is the edge's clock and always fits.
+pub fn storable(at: OffsetDateTime) -> OffsetDateTime {
+    at.clamp(FIRST_DATETIME, LAST_DATETIME)
+}
 
 /// `10.0.19045` + revision 3570 → (`10.0.19045.3570`, its sort key). A
 /// version the schema let through but that does not parse sorts first.
@@ -454,6 +468,26 @@ mod tests {
         let row = HeartbeatRow::new(&report, heartbeat, SOURCE, NOW).expect("valid day");
         assert_eq!(row.day, date!(2026 - 11 - 20));
         assert_eq!(row.uptime_minutes, Some(540));
+    }
+
+    #[test]
+    fn a_clock_no_column_can_hold_is_kept_at_the_edge_of_the_range() {
+        let (mut report, Payload::Feedback(feedback)) = accepted(fixtures::FEEDBACK) else {
+            panic!("fixture is feedback");
+        };
+        report.sent_at = datetime!(1969-12-31 23:59:59 UTC);
+        let row = FeedbackRow::new(&report, feedback.clone(), SOURCE, NOW);
+        assert_eq!(row.sent_at, OffsetDateTime::UNIX_EPOCH);
+        report.sent_at = datetime!(2200-01-01 00:00:00 UTC);
+        let row = FeedbackRow::new(&report, feedback.clone(), SOURCE, NOW);
+        assert_eq!(row.sent_at, LAST_DATETIME);
+        report.sent_at = datetime!(2026-11-20 08:00:00 UTC);
+        let row = FeedbackRow::new(&report, feedback, SOURCE, NOW);
+        assert_eq!(
+            row.sent_at,
+            datetime!(2026-11-20 08:00:00 UTC),
+            "a working clock is kept as it is"
+        );
     }
 
     #[test]
