@@ -156,6 +156,10 @@ pub struct BatchConfig {
     /// Messages written but not yet committed are read again after a crash
     /// and then recognised as stored.
     pub commit_interval_ms: u64,
+    /// How often the group's lag is read from the brokers for `/metrics`
+    /// (`processor_partition_lag_messages` and the age of the oldest
+    /// uncommitted message), in milliseconds.
+    pub lag_interval_ms: u64,
 }
 
 impl Default for BatchConfig {
@@ -166,6 +170,7 @@ impl Default for BatchConfig {
             min_backoff_ms: 100,
             max_backoff_ms: 30_000,
             commit_interval_ms: 1_000,
+            lag_interval_ms: 10_000,
         }
     }
 }

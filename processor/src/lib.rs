@@ -30,6 +30,7 @@ pub mod config;
 pub mod consumer;
 pub mod dead_letter;
 pub mod index;
+pub mod lag;
 pub mod metrics;
 pub mod migrate;
 pub mod report;
@@ -89,16 +90,23 @@ pub async fn run_with_metrics(
     let Some(store) = connect(&config, &stop).await? else {
         return Ok(());
     };
-    store.migrate().await?;
-    pipeline::ensure_topics(
-        &config.kafka,
-        &[
-            &config.topics.reports,
-            &config.topics.outcomes,
-            &config.topics.dead_letters,
-        ],
-    )
-    .await?;
+    let backoff = Backoff::of(&config);
+    let migrated = until_done("clickhouse migrations", &backoff, &stop, || store.migrate()).await;
+    if migrated.is_none() {
+        return Ok(());
+    }
+    let topics = [
+        config.topics.reports.as_str(),
+        config.topics.outcomes.as_str(),
+        config.topics.dead_letters.as_str(),
+    ];
+    let created = until_done("kafka topics", &backoff, &stop, || {
+        pipeline::ensure_topics(&config.kafka, &topics)
+    })
+    .await;
+    if created.is_none() {
+        return Ok(());
+    }
     let mut enricher = route::Enricher::new(
         config.grouping.clone(),
         clustering::Clusterer::new(config.clustering.clone())?,
@@ -144,9 +152,21 @@ pub async fn run_with_metrics(
         Arc::clone(&metrics),
     ));
 
-    let result = consumer::Worker::new(config, store, enricher, metrics, stop)?
-        .run()
-        .await;
+    tokio::spawn(lag::watch(
+        config.kafka.clone(),
+        config.group_id.clone(),
+        vec![
+            config.topics.reports.clone(),
+            config.topics.outcomes.clone(),
+        ],
+        Duration::from_millis(config.batch.lag_interval_ms.max(100)),
+        Arc::clone(&metrics),
+        background.clone(),
+    ));
+    let worker = consumer::Worker::new(config, store, enricher, Arc::clone(&metrics), stop)?;
+    metrics.set_ready(true);
+    let result = worker.run().await;
+    metrics.set_ready(false);
     background.cancel();
     Ok(result?)
 }
@@ -180,6 +200,53 @@ async fn scheduled<F, Fut>(
                 tracing::warn!(job = name, %error, "scheduled job failed");
             }
         }
+    }
+}
+
+/// Pauses between tries of a start-up step, doubling up to a limit.
+#[derive(Debug, Clone, Copy)]
+struct Backoff {
+    min: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    fn of(config: &Config) -> Self {
+        Backoff {
+            min: Duration::from_millis(config.batch.min_backoff_ms),
+            max: Duration::from_millis(config.batch.max_backoff_ms),
+        }
+    }
+}
+
+/// Runs `step` until it succeeds, logging each failure and waiting with
+/// backoff between tries: a server that is down at start (Kafka, or
+/// ClickHouse between connecting and migrating) is waited for, never a
+/// reason to exit. `None` if stopped first. Readiness stays off meanwhile.
+async fn until_done<T, E, F, Fut>(
+    what: &'static str,
+    backoff: &Backoff,
+    stop: &CancellationToken,
+    mut step: F,
+) -> Option<T>
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let mut pause = backoff.min;
+    loop {
+        match step().await {
+            Ok(value) => return Some(value),
+            Err(error) => {
+                tracing::warn!(step = what, %error, retry_in = ?pause, "start-up step failed; retrying")
+            }
+        }
+        tokio::select! {
+            () = stop.cancelled() => return None,
+            () = tokio::time::sleep(pause) => {}
+        }
+        pause = (pause * 2).min(backoff.max);
     }
 }
 

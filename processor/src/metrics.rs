@@ -1,14 +1,19 @@
 //! Every metric the processor exposes, named and described in one place,
 //! served as Prometheus text on `metrics_listen` (with `/healthz`) when set.
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use axum::Router;
+use axum::http::StatusCode;
 use axum::routing::get;
 use tokio_util::sync::CancellationToken;
+
+use crate::batch::TopicPartition;
+use crate::lag::PartitionLag;
 
 /// Counters, each a plain atomic: the label sets are fixed, so each labelled
 /// series is a field of its own.
@@ -27,6 +32,10 @@ pub struct Metrics {
     pub scheduled_runs: AtomicU64,
     pub scheduled_failures: AtomicU64,
     pub cluster_signatures_loaded: AtomicU64,
+    /// Whether the processor consumes: connected, migrated, topics there.
+    ready: std::sync::atomic::AtomicBool,
+    /// The group's lag per partition at the last look ([`crate::lag`]).
+    lag: Mutex<BTreeMap<TopicPartition, PartitionLag>>,
 }
 
 impl Metrics {
@@ -36,6 +45,66 @@ impl Metrics {
 
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Relaxed);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    /// Replaces the lag figures with one look's.
+    pub fn set_lag(&self, lag: BTreeMap<TopicPartition, PartitionLag>) {
+        *self.lag.lock().unwrap_or_else(|e| e.into_inner()) = lag;
+    }
+
+    /// The lag figures of the last look.
+    pub fn lag(&self) -> BTreeMap<TopicPartition, PartitionLag> {
+        self.lag.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The per-partition gauges: lag, the age of the oldest uncommitted
+    /// message, and that age's largest value over all partitions.
+    fn render_lag(&self, out: &mut String) {
+        let lag = self.lag();
+        let _ = writeln!(
+            out,
+            "# HELP processor_partition_lag_messages Messages of the partition after the group's committed offset, as the brokers see it.\n\
+             # TYPE processor_partition_lag_messages gauge"
+        );
+        for ((topic, partition), lag) in &lag {
+            let _ = writeln!(
+                out,
+                "processor_partition_lag_messages{{topic=\"{topic}\",partition=\"{partition}\"}} {}",
+                lag.messages
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP processor_partition_oldest_uncommitted_seconds How long the partition's oldest uncommitted message has existed (0 when none waits).\n\
+             # TYPE processor_partition_oldest_uncommitted_seconds gauge"
+        );
+        for ((topic, partition), lag) in &lag {
+            let _ = writeln!(
+                out,
+                "processor_partition_oldest_uncommitted_seconds{{topic=\"{topic}\",partition=\"{partition}\"}} {:.3}",
+                lag.oldest_uncommitted.as_secs_f64()
+            );
+        }
+        let oldest = lag
+            .values()
+            .map(|l| l.oldest_uncommitted)
+            .max()
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "# HELP processor_oldest_uncommitted_seconds The oldest uncommitted message's age over every partition.\n\
+             # TYPE processor_oldest_uncommitted_seconds gauge\n\
+             processor_oldest_uncommitted_seconds {:.3}",
+            oldest.as_secs_f64()
+        );
     }
 
     pub fn render(&self) -> String {
@@ -110,14 +179,31 @@ impl Metrics {
                 Self::get(counter)
             );
         }
+        self.render_lag(&mut out);
         out
     }
 }
 
-/// Serves `/metrics` and `/healthz` on `addr` until `stop`.
+/// Serves `/metrics`, `/healthz` and `/readyz` on `addr` until `stop`.
 pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>, stop: CancellationToken) {
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", {
+            let metrics = Arc::clone(&metrics);
+            get(move || {
+                let ready = metrics.is_ready();
+                async move {
+                    if ready {
+                        (StatusCode::OK, "ready")
+                    } else {
+                        (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "starting: waiting for clickhouse or kafka",
+                        )
+                    }
+                }
+            })
+        })
         .route(
             "/metrics",
             get(move || {
@@ -148,7 +234,35 @@ mod tests {
         Metrics::add(&metrics.rows_inserted, 3);
         let text = metrics.render();
         assert!(text.contains("processor_rows_inserted_total 3"));
-        assert_eq!(text.matches("# TYPE ").count(), 13);
-        assert_eq!(text.matches("# HELP ").count(), 13);
+        assert_eq!(text.matches("# TYPE ").count(), 16);
+        assert_eq!(text.matches("# HELP ").count(), 16);
+    }
+
+    #[test]
+    fn lag_is_rendered_per_partition() {
+        let metrics = Metrics::default();
+        metrics.set_lag(BTreeMap::from([
+            (
+                ("r".to_string(), 0),
+                PartitionLag {
+                    messages: 7,
+                    oldest_uncommitted: std::time::Duration::from_millis(61_500),
+                },
+            ),
+            (
+                ("r".to_string(), 1),
+                PartitionLag {
+                    messages: 0,
+                    oldest_uncommitted: std::time::Duration::ZERO,
+                },
+            ),
+        ]));
+        let text = metrics.render();
+        assert!(text.contains("processor_partition_lag_messages{topic=\"r\",partition=\"0\"} 7\n"));
+        assert!(text.contains("processor_partition_lag_messages{topic=\"r\",partition=\"1\"} 0\n"));
+        assert!(text.contains(
+            "processor_partition_oldest_uncommitted_seconds{topic=\"r\",partition=\"0\"} 61.500\n"
+        ));
+        assert!(text.contains("processor_oldest_uncommitted_seconds 61.500\n"));
     }
 }
