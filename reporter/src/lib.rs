@@ -14,18 +14,24 @@
 //! folders. Out: envelopes (`schemas::Envelope`) posted to
 //! `{endpoint}/v1/reports/batch`; on disk, the queue folder (see [`queue`]).
 //! Nothing is sent but by [`Reporter::flush`]; nothing is queued that the
-//! machine's consent does not cover.
+//! machine's consent does not cover; nothing queued is dropped on an answer
+//! that is not recognisably the edge's (see [`retry`]).
 //!
 //! - [`config`]: the configuration file;
 //! - [`build`]: payloads, OS facts, envelopes, local checks;
 //! - [`wer`]: `Report.wer` parsing;
 //! - [`queue`]: the durable queue, its bounds and counters;
-//! - [`send`]: flushing (policy, batches);
-//! - [`retry`]: status classification, backoff, `Retry-After`;
+//! - [`send`]: flushing (policy, batches, what each answer does to the queue);
+//! - [`edge`]: the HTTP calls and their answers, read faithfully;
+//! - [`retry`]: what an answer means (the one place that decides), backoff,
+//!   `Retry-After`;
+//! - [`fault`]: the crash tests' abort points (`REPORTER_TEST_ABORT_AT`).
 //! - [`show`]: the listing of what would be sent.
 
 pub mod build;
 pub mod config;
+pub mod edge;
+pub mod fault;
 pub mod queue;
 pub mod retry;
 pub mod send;

@@ -292,7 +292,16 @@ async fn run(cli: Cli) -> Result<bool, Error> {
                     r.expired
                 );
             }
-            if !r.complete()
+            if r.stopped {
+                eprintln!(
+                    "reporter: flush stopped on an answer it cannot act on; \
+                     nothing was dropped for it, {} report(s) still queued: {}",
+                    r.remaining,
+                    r.last_error
+                        .as_ref()
+                        .map_or_else(String::new, ToString::to_string)
+                );
+            } else if !r.complete()
                 && let Some(e) = &r.last_error
             {
                 eprintln!("reporter: flush incomplete: {e}");

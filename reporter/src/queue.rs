@@ -33,6 +33,7 @@ use uuid::Uuid;
 
 use crate::Error;
 use crate::config::QueueBounds;
+use crate::fault;
 
 /// One queued report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -274,26 +275,58 @@ impl Queue {
 
     /// Removes `batch` (a prefix of the queue, as [`Queue::peek`] gave it)
     /// except `retry`, which go to the back of the queue, queued_at kept.
+    ///
+    /// Crash-safe at every step (the [`crate::fault`] points): the copies to
+    /// retry are appended (fsync'd) before the batch is acknowledged, so a
+    /// crash in between queues them twice at worst. When the queue has no
+    /// room for the copies, only the reports before the first one to retry
+    /// are acknowledged, and the copies are tried once more; if there is
+    /// still no room, the rest of the batch stays where it is, to be sent
+    /// again (its done reports then come back as duplicates). Nothing is
+    /// acknowledged before its copy, if it needs one, is on disk.
     pub fn settle(&mut self, batch: &[Entry], retry: &[Queued]) -> Result<(), Error> {
         let Some(last) = batch.last().map(|e| e.position) else {
             return Ok(());
         };
+        fault::point("settle:start");
         let records: Vec<Vec<u8>> = retry
             .iter()
             .map(|q| serde_json::to_vec(q).expect("a report encodes"))
             .collect();
         let refs: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
-        match self.spool.append(&refs) {
-            Ok(()) => Ok(self.spool.ack(last)?),
-            // No room for the copies: acknowledge first (they are in memory),
-            // then queue them like new reports.
-            Err(SpoolError::Full { .. }) => {
-                self.spool.ack(last)?;
-                self.push_records(&records, OffsetDateTime::now_utc())
-                    .map(|_| ())
+        if !refs.is_empty() {
+            match self.spool.append(&refs) {
+                Ok(()) => {}
+                Err(SpoolError::Full { .. }) => {
+                    let retried: HashSet<Uuid> =
+                        retry.iter().map(|q| q.envelope.report_id).collect();
+                    let first = batch.iter().position(|e| {
+                        e.report
+                            .as_ref()
+                            .is_some_and(|q| retried.contains(&q.envelope.report_id))
+                    });
+                    let Some(first) = first else {
+                        return Err(Error::Invalid(
+                            "settle: a report to retry is not in its batch".into(),
+                        ));
+                    };
+                    if first > 0 {
+                        self.spool.ack(batch[first - 1].position)?;
+                        fault::point("settle:prefix-acked");
+                    }
+                    match self.spool.append(&refs) {
+                        Ok(()) => {}
+                        Err(SpoolError::Full { .. }) => return Ok(()),
+                        Err(other) => return Err(Error::Queue(other)),
+                    }
+                }
+                Err(other) => return Err(Error::Queue(other)),
             }
-            Err(other) => Err(Error::Queue(other)),
+            fault::point("settle:appended");
         }
+        self.spool.ack(last)?;
+        fault::point("settle:acked");
+        Ok(())
     }
 
     /// The machine's id, made (random, 32 hex digits after `m-`) and kept in
@@ -419,6 +452,113 @@ mod tests {
             left[1], retry[0].envelope.report_id,
             "retry goes to the back"
         );
+    }
+
+    /// Fills the spool until not one more record fits.
+    fn fill(queue: &mut Queue) {
+        let now = OffsetDateTime::now_utc();
+        loop {
+            let record = serde_json::to_vec(&Queued {
+                queued_at: now,
+                envelope: sample_envelope(),
+            })
+            .unwrap();
+            match queue.spool.append(&[&record]) {
+                Ok(()) => {}
+                Err(SpoolError::Full { .. }) => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+
+    fn ids(queue: &Queue) -> Vec<Uuid> {
+        queue
+            .all()
+            .unwrap()
+            .into_iter()
+            .map(|e| e.report.unwrap().envelope.report_id)
+            .collect()
+    }
+
+    #[test]
+    fn settle_in_a_full_queue_never_acknowledges_a_report_to_retry() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut queue = Queue::open(dir.path(), bounds(16 * 1024, 0)).unwrap();
+        fill(&mut queue);
+        let before = ids(&queue);
+        let batch = queue.peek(4).unwrap();
+        let retry = vec![batch[2].report.clone().unwrap()];
+        queue.settle(&batch, &retry).unwrap();
+        // No room for the copy even after acknowledging the two before it
+        // (space comes back a segment at a time): the rest stays queued.
+        assert_eq!(ids(&queue), before[2..]);
+        drop(queue);
+        let queue = Queue::open(dir.path(), bounds(16 * 1024, 0)).unwrap();
+        assert_eq!(ids(&queue), before[2..], "the same after a reopen");
+    }
+
+    #[test]
+    fn settle_in_a_full_queue_requeues_once_acknowledging_freed_room() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut queue = Queue::open(dir.path(), bounds(16 * 1024, 0)).unwrap();
+        fill(&mut queue);
+        let before = ids(&queue);
+        // More than a 4 KiB segment of ~450-byte reports before the retry.
+        let batch = queue.peek(12).unwrap();
+        let retry = vec![batch[11].report.clone().unwrap()];
+        queue.settle(&batch, &retry).unwrap();
+        let mut expected = before[12..].to_vec();
+        expected.push(before[11]);
+        assert_eq!(ids(&queue), expected, "the copy went to the back");
+    }
+
+    #[test]
+    fn settle_interrupted_at_any_step_keeps_every_report_to_retry() {
+        let points = [
+            "settle:start",
+            "settle:prefix-acked",
+            "settle:appended",
+            "settle:acked",
+        ];
+        for full in [false, true] {
+            for point in points {
+                let dir = tempfile::tempdir().unwrap();
+                let b = bounds(16 * 1024, 0);
+                let mut queue = Queue::open(dir.path(), b).unwrap();
+                if full {
+                    fill(&mut queue);
+                } else {
+                    for _ in 0..14 {
+                        queue
+                            .push(sample_envelope(), OffsetDateTime::now_utc())
+                            .unwrap();
+                    }
+                }
+                let before = ids(&queue);
+                let batch = queue.peek(12).unwrap();
+                let retry: Vec<Queued> = [3, 11]
+                    .iter()
+                    .map(|&i| batch[i].report.clone().unwrap())
+                    .collect();
+                fault::panic_at(Some(point));
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    queue.settle(&batch, &retry)
+                }));
+                fault::panic_at(None);
+                drop(queue);
+                let queue = Queue::open(dir.path(), b).unwrap();
+                let left = ids(&queue);
+                let case = format!("full {full}, {point}, panicked {}", result.is_err());
+                for q in &retry {
+                    assert!(left.contains(&q.envelope.report_id), "{case}: lost");
+                }
+                assert!(
+                    before[12..].iter().all(|id| left.contains(id)),
+                    "{case}: a report outside the batch went"
+                );
+                assert!(left.iter().all(|id| before.contains(id)), "{case}");
+            }
+        }
     }
 
     #[test]

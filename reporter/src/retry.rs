@@ -1,7 +1,84 @@
-//! Retry rules of a flush: which answers are worth another try, and how
-//! long to wait before it.
+//! Retry rules of a flush, decided here and nowhere else: what an answer
+//! means for the reports it concerns, which answers are worth another try,
+//! and how long to wait before it.
+//!
+//! The rule: a report is dropped only on a final per-report error inside an
+//! answer recognisably the edge's: an item of a `200` batch result, or a
+//! whole-request error whose `{"error": code}` is one of the edge's codes
+//! *with the status the edge gives it* ([`EDGE_ERRORS`]) and that blames a
+//! report ([`REPORT_FAULTS`]) in a request of one report. Everything else
+//! (an HTML 400, a proxy's 404, 405, 415, a 2xx that is not a batch result)
+//! stops the flush and keeps every report.
 
 use std::time::{Duration, SystemTime};
+
+/// The longest `Retry-After` honoured; a longer one is cut to this.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+/// Every error code of the edge (`ingest/src/error.rs`, README's table) and
+/// the status it comes with.
+pub const EDGE_ERRORS: [(&str, u16); 22] = [
+    ("malformed_json", 400),
+    ("malformed_encoding", 400),
+    ("too_deep", 400),
+    ("invalid", 400),
+    ("clock_skew", 400),
+    ("unauthenticated", 401),
+    ("unknown_token", 401),
+    ("revoked_token", 403),
+    ("consent", 403),
+    ("report_type_disabled", 403),
+    ("not_found", 404),
+    ("method_not_allowed", 405),
+    ("request_timeout", 408),
+    ("too_large", 413),
+    ("too_many_reports", 413),
+    ("unsupported_encoding", 415),
+    ("unsupported_media_type", 415),
+    ("unknown_schema", 422),
+    ("rate_limited", 429),
+    ("unavailable", 503),
+    ("overloaded", 503),
+    ("spool_full", 507),
+];
+
+/// Codes with which the edge refuses the whole request because of one
+/// report in it: a request of several is split to find it; a request of one
+/// report refused with one of these refuses that report for good.
+pub const REPORT_FAULTS: [&str; 7] = [
+    "too_deep",
+    "too_large",
+    "invalid",
+    "clock_skew",
+    "unknown_schema",
+    "consent",
+    "report_type_disabled",
+];
+
+/// Item codes of a batch result that refuse the report for good.
+pub const FINAL_ITEM_ERRORS: [&str; 8] = [
+    "malformed_json",
+    "too_deep",
+    "too_large",
+    "invalid",
+    "clock_skew",
+    "unknown_schema",
+    "consent",
+    "report_type_disabled",
+];
+
+/// Item error codes of the batch endpoint that are worth retrying.
+pub const RETRYABLE_ITEM_ERRORS: [&str; 4] =
+    ["rate_limited", "spool_full", "unavailable", "overloaded"];
+
+/// The edge's codes that say its enrollment token is refused.
+pub const AUTH_ERRORS: [&str; 3] = ["unauthenticated", "unknown_token", "revoked_token"];
+
+/// `code` if it is one of the edge's codes and `status` is the one the edge
+/// answers it with.
+pub fn edge_code(status: u16, code: Option<&str>) -> Option<&str> {
+    code.filter(|c| EDGE_ERRORS.contains(&(*c, status)))
+}
 
 /// Exponential backoff: attempt `n` (from 0) waits a random time in
 /// `[c/2, c]`, where `c = min(base * 2^n, max)` ("equal jitter").
@@ -38,44 +115,65 @@ impl Backoff {
     }
 
     /// The pause of attempt `attempt`, but never shorter than what the
-    /// server asked for (`Retry-After`).
+    /// server asked for (`Retry-After`, at most [`MAX_RETRY_AFTER`]).
     pub fn delay_honouring(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
-        self.delay(attempt).max(retry_after.unwrap_or_default())
+        self.delay(attempt)
+            .max(retry_after.unwrap_or_default().min(MAX_RETRY_AFTER))
     }
 }
 
-/// `Retry-After`: delay-seconds, or an HTTP date (the time from `now`).
+/// `Retry-After`: delay-seconds, or an HTTP date (the time from `now`);
+/// never more than [`MAX_RETRY_AFTER`].
 pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let when = httpdate::parse_http_date(value).ok()?;
-    Some(when.duration_since(now).unwrap_or(Duration::ZERO))
+    let wait = if let Ok(secs) = value.parse::<u64>() {
+        Duration::from_secs(secs)
+    } else {
+        let when = httpdate::parse_http_date(value).ok()?;
+        when.duration_since(now).unwrap_or(Duration::ZERO)
+    };
+    Some(wait.min(MAX_RETRY_AFTER))
 }
 
-/// What an HTTP status means for the reports of the request.
+/// What the answer to a whole request means for the reports in it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StatusClass {
+pub enum Verdict {
+    /// 2xx: the body must be the edge's batch result; its items decide.
     Success,
-    /// Try again later: 408, 429, 5xx (and anything unexpected).
+    /// Try again later, everything kept: 408, 429, 5xx (but 501 and 505),
+    /// or no connection.
     Retry,
-    /// Retrying the same request cannot help: other 4xx.
+    /// Send the reports again in smaller requests: a 413 for several
+    /// reports, or the edge blaming one report of several.
+    Split,
+    /// The edge refused the one report of the request for good.
     Final,
+    /// The edge refused the enrollment token: stop, everything kept.
+    Auth,
+    /// Not an answer the reporter can act on (not the edge's, or the edge
+    /// refusing the request itself: wrong path, method, media type):
+    /// stop, everything kept.
+    Stop,
 }
 
-pub fn classify_status(status: u16) -> StatusClass {
+/// Decides what the answer `status` (with the body's `error` code, if it
+/// had one) to a request of `reports` reports means.
+pub fn classify_answer(status: u16, code: Option<&str>, reports: usize) -> Verdict {
     match status {
-        200..=299 => StatusClass::Success,
-        408 | 429 => StatusClass::Retry,
-        400..=499 => StatusClass::Final,
-        _ => StatusClass::Retry,
+        200..=299 => return Verdict::Success,
+        408 | 429 => return Verdict::Retry,
+        501 | 505 => return Verdict::Stop,
+        500..=599 => return Verdict::Retry,
+        413 if reports > 1 => return Verdict::Split,
+        _ => {}
+    }
+    match edge_code(status, code) {
+        Some(c) if AUTH_ERRORS.contains(&c) => Verdict::Auth,
+        Some(c) if REPORT_FAULTS.contains(&c) && reports > 1 => Verdict::Split,
+        Some(c) if REPORT_FAULTS.contains(&c) => Verdict::Final,
+        _ => Verdict::Stop,
     }
 }
-
-/// Item error codes of the batch endpoint that are worth retrying.
-pub const RETRYABLE_ITEM_ERRORS: [&str; 4] =
-    ["rate_limited", "spool_full", "unavailable", "overloaded"];
 
 /// What a batch result item means for its report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,15 +182,18 @@ pub enum ItemFate {
     Duplicate,
     Retry,
     Final,
+    /// A status or code this reporter does not know: kept, and the flush
+    /// stops after this batch.
+    Unknown,
 }
 
 pub fn classify_item(status: &str, error: Option<&str>) -> ItemFate {
-    match status {
-        "accepted" => ItemFate::Accepted,
-        "duplicate" => ItemFate::Duplicate,
-        "rejected" if error.is_some_and(|e| RETRYABLE_ITEM_ERRORS.contains(&e)) => ItemFate::Retry,
-        "rejected" => ItemFate::Final,
-        _ => ItemFate::Retry,
+    match (status, error) {
+        ("accepted", _) => ItemFate::Accepted,
+        ("duplicate", _) => ItemFate::Duplicate,
+        ("rejected", Some(e)) if RETRYABLE_ITEM_ERRORS.contains(&e) => ItemFate::Retry,
+        ("rejected", Some(e)) if FINAL_ITEM_ERRORS.contains(&e) => ItemFate::Final,
+        _ => ItemFate::Unknown,
     }
 }
 
@@ -146,32 +247,105 @@ mod tests {
     }
 
     #[test]
-    fn statuses_are_final_only_for_4xx_other_than_408_and_429() {
-        assert_eq!(classify_status(200), StatusClass::Success);
-        assert_eq!(classify_status(202), StatusClass::Success);
-        for s in [408, 429, 500, 502, 503, 504, 507] {
-            assert_eq!(classify_status(s), StatusClass::Retry, "{s}");
+    fn a_huge_retry_after_is_cut_to_the_cap() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        for huge in [
+            "99999999999",
+            "18446744073709551615",
+            "Fri, 31 Dec 9999 23:59:59 GMT",
+        ] {
+            assert_eq!(
+                parse_retry_after(huge, now),
+                Some(MAX_RETRY_AFTER),
+                "{huge}"
+            );
         }
-        for s in [400, 401, 403, 404, 413, 415, 422] {
-            assert_eq!(classify_status(s), StatusClass::Final, "{s}");
+        let b = Backoff::default();
+        let wait = b.delay_honouring(0, Some(Duration::from_secs(u64::MAX)));
+        assert_eq!(wait, MAX_RETRY_AFTER, "an unparsed huge value is cut too");
+    }
+
+    #[test]
+    fn transient_answers_are_retried_whoever_sent_them() {
+        for s in [408, 429, 500, 502, 503, 504, 507] {
+            assert_eq!(classify_answer(s, None, 5), Verdict::Retry, "{s}");
+            assert_eq!(classify_answer(s, None, 1), Verdict::Retry, "{s}");
+        }
+        assert_eq!(classify_answer(200, None, 5), Verdict::Success);
+    }
+
+    #[test]
+    fn answers_not_recognisably_the_edges_stop_the_flush() {
+        // A proxy's or wrong path's answers, with no code or an unknown one.
+        for s in [301, 400, 401, 403, 404, 405, 410, 415, 422, 451, 501, 505] {
+            assert_eq!(classify_answer(s, None, 5), Verdict::Stop, "{s}");
+            assert_eq!(classify_answer(s, None, 1), Verdict::Stop, "{s}");
+            assert_eq!(classify_answer(s, Some("nope"), 1), Verdict::Stop, "{s}");
+        }
+        // The edge's code with another status is not the edge's answer.
+        assert_eq!(classify_answer(404, Some("invalid"), 1), Verdict::Stop);
+        assert_eq!(classify_answer(400, Some("too_large"), 1), Verdict::Stop);
+        // The edge refusing the request itself, not a report in it.
+        for (code, s) in [
+            ("not_found", 404),
+            ("method_not_allowed", 405),
+            ("unsupported_media_type", 415),
+            ("unsupported_encoding", 415),
+            ("malformed_json", 400),
+            ("malformed_encoding", 400),
+        ] {
+            assert_eq!(classify_answer(s, Some(code), 1), Verdict::Stop, "{code}");
+            assert_eq!(classify_answer(s, Some(code), 9), Verdict::Stop, "{code}");
         }
     }
 
     #[test]
-    fn batch_items_retry_only_for_transient_codes() {
+    fn only_the_edge_refusing_a_lone_report_is_final() {
+        for code in REPORT_FAULTS {
+            let status = EDGE_ERRORS.iter().find(|(c, _)| *c == code).unwrap().1;
+            assert_eq!(
+                classify_answer(status, Some(code), 1),
+                Verdict::Final,
+                "{code}"
+            );
+            assert_eq!(
+                classify_answer(status, Some(code), 2),
+                Verdict::Split,
+                "{code}"
+            );
+        }
+        // Any 413 for several reports: smaller requests may pass a proxy too.
+        assert_eq!(classify_answer(413, None, 2), Verdict::Split);
+        assert_eq!(
+            classify_answer(413, Some("too_many_reports"), 3),
+            Verdict::Split
+        );
+        // A proxy's 413 for one report is not the edge's refusal.
+        assert_eq!(classify_answer(413, None, 1), Verdict::Stop);
+        for (code, s) in [
+            ("unauthenticated", 401),
+            ("unknown_token", 401),
+            ("revoked_token", 403),
+        ] {
+            assert_eq!(classify_answer(s, Some(code), 3), Verdict::Auth, "{code}");
+        }
+    }
+
+    #[test]
+    fn batch_items_are_final_only_for_known_final_codes() {
         assert_eq!(classify_item("accepted", None), ItemFate::Accepted);
         assert_eq!(classify_item("duplicate", None), ItemFate::Duplicate);
         for code in RETRYABLE_ITEM_ERRORS {
             assert_eq!(classify_item("rejected", Some(code)), ItemFate::Retry);
         }
-        for code in [
-            "invalid",
-            "consent",
-            "report_type_disabled",
-            "clock_skew",
-            "too_large",
-        ] {
+        for code in FINAL_ITEM_ERRORS {
             assert_eq!(classify_item("rejected", Some(code)), ItemFate::Final);
         }
+        assert_eq!(classify_item("rejected", None), ItemFate::Unknown);
+        assert_eq!(
+            classify_item("rejected", Some("new_code")),
+            ItemFate::Unknown
+        );
+        assert_eq!(classify_item("queued", None), ItemFate::Unknown);
     }
 }

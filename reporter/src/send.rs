@@ -2,17 +2,22 @@
 //! `POST /v1/reports/batch` (gzip'd JSON arrays of at most 100 reports),
 //! oldest first, for at most `max_time`.
 //!
-//! What happens to each report:
+//! A report leaves the queue only on an answer recognisably the edge's
+//! (decided in [`crate::retry`]); any other answer stops the flush and keeps
+//! every report:
 //!
 //! | answer | fate |
 //! | --- | --- |
-//! | item `accepted` / `duplicate` | done: removed from the queue |
+//! | `200` batch result, item `accepted` / `duplicate` | done: removed from the queue |
 //! | item `rejected` with `rate_limited`, `spool_full`, `unavailable`, `overloaded` | kept (to the back of the queue), retried after a pause |
-//! | item `rejected` with any other code | final: dropped and counted |
-//! | whole request 408, 429, 5xx, or no connection | kept; retried with exponential backoff with jitter, `Retry-After` honoured |
-//! | whole request 401 / 403 (token unknown or revoked) | flush stops, everything kept: the fault is the machine's token, not the reports |
-//! | whole request 413 | the batch is halved and sent again; a single report that is too large is final |
-//! | whole request other 4xx | final for the reports in that request |
+//! | item `rejected` with a final code ([`crate::retry::FINAL_ITEM_ERRORS`]) | dropped, counted, printed |
+//! | item with a status or code the reporter does not know | kept; the flush stops after this batch |
+//! | `2xx` that is not a batch result with one item per report (an HTML page, a wrong count or id) | everything kept; the flush stops |
+//! | whole request 408, 429, 5xx (but 501, 505), or no connection | kept; retried with exponential backoff with jitter, `Retry-After` honoured (at most an hour) |
+//! | whole request 413 for several reports, or the edge's report-level code (`invalid`, `too_deep`, …) for several | the batch is halved and sent again, until the culprit is alone |
+//! | the edge's `413 too_large` (or another report-level code) for one report | that report is dropped, counted, printed |
+//! | the edge's 401 / 403 token codes | flush stops (an error), everything kept: the fault is the machine's token |
+//! | anything else: a proxy's 404, 405, 415, an HTML 400, the edge's `not_found`, `unsupported_media_type`, `malformed_json` … | everything kept; the flush stops and says why |
 //! | type switched off by the policy (or over the organisation's consent cap) | dropped and counted, never sent |
 //! | queued longer than `max_age_days` | dropped and counted, never sent |
 //!
@@ -21,124 +26,23 @@
 //! after the deadline ends the flush instead.
 
 use std::collections::BTreeMap;
-use std::io::{IsTerminal, Write};
-use std::time::{Duration, Instant, SystemTime};
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
 
-use flate2::Compression;
-use flate2::write::GzEncoder;
 use indicatif::{ProgressBar, ProgressStyle};
 use schemas::Envelope;
-use serde::Deserialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::Error;
 use crate::config::{Config, FlushSettings, MAX_BATCH};
+use crate::edge::{BatchAnswer, Client};
+pub use crate::edge::{Policy, SendError, TypePolicy};
 use crate::queue::{Queue, Queued};
 pub use crate::retry::{
-    Backoff, ItemFate, RETRYABLE_ITEM_ERRORS, StatusClass, classify_item, classify_status,
+    Backoff, ItemFate, RETRYABLE_ITEM_ERRORS, Verdict, classify_answer, classify_item,
     parse_retry_after,
 };
-
-/// Why a request did not get its reports in.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum SendError {
-    #[error("cannot reach {url}: {message}")]
-    Connection { url: String, message: String },
-    #[error("{url} answered {status} {}: {message}", code.as_deref().unwrap_or("(no code)"))]
-    Status {
-        url: String,
-        status: u16,
-        code: Option<String>,
-        message: String,
-        retry_after: Option<Duration>,
-    },
-    #[error("{count} report(s) refused for now ({code}); they stay queued")]
-    ItemsRetryable { count: usize, code: String },
-    #[error(
-        "the organisation asks for {secs} s between batches; the rest waits for the next flush"
-    )]
-    Paced { secs: u64 },
-    #[error("unexpected answer from {url}: {message}")]
-    Protocol { url: String, message: String },
-}
-
-impl SendError {
-    /// Whether the reports concerned stay queued for a later try.
-    pub fn retryable(&self) -> bool {
-        match self {
-            SendError::Status { status, .. } => classify_status(*status) != StatusClass::Final,
-            _ => true,
-        }
-    }
-
-    /// 401 or 403 on the whole request: the token is unknown or revoked.
-    pub fn is_auth(&self) -> bool {
-        matches!(
-            self,
-            SendError::Status {
-                status: 401 | 403,
-                ..
-            }
-        )
-    }
-
-    fn retry_after(&self) -> Option<Duration> {
-        match self {
-            SendError::Status { retry_after, .. } => *retry_after,
-            _ => None,
-        }
-    }
-}
-
-/// `GET /v1/policy`, the parts the reporter uses.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct Policy {
-    pub organisation: String,
-    pub consent_cap: String,
-    pub report_types: Vec<TypePolicy>,
-    #[serde(default)]
-    pub min_interval_secs: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct TypePolicy {
-    pub schema: String,
-    pub enabled: bool,
-}
-
-impl Policy {
-    /// Whether reports of `schema` may be sent (a schema the policy does not
-    /// list is left to the edge to decide).
-    pub fn allows(&self, schema: &str) -> bool {
-        self.report_types
-            .iter()
-            .find(|t| t.schema == schema)
-            .is_none_or(|t| t.enabled)
-    }
-}
-
-#[derive(Debug, Deserialize)]
-struct BatchAnswer {
-    results: Vec<ItemAnswer>,
-}
-
-#[derive(Debug, Deserialize)]
-struct ItemAnswer {
-    index: usize,
-    status: String,
-    #[serde(default)]
-    error: Option<String>,
-    #[serde(default)]
-    message: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct ErrorAnswer {
-    error: String,
-    #[serde(default)]
-    message: String,
-}
 
 /// How a flush runs.
 #[derive(Debug, Clone)]
@@ -189,128 +93,32 @@ pub struct FlushReport {
     pub remaining: u64,
     /// Why reports remain (the last failure), if they do.
     pub last_error: Option<SendError>,
+    /// The flush stopped on an answer it could not act on (`last_error`
+    /// says which); every report it concerned is still queued.
+    pub stopped: bool,
 }
 
 impl FlushReport {
+    /// Everything was sent (or dropped by a rule) and nothing stopped it.
     pub fn complete(&self) -> bool {
-        self.remaining == 0
+        self.remaining == 0 && !self.stopped
     }
 }
 
-/// The HTTP side.
-#[derive(Debug, Clone)]
-struct Client {
-    http: reqwest::Client,
-    base: String,
-    token: String,
-}
-
-impl Client {
-    fn new(config: &Config) -> Self {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .user_agent(concat!("reporter/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .expect("HTTP client builds");
-        Client {
-            http,
-            base: config.base_url().to_string(),
-            token: config.token.clone(),
-        }
-    }
-
-    async fn call(
-        &self,
-        request: reqwest::RequestBuilder,
-        url: &str,
-        timeout: Duration,
-    ) -> Result<reqwest::Response, SendError> {
-        let response = request
-            .bearer_auth(&self.token)
-            .timeout(timeout.max(Duration::from_millis(100)))
-            .send()
-            .await
-            .map_err(|e| SendError::Connection {
-                url: url.to_string(),
-                message: error_chain(&e),
-            })?;
-        let status = response.status().as_u16();
-        if classify_status(status) == StatusClass::Success {
-            return Ok(response);
-        }
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| parse_retry_after(v, SystemTime::now()));
-        let body = response.bytes().await.unwrap_or_default();
-        let (code, message) = match serde_json::from_slice::<ErrorAnswer>(&body) {
-            Ok(e) => (Some(e.error), e.message),
-            Err(_) => (
-                None,
-                String::from_utf8_lossy(&body).chars().take(200).collect(),
-            ),
-        };
-        Err(SendError::Status {
-            url: url.to_string(),
-            status,
-            code,
-            message,
-            retry_after,
-        })
-    }
-
-    async fn policy(&self, timeout: Duration) -> Result<Policy, SendError> {
-        let url = format!("{}/v1/policy", self.base);
-        let response = self.call(self.http.get(&url), &url, timeout).await?;
-        response.json().await.map_err(|e| SendError::Protocol {
-            url,
-            message: e.to_string(),
-        })
-    }
-
-    async fn batch(
-        &self,
-        reports: &[&Envelope],
-        timeout: Duration,
-    ) -> Result<BatchAnswer, SendError> {
-        let url = format!("{}/v1/reports/batch", self.base);
-        let json = serde_json::to_vec(reports).expect("reports encode");
-        let mut gz = GzEncoder::new(Vec::with_capacity(json.len() / 4), Compression::default());
-        gz.write_all(&json).expect("gzip into memory");
-        let body = gz.finish().expect("gzip into memory");
-        let request = self
-            .http
-            .post(&url)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header(reqwest::header::CONTENT_ENCODING, "gzip")
-            .body(body);
-        let response = self.call(request, &url, timeout).await?;
-        response.json().await.map_err(|e| SendError::Protocol {
-            url,
-            message: e.to_string(),
-        })
-    }
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
-
-/// Sleeps `delay` unless that would end after `deadline`; says whether it slept.
+/// Sleeps `delay` unless that would end after `deadline`; says whether it
+/// slept. Any `delay` is safe, however long.
 async fn pause(delay: Duration, deadline: Instant) -> bool {
-    if Instant::now() + delay >= deadline {
+    if delay >= deadline.saturating_duration_since(Instant::now()) {
         return false;
     }
     tokio::time::sleep(delay).await;
     true
+}
+
+/// When the next batch may go, `secs` after `last`; `None` if that is past
+/// any date `time` can hold.
+fn next_batch_at(last: OffsetDateTime, secs: u64) -> Option<OffsetDateTime> {
+    last.checked_add(time::Duration::seconds(i64::try_from(secs).ok()?))
 }
 
 fn progress_bar(total: u64, wanted: bool) -> ProgressBar {
@@ -326,16 +134,72 @@ fn progress_bar(total: u64, wanted: bool) -> ProgressBar {
     bar
 }
 
+/// What the items of a batch result asked for.
+#[derive(Debug, Default)]
+struct Sorted {
+    retry: Vec<Queued>,
+    retry_code: String,
+    done: u64,
+    rejected: u64,
+    unknown: Option<SendError>,
+}
+
+fn sort_items(answer: &BatchAnswer, to_send: &[&Queued], report: &mut FlushReport) -> Sorted {
+    let mut sorted = Sorted::default();
+    let mut unknown = (0usize, String::new());
+    for (q, item) in to_send.iter().zip(&answer.results) {
+        let id = q.envelope.report_id;
+        match classify_item(&item.status, item.error.as_deref()) {
+            ItemFate::Accepted => {
+                sorted.done += 1;
+                report.accepted.push(id);
+            }
+            ItemFate::Duplicate => {
+                sorted.done += 1;
+                report.duplicates.push(id);
+            }
+            ItemFate::Final => {
+                sorted.rejected += 1;
+                report.rejected.push(Rejected {
+                    report_id: id,
+                    schema: q.envelope.schema.clone(),
+                    error: item.error.clone().unwrap_or_default(),
+                    message: item.message.clone().unwrap_or_default(),
+                });
+            }
+            fate @ (ItemFate::Retry | ItemFate::Unknown) => {
+                let code = item.error.clone().unwrap_or_else(|| item.status.clone());
+                if fate == ItemFate::Unknown {
+                    unknown = (unknown.0 + 1, format!("{} {code}", item.status));
+                } else {
+                    sorted.retry_code = code;
+                }
+                sorted.retry.push((*q).clone());
+            }
+        }
+    }
+    if unknown.0 > 0 {
+        sorted.unknown = Some(SendError::ItemsUnknown {
+            count: unknown.0,
+            answer: unknown.1,
+        });
+    }
+    sorted
+}
+
 /// Sends the queue to ingest; see the module documentation. `Err` only for a
 /// refused token (nothing dropped) or a local queue failure; a flush that
-/// ran out of time or could not reach ingest returns a report with
-/// `remaining > 0` and `last_error`.
+/// ran out of time, could not reach ingest or stopped on an answer it could
+/// not act on returns a report that is not [`FlushReport::complete`], with
+/// `last_error`.
 pub async fn flush(
     config: &Config,
     queue: &mut Queue,
     options: &FlushOptions,
 ) -> Result<FlushReport, Error> {
-    let deadline = Instant::now() + options.max_time;
+    let start = Instant::now();
+    // Capped so that no `--max-seconds` overflows an `Instant`.
+    let deadline = start + options.max_time.min(Duration::from_secs(10 * 365 * 86_400));
     let left = || deadline.saturating_duration_since(Instant::now());
     let client = Client::new(config);
     let mut report = FlushReport {
@@ -346,23 +210,27 @@ pub async fn flush(
     while !queue.is_empty() && report.policy.is_none() {
         match client.policy(left()).await {
             Ok(policy) => report.policy = Some(policy),
-            Err(e) if e.is_auth() => return Err(Error::Send(e)),
-            Err(e) if e.retryable() => {
-                let delay = options.backoff.delay_honouring(attempt, e.retry_after());
-                attempt += 1;
-                report.last_error = Some(e);
-                if !pause(delay, deadline).await {
-                    report.remaining = queue.len();
-                    return Ok(report);
+            Err(e) => match e.verdict(1) {
+                Verdict::Auth => return Err(Error::Send(e)),
+                Verdict::Retry => {
+                    let delay = options.backoff.delay_honouring(attempt, e.retry_after());
+                    attempt += 1;
+                    report.last_error = Some(e);
+                    if !pause(delay, deadline).await {
+                        report.remaining = queue.len();
+                        return Ok(report);
+                    }
                 }
-            }
-            // An edge without the policy route: send, and let it refuse.
-            Err(_) => break,
+                // No usable policy (an edge without the route, or not the
+                // edge): send, and let the batch's answer decide.
+                _ => break,
+            },
         }
     }
     let policy = report.policy.clone();
     let bar = progress_bar(queue.len(), options.progress);
-    let mut batch_size = options.batch_size.clamp(1, MAX_BATCH);
+    let full_size = options.batch_size.clamp(1, MAX_BATCH);
+    let mut batch_size = full_size;
     attempt = 0;
     loop {
         if Instant::now() >= deadline {
@@ -408,10 +276,12 @@ pub async fn flush(
             .filter(|s| *s > 0)
             && let Some(last) = queue.stats().last_batch_at
         {
-            let next = last + time::Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX));
-            if next > now {
-                let wait = Duration::try_from(next - now).unwrap_or_default();
-                bar.set_message(format!("pacing: {} s between batches", secs));
+            let next = next_batch_at(last, secs);
+            if next.is_none_or(|next| next > now) {
+                let wait = next.map_or(Duration::MAX, |next| {
+                    Duration::try_from(next - now).unwrap_or_default()
+                });
+                bar.set_message(format!("pacing: {secs} s between batches"));
                 if !pause(wait, deadline).await {
                     report.last_error = Some(SendError::Paced { secs });
                     break;
@@ -422,69 +292,41 @@ pub async fn flush(
         report.requests += 1;
         let answer = client.batch(&envelopes, left()).await;
         let sent_at = OffsetDateTime::now_utc();
-        match answer {
+        let e = match answer {
             Ok(answer) => {
-                let mut retry: Vec<Queued> = Vec::new();
-                let mut retry_code = String::new();
-                let (mut done, mut rejected) = (0u64, 0u64);
-                for (index, q) in to_send.iter().enumerate() {
-                    let item = answer.results.iter().find(|r| r.index == index);
-                    let fate = item.map_or(ItemFate::Retry, |r| {
-                        classify_item(&r.status, r.error.as_deref())
-                    });
-                    let id = q.envelope.report_id;
-                    match fate {
-                        ItemFate::Accepted => report.accepted.push(id),
-                        ItemFate::Duplicate => report.duplicates.push(id),
-                        ItemFate::Final => {
-                            rejected += 1;
-                            report.rejected.push(Rejected {
-                                report_id: id,
-                                schema: q.envelope.schema.clone(),
-                                error: item.and_then(|r| r.error.clone()).unwrap_or_default(),
-                                message: item.and_then(|r| r.message.clone()).unwrap_or_default(),
-                            });
-                        }
-                        ItemFate::Retry => {
-                            retry_code = item
-                                .and_then(|r| r.error.clone())
-                                .unwrap_or_else(|| "no result".into());
-                            retry.push((*q).clone());
-                        }
-                    }
-                    if matches!(fate, ItemFate::Accepted | ItemFate::Duplicate) {
-                        done += 1;
-                    }
-                }
-                queue.settle(&entries, &retry)?;
+                let sorted = sort_items(&answer, &to_send, &mut report);
+                queue.settle(&entries, &sorted.retry)?;
                 queue.update_stats(|s| {
-                    s.sent += done;
-                    s.dropped_rejected += rejected;
+                    s.sent += sorted.done;
+                    s.dropped_rejected += sorted.rejected;
                     s.dropped_expired += expired;
                     s.dropped_disabled += disabled;
                     s.last_batch_at = Some(sent_at);
                 })?;
-                bar.inc((entries.len() - retry.len()) as u64);
-                if retry.is_empty() {
+                bar.inc((entries.len() - sorted.retry.len()) as u64);
+                if let Some(unknown) = sorted.unknown {
+                    report.stopped = true;
+                    report.last_error = Some(unknown);
+                    break;
+                }
+                if sorted.retry.is_empty() {
                     attempt = 0;
                     report.last_error = None;
-                } else {
-                    report.last_error = Some(SendError::ItemsRetryable {
-                        count: retry.len(),
-                        code: retry_code,
-                    });
-                    let delay = options.backoff.delay(attempt);
-                    attempt += 1;
-                    if !pause(delay, deadline).await {
-                        break;
-                    }
+                    // After a split found its culprit, grow back.
+                    batch_size = (batch_size * 2).min(full_size);
+                    continue;
+                }
+                SendError::ItemsRetryable {
+                    count: sorted.retry.len(),
+                    code: sorted.retry_code,
                 }
             }
-            Err(e) if e.is_auth() => return Err(Error::Send(e)),
-            Err(SendError::Status { status: 413, .. }) if to_send.len() > 1 => {
-                batch_size = (to_send.len() / 2).max(1);
-            }
-            Err(e) if !e.retryable() => {
+            Err(e) => e,
+        };
+        match e.verdict(to_send.len()) {
+            Verdict::Auth => return Err(Error::Send(e)),
+            Verdict::Split => batch_size = (to_send.len() / 2).max(1),
+            Verdict::Final => {
                 let (code, message) = match &e {
                     SendError::Status { code, message, .. } => {
                         (code.clone().unwrap_or_default(), message.clone())
@@ -508,13 +350,18 @@ pub async fn flush(
                 })?;
                 bar.inc(entries.len() as u64);
             }
-            Err(e) => {
+            Verdict::Retry => {
                 let delay = options.backoff.delay_honouring(attempt, e.retry_after());
                 attempt += 1;
                 report.last_error = Some(e);
                 if !pause(delay, deadline).await {
                     break;
                 }
+            }
+            Verdict::Stop | Verdict::Success => {
+                report.stopped = true;
+                report.last_error = Some(e);
+                break;
             }
         }
     }
@@ -533,17 +380,22 @@ pub async fn flush(
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn a_pause_of_any_length_is_safe() {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        assert!(!pause(Duration::MAX, deadline).await);
+        assert!(!pause(Duration::from_secs(u64::MAX), deadline).await);
+        assert!(pause(Duration::from_millis(1), deadline).await);
+    }
+
     #[test]
-    fn policy_switches_types_off() {
-        let policy: Policy = serde_json::from_str(
-            r#"{"organisation":"grid","consent_cap":"optional","min_interval_secs":0,
-                "limits":{"max_report_bytes":1,"max_batch_bytes":1,"max_batch_reports":1},
-                "report_types":[{"schema":"crash/1","enabled":true,"min_consent":"required"},
-                                {"schema":"feedback/1","enabled":false,"min_consent":"optional"}]}"#,
-        )
-        .unwrap();
-        assert!(policy.allows("crash/1"));
-        assert!(!policy.allows("feedback/1"));
-        assert!(policy.allows("heartbeat/1"), "not listed: the edge decides");
+    fn a_huge_interval_between_batches_is_never_reached() {
+        let last = OffsetDateTime::now_utc();
+        assert_eq!(
+            next_batch_at(last, 60),
+            Some(last + time::Duration::seconds(60))
+        );
+        assert_eq!(next_batch_at(last, u64::MAX), None);
+        assert_eq!(next_batch_at(last, i64::MAX as u64), None);
     }
 }
