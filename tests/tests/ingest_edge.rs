@@ -508,6 +508,22 @@ async fn every_report_ends_in_one_outcome_and_refusals_are_published() {
         "unknown_token",
     );
 
+    let metrics = client.get("/metrics", None).await;
+    let text = metrics.body.as_str().expect("text").to_string();
+    for line in [
+        "ingest_reports_total{outcome=\"accepted\",reason=\"\",kind=\"crash\"} 1",
+        "ingest_reports_total{outcome=\"rejected\",reason=\"invalid\",kind=\"feedback\"} 1",
+        "ingest_reports_total{outcome=\"consent\",reason=\"consent\",kind=\"feedback\"} 1",
+        "ingest_reports_total{outcome=\"rejected\",reason=\"unknown_token\",kind=\"unknown\"} 1",
+        "ingest_requests_total{route=\"reports\",status=\"202\"} 1",
+    ] {
+        assert!(text.contains(line), "missing {line} in\n{text}");
+    }
+
+    // A refusal before authentication is summarised per interval; shutdown
+    // publishes the last interval's summaries.
+    ingest.running.shutdown().await.expect("ingest stops");
+
     let events: Vec<OutcomeEvent> = read_messages(&env.outcomes_topic, 3, WAIT)
         .await
         .iter()
@@ -565,19 +581,6 @@ async fn every_report_ends_in_one_outcome_and_refusals_are_published() {
         );
     }
 
-    let metrics = client.get("/metrics", None).await;
-    let text = metrics.body.as_str().expect("text").to_string();
-    for line in [
-        "ingest_reports_total{outcome=\"accepted\",reason=\"\",kind=\"crash\"} 1",
-        "ingest_reports_total{outcome=\"rejected\",reason=\"invalid\",kind=\"feedback\"} 1",
-        "ingest_reports_total{outcome=\"consent\",reason=\"consent\",kind=\"feedback\"} 1",
-        "ingest_reports_total{outcome=\"rejected\",reason=\"unknown_token\",kind=\"unknown\"} 1",
-        "ingest_requests_total{route=\"reports\",status=\"202\"} 1",
-    ] {
-        assert!(text.contains(line), "missing {line} in\n{text}");
-    }
-
-    ingest.running.shutdown().await.expect("ingest stops");
     env.cleanup().await;
 }
 
