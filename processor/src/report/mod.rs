@@ -297,14 +297,21 @@ pub fn csv_tables(report: &Report) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// One CSV row. A text cell that a spreadsheet would take for a formula
+/// (starting with `=`, `+`, `-`, `@`, a tab or a carriage return; request
+/// titles come from machines) is prefixed with `'`, so that it stays text;
+/// numbers are left as they are.
 fn csv_line(fields: &[String]) -> String {
     let quoted: Vec<String> = fields
         .iter()
         .map(|f| {
+            let formula =
+                f.starts_with(['=', '+', '-', '@', '\t', '\r']) && f.parse::<f64>().is_err();
+            let f = if formula { format!("'{f}") } else { f.clone() };
             if f.contains([',', '"', '\n', '\r']) {
                 format!("\"{}\"", f.replace('"', "\"\""))
             } else {
-                f.clone()
+                f
             }
         })
         .collect();
@@ -374,6 +381,17 @@ pub(crate) mod tests {
         assert_eq!(parse_since("0d"), None);
         assert_eq!(parse_since("30"), None);
         assert_eq!(parse_since("2w"), None);
+    }
+
+    #[test]
+    fn csv_cells_that_look_like_formulas_stay_text() {
+        let line =
+            |cells: &[&str]| csv_line(&cells.iter().map(|c| c.to_string()).collect::<Vec<_>>());
+        assert_eq!(
+            line(&["=HYPERLINK(\"http://x\",\"y\")", "+1", "@SUM(A1)", "-2+3"]),
+            "\"'=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\",+1,'@SUM(A1),'-2+3\n"
+        );
+        assert_eq!(line(&["\tcmd", "-0.5", "plain"]), "'\tcmd,-0.5,plain\n");
     }
 
     #[test]
