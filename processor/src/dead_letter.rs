@@ -72,17 +72,26 @@ impl std::fmt::Debug for DeadLetters {
 
 impl DeadLetters {
     pub fn new(kafka: &KafkaConfig, topic: &str) -> Result<Self, KafkaError> {
-        let producer = kafka
-            .client_config(&[
-                ("enable.idempotence", "true"),
-                ("acks", "all"),
-                ("delivery.timeout.ms", "30000"),
-            ])
-            .create()?;
+        let producer = Self::producer_config(kafka).create()?;
         Ok(DeadLetters {
             producer,
             topic: topic.to_string(),
         })
+    }
+
+    /// The dead-letter producer's settings: acknowledged by every replica,
+    /// and the same message limit as the topics, or the copy of a large
+    /// message could never be sent.
+    pub fn producer_config(kafka: &KafkaConfig) -> rdkafka::ClientConfig {
+        kafka.client_config(&[
+            ("enable.idempotence", "true"),
+            ("acks", "all"),
+            ("delivery.timeout.ms", "30000"),
+            (
+                "message.max.bytes",
+                &pipeline::MAX_MESSAGE_BYTES.to_string(),
+            ),
+        ])
     }
 
     /// Copies `message` to the dead-letter topic, retrying until Kafka
