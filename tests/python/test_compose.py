@@ -64,3 +64,11 @@ def test_the_dashboard_is_built_from_the_cookbook(root):
     compose = yaml.safe_load((root / "docker-compose.yml").read_text(encoding="utf-8"))
     grafana = compose["services"]["grafana"]
     assert "grafana-clickhouse-datasource" in grafana["environment"]["GF_INSTALL_PLUGINS"]
+
+
+def test_every_service_comes_back_after_a_crash(root):
+    """A crashed or killed container restarts by itself: no single fault
+    leaves the pipeline down until someone notices."""
+    compose = yaml.safe_load((root / "docker-compose.yml").read_text())
+    for name, service in compose["services"].items():
+        assert service.get("restart") in ("always", "unless-stopped"), name
