@@ -401,90 +401,6 @@ mod tests {
         }
     }
 
-    /// Values that sit on and just past each constraint of the schemas,
-    /// and of every other JSON type.
-    fn probes() -> Vec<Value> {
-        let mut probes = vec![
-            json!(null),
-            json!(true),
-            json!([]),
-            json!({}),
-            json!(0),
-            json!(1),
-            json!(5),
-            json!(6),
-            json!(-1),
-            json!(1440),
-            json!(1441),
-            json!(4_294_967_295_u64),
-            json!(4_294_967_296_u64),
-            json!(4.0),
-            json!(2.5),
-            json!("0x1"),
-            json!("0X1f"),
-            json!("0x"),
-            json!("0x123456789"),
-            json!("0x12345678"),
-            json!("0x1234567890abcdef"),
-            json!("0x1234567890abcdef0"),
-            json!("0x1F\n"),
-            json!("C0000005"),
-            json!("10.0.19045"),
-            json!("10.0"),
-            json!("10.0.19045.1"),
-            json!("zh-CN"),
-            json!("zh_CN"),
-            json!("sr-Latn-RS"),
-            json!("x64"),
-            json!("arm64"),
-            json!("ia64"),
-            json!("required"),
-            json!("optional"),
-            json!("crash/1"),
-            json!("heartbeat/1"),
-            json!("crash/01"),
-            json!("crash/+1"),
-            json!("Crash/1"),
-            json!("00000000-0000-4000-8000-000000000000"),
-            json!("00000000000040008000000000000000"),
-            json!("{00000000-0000-4000-8000-000000000000}"),
-            json!("2026-11-20"),
-            json!("2026-13-01"),
-            json!("2026-11-20T08:15:30Z"),
-            json!("2026-11-20 08:15:30Z"),
-            json!("2026-11-20T08:15:30"),
-            json!("shell.taskbar"),
-            json!("Shell"),
-            json!("text with \"quotes\""),
-            json!("a null in text"),
-        ];
-        for n in [
-            0, 1, 2, 3, 7, 8, 9, 32, 33, 35, 36, 64, 65, 128, 129, 260, 261, 300, 301, 512, 513,
-        ] {
-            probes.push(json!("a".repeat(n)));
-            probes.push(json!("机".repeat(n)));
-        }
-        probes
-    }
-
-    /// Every JSON pointer under `value`, itself included.
-    fn pointers(value: &Value, at: String, out: &mut Vec<String>) {
-        match value {
-            Value::Object(map) => {
-                for (key, inner) in map {
-                    pointers(inner, format!("{at}/{key}"), out);
-                }
-            }
-            Value::Array(items) => {
-                for (i, inner) in items.iter().enumerate() {
-                    pointers(inner, format!("{at}/{i}"), out);
-                }
-            }
-            _ => {}
-        }
-        out.push(at);
-    }
-
     /// Whether the reference way may take what the fast way leaves to it:
     /// text with escapes or `null`, a decimal, or a payload the typed
     /// decoding refuses anyway.
@@ -500,32 +416,10 @@ mod tests {
     #[test]
     fn the_fast_way_agrees_with_the_schemas_on_every_probe() {
         let validator = Validator::new(86_400);
-        let probes = probes();
         let (mut fast_taken, mut reference_only, mut cases) = (0, 0, 0);
         for text in fixtures::ALL {
             let fixture: Value = serde_json::from_str(text).expect("fixture");
-            let mut paths = Vec::new();
-            pointers(&fixture, String::new(), &mut paths);
-            for path in paths.iter().filter(|p| !p.is_empty()) {
-                let mut variants = Vec::new();
-                for probe in &probes {
-                    let mut report = fixture.clone();
-                    *report.pointer_mut(path).expect("path") = probe.clone();
-                    variants.push(report);
-                }
-                let (parent, key) = path.rsplit_once('/').expect("a parent");
-                let mut removed = fixture.clone();
-                if let Some(Value::Object(map)) = removed.pointer_mut(parent) {
-                    map.remove(key);
-                }
-                variants.push(removed);
-                if let Some(Value::Object(map)) = fixture.pointer(path) {
-                    let mut report = fixture.clone();
-                    let mut extended = map.clone();
-                    extended.insert("unknown".into(), json!("x"));
-                    *report.pointer_mut(path).expect("path") = Value::Object(extended);
-                    variants.push(report);
-                }
+            for (_, variants) in schemas::probes::variants(&fixture) {
                 for report in variants {
                     cases += 1;
                     let body = serde_json::to_vec(&report).expect("encodes");

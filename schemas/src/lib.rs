@@ -21,6 +21,7 @@
 pub mod clickhouse;
 pub mod json_schema;
 pub mod outcome;
+pub mod probes;
 pub mod received;
 pub mod report;
 pub mod topics;
