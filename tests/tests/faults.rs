@@ -53,13 +53,7 @@ struct Sent {
 /// is due, whatever the answers before it) until `until` resolves; at most
 /// `in_flight` requests wait at once. Each report comes from one of 500
 /// machines.
-async fn load(
-    url: String,
-    token: String,
-    per_second: u32,
-    in_flight: usize,
-    until: Stop,
-) -> Sent {
+async fn load(url: String, token: String, per_second: u32, in_flight: usize, until: Stop) -> Sent {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
@@ -81,7 +75,8 @@ async fn load(
             .and_then(|s| s.parse().ok())
             .expect("uuid");
         n += 1;
-        let (http, url, token, sent) = (http.clone(), url.clone(), token.clone(), Arc::clone(&sent));
+        let (http, url, token, sent) =
+            (http.clone(), url.clone(), token.clone(), Arc::clone(&sent));
         tasks.spawn(async move {
             let answer = http
                 .post(format!("{url}/v1/reports"))
@@ -132,7 +127,8 @@ async fn settle_and_count(scenario: &str, env: &TestEnv, sent: &Sent) {
         "every accepted report in crash_reports",
         Duration::from_secs(300),
         || async {
-            let stored = e2e::try_scalar(&store, "SELECT uniqExact(report_id) FROM crash_reports").await?;
+            let stored =
+                e2e::try_scalar(&store, "SELECT uniqExact(report_id) FROM crash_reports").await?;
             (stored >= expected).then_some(())
         },
     )
@@ -155,16 +151,26 @@ async fn settle_and_count(scenario: &str, env: &TestEnv, sent: &Sent) {
     // must still count once in the exact aggregates.
     let raw_rows = e2e::scalar(&store, "SELECT count() FROM crash_reports").await;
     let doubled = raw_rows.saturating_sub(stored.len() as u64);
-    let counted = e2e::scalar(&store, "SELECT toUInt64(sum(reports)) FROM crash_signatures").await;
+    let counted = e2e::scalar(
+        &store,
+        "SELECT toUInt64(sum(reports)) FROM crash_signatures",
+    )
+    .await;
     println!(
         "{scenario}: sent {}, 2xx {}, stored {}, lost {lost}, doubled {doubled}",
         sent.sent,
         sent.accepted.len(),
         stored.intersection(&sent.accepted).count()
     );
-    assert_eq!(lost, 0, "{scenario}: accepted reports missing from ClickHouse");
+    assert_eq!(
+        lost, 0,
+        "{scenario}: accepted reports missing from ClickHouse"
+    );
     assert_eq!(doubled, 0, "{scenario}: reports written twice");
-    assert_eq!(counted, expected, "{scenario}: the aggregate counts each report once");
+    assert_eq!(
+        counted, expected,
+        "{scenario}: the aggregate counts each report once"
+    );
     assert_eq!(
         stored.len(),
         sent.accepted.len(),
@@ -198,10 +204,14 @@ async fn kafka_stopped_for_30_s_under_load_loses_nothing_and_every_partition_cat
     ));
     // Some reports flow normally first, and the processor is consuming.
     let store = env.clickhouse().await;
-    eventually("the first reports stored", Duration::from_secs(120), || async {
-        let n = e2e::try_scalar(&store, "SELECT count() FROM crash_reports").await?;
-        (n > 100).then_some(())
-    })
+    eventually(
+        "the first reports stored",
+        Duration::from_secs(120),
+        || async {
+            let n = e2e::try_scalar(&store, "SELECT count() FROM crash_reports").await?;
+            (n > 100).then_some(())
+        },
+    )
     .await;
 
     let outage = Instant::now();
@@ -221,10 +231,14 @@ async fn kafka_stopped_for_30_s_under_load_loses_nothing_and_every_partition_cat
 
     settle_and_count("kafka stopped 30 s", &env, &sent).await;
     // The processor's own view agrees: no partition behind.
-    eventually("lag metrics at zero on every partition", Duration::from_secs(60), || async {
-        let lag = metrics.lag();
-        (!lag.is_empty() && lag.values().all(|l| l.messages == 0)).then_some(())
-    })
+    eventually(
+        "lag metrics at zero on every partition",
+        Duration::from_secs(60),
+        || async {
+            let lag = metrics.lag();
+            (!lag.is_empty() && lag.values().all(|l| l.messages == 0)).then_some(())
+        },
+    )
     .await;
 
     processor.shutdown().await.expect("processor stops");
@@ -259,10 +273,18 @@ async fn ingest_stopped_under_load_delivers_every_report_it_accepted() {
     })
     .await;
     // What SIGTERM does in the binary: the same shutdown future resolves.
-    ingest.running.shutdown().await.expect("ingest stops cleanly");
+    ingest
+        .running
+        .shutdown()
+        .await
+        .expect("ingest stops cleanly");
     stop.stop();
     let sent = load.await.expect("load task");
-    assert!(sent.refused > 0, "some requests met a closed ingest: {}", sent.refused);
+    assert!(
+        sent.refused > 0,
+        "some requests met a closed ingest: {}",
+        sent.refused
+    );
     settle_and_count("ingest stopped", &env, &sent).await;
     processor.shutdown().await.expect("processor stops");
     env.cleanup().await;
