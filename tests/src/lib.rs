@@ -398,6 +398,18 @@ pub fn start_processor_with(
     Running { stop, task }
 }
 
+/// Runs `scripts/services ARGS` (e.g. `["stop", "kafka"]`) with this
+/// process's environment, and panics if it fails. Tests that stop a server
+/// live in binaries of their own, since cargo runs binaries one at a time.
+pub fn services(args: &[&str]) {
+    let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/services");
+    let status = std::process::Command::new(script)
+        .args(args)
+        .status()
+        .expect("scripts/services runs");
+    assert!(status.success(), "scripts/services {args:?} failed");
+}
+
 /// Polls `probe` until it returns `Some`, or panics after `deadline`.
 pub async fn eventually<T, F, Fut>(what: &str, deadline: Duration, mut probe: F) -> T
 where

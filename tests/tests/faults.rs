@@ -11,25 +11,16 @@
 //! `doubled`.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use e2e::{TestEnv, eventually, fixtures, fresh_report, start_ingest, start_processor_with};
+use e2e::{
+    TestEnv, eventually, fixtures, fresh_report, services, start_ingest, start_processor_with,
+};
 use serde_json::json;
 use tokio::time::Instant;
 use uuid::Uuid;
-
-fn services(args: &[&str]) {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/services");
-    let status = Command::new(script)
-        .args(args)
-        .status()
-        .expect("scripts/services runs");
-    assert!(status.success(), "scripts/services {args:?} failed");
-}
 
 /// Starts the broker again however the test ends.
 struct BrokerBack;

@@ -4,21 +4,10 @@
 //! they live in a binary of their own (cargo runs test binaries one at a
 //! time) and take turns through `BROKER`.
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
-use e2e::{TestEnv, eventually, fixtures, fresh_report, start_ingest};
+use e2e::{TestEnv, eventually, fixtures, fresh_report, services, start_ingest};
 use serde_json::Value;
-
-fn services(args: &[&str]) {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/services");
-    let status = Command::new(script)
-        .args(args)
-        .status()
-        .expect("scripts/services runs");
-    assert!(status.success(), "scripts/services {args:?} failed");
-}
 
 /// One test at a time may stop the broker.
 static BROKER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

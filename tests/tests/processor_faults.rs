@@ -9,7 +9,7 @@ use std::process::{Child, Command};
 use std::sync::Arc;
 use std::time::Duration;
 
-use e2e::{TestEnv, accepted, eventually, fixtures, produce, scalar, try_scalar};
+use e2e::{TestEnv, accepted, eventually, fixtures, produce, scalar, services, try_scalar};
 use schemas::AcceptedReport;
 use serde_json::json;
 
@@ -19,14 +19,6 @@ const WAIT: Duration = Duration::from_secs(60);
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn services(args: &[&str]) {
-    let status = Command::new(root().join("scripts/services"))
-        .args(args)
-        .status()
-        .expect("scripts/services runs");
-    assert!(status.success(), "scripts/services {args:?} failed");
 }
 
 /// The processor binary, built from this tree.
