@@ -55,8 +55,6 @@ pub enum RunError {
     #[error(transparent)]
     Store(#[from] store::StoreError),
     #[error(transparent)]
-    Topics(#[from] pipeline::TopicError),
-    #[error(transparent)]
     Consume(#[from] consumer::ConsumeError),
     #[error("clustering configuration: {0}")]
     Clustering(#[from] clustering::ConfigError),
@@ -100,11 +98,7 @@ pub async fn run_with_metrics(
         config.topics.outcomes.as_str(),
         config.topics.dead_letters.as_str(),
     ];
-    let created = until_done("kafka topics", &backoff, &stop, || {
-        pipeline::ensure_topics(&config.kafka, &topics)
-    })
-    .await;
-    if created.is_none() {
+    if !pipeline::ensure_topics_retrying(&config.kafka, &topics, stop.cancelled(), |_| {}).await {
         return Ok(());
     }
     let mut enricher = route::Enricher::new(
@@ -220,9 +214,10 @@ impl Backoff {
 }
 
 /// Runs `step` until it succeeds, logging each failure and waiting with
-/// backoff between tries: a server that is down at start (Kafka, or
-/// ClickHouse between connecting and migrating) is waited for, never a
-/// reason to exit. `None` if stopped first. Readiness stays off meanwhile.
+/// backoff between tries: ClickHouse failing between connecting and
+/// migrating is waited for, never a reason to exit (Kafka's topics are
+/// waited for the same way, by [`pipeline::ensure_topics_retrying`]).
+/// `None` if stopped first. Readiness stays off meanwhile.
 async fn until_done<T, E, F, Fut>(
     what: &'static str,
     backoff: &Backoff,
