@@ -89,7 +89,10 @@ pub async fn run_with_metrics(
         return Ok(());
     };
     let backoff = Backoff::of(&config);
-    let migrated = until_done("clickhouse migrations", &backoff, &stop, || store.migrate()).await;
+    let migrated = until_done("clickhouse migrations", &backoff, &stop, &metrics, || {
+        store.migrate()
+    })
+    .await;
     if migrated.is_none() {
         return Ok(());
     }
@@ -98,7 +101,8 @@ pub async fn run_with_metrics(
         config.topics.outcomes.as_str(),
         config.topics.dead_letters.as_str(),
     ];
-    if !pipeline::ensure_topics_retrying(&config.kafka, &topics, stop.cancelled(), |_| {}).await {
+    let retried = |_: &pipeline::TopicError| Metrics::add(&metrics.startup_retries, 1);
+    if !pipeline::ensure_topics_retrying(&config.kafka, &topics, stop.cancelled(), retried).await {
         return Ok(());
     }
     let mut enricher = route::Enricher::new(
@@ -222,6 +226,7 @@ async fn until_done<T, E, F, Fut>(
     what: &'static str,
     backoff: &Backoff,
     stop: &CancellationToken,
+    metrics: &Metrics,
     mut step: F,
 ) -> Option<T>
 where
@@ -234,7 +239,8 @@ where
         match step().await {
             Ok(value) => return Some(value),
             Err(error) => {
-                tracing::warn!(step = what, %error, retry_in = ?pause, "start-up step failed; retrying")
+                Metrics::add(&metrics.startup_retries, 1);
+                tracing::warn!(step = what, %error, retry_in = ?pause, "start-up step failed; retrying");
             }
         }
         tokio::select! {

@@ -32,6 +32,7 @@ pub struct Metrics {
     pub scheduled_runs: AtomicU64,
     pub scheduled_failures: AtomicU64,
     pub cluster_signatures_loaded: AtomicU64,
+    pub startup_retries: AtomicU64,
     /// Whether the processor consumes: connected, migrated, topics there.
     ready: std::sync::atomic::AtomicBool,
     /// The group's lag per partition at the last look ([`crate::lag`]).
@@ -108,7 +109,7 @@ impl Metrics {
     }
 
     pub fn render(&self) -> String {
-        let series: [(&str, &str, &AtomicU64); 13] = [
+        let series: [(&str, &str, &AtomicU64); 14] = [
             (
                 "processor_rows_inserted_total",
                 "Rows written to ClickHouse, all tables.",
@@ -169,6 +170,11 @@ impl Metrics {
                 "processor_cluster_signatures_loaded_total",
                 "Stored request signatures added to the clustering index (at start, and from other instances).",
                 &self.cluster_signatures_loaded,
+            ),
+            (
+                "processor_startup_retries_total",
+                "Start-up steps (migrations, Kafka topics) that failed and were tried again.",
+                &self.startup_retries,
             ),
         ];
         let mut out = String::new();
@@ -234,8 +240,8 @@ mod tests {
         Metrics::add(&metrics.rows_inserted, 3);
         let text = metrics.render();
         assert!(text.contains("processor_rows_inserted_total 3"));
-        assert_eq!(text.matches("# TYPE ").count(), 16);
-        assert_eq!(text.matches("# HELP ").count(), 16);
+        assert_eq!(text.matches("# TYPE ").count(), 17);
+        assert_eq!(text.matches("# HELP ").count(), 17);
     }
 
     #[test]

@@ -410,6 +410,22 @@ pub fn services(args: &[&str]) {
     assert!(status.success(), "scripts/services {args:?} failed");
 }
 
+/// Forwards every connection on `listener` to the real broker: Kafka
+/// "comes up" on a port where nothing answered before, without stopping
+/// the broker other tests use.
+pub async fn forward_to_kafka(listener: tokio::net::TcpListener) {
+    loop {
+        let Ok((mut client, _)) = listener.accept().await else {
+            return;
+        };
+        tokio::spawn(async move {
+            if let Ok(mut broker) = tokio::net::TcpStream::connect(kafka_brokers()).await {
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut broker).await;
+            }
+        });
+    }
+}
+
 /// Polls `probe` until it returns `Some`, or panics after `deadline`.
 pub async fn eventually<T, F, Fut>(what: &str, deadline: Duration, mut probe: F) -> T
 where

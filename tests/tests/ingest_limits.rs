@@ -12,8 +12,8 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use e2e::{
-    TestEnv, eventually, fixtures, fresh_report, kafka_brokers, messages_in, read_messages,
-    start_ingest,
+    TestEnv, eventually, fixtures, forward_to_kafka, fresh_report, kafka_brokers, messages_in,
+    read_messages, start_ingest,
 };
 use rdkafka::ClientConfig;
 use rdkafka::Message;
@@ -399,20 +399,6 @@ async fn a_report_id_is_one_report_per_machine() {
     assert_eq!(env.reports_in_kafka().await, 2);
     ingest.running.shutdown().await.expect("ingest stops");
     env.cleanup().await;
-}
-
-/// Forwards every connection on `listener` to the real broker.
-async fn forward_to_kafka(listener: tokio::net::TcpListener) {
-    loop {
-        let Ok((mut client, _)) = listener.accept().await else {
-            return;
-        };
-        tokio::spawn(async move {
-            if let Ok(mut broker) = tokio::net::TcpStream::connect(kafka_brokers()).await {
-                let _ = tokio::io::copy_bidirectional(&mut client, &mut broker).await;
-            }
-        });
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -275,3 +275,65 @@ async fn a_member_joining_and_leaving_twenty_times_loses_and_doubles_nothing() {
     steady.shutdown().await.expect("processor stops");
     env.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_processor_started_before_kafka_waits_for_it_and_is_not_ready_meanwhile() {
+    let env = TestEnv::new();
+    // Kafka "is down": nothing listens on this port yet.
+    let kafka_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let mut config = env.processor_config();
+    config.kafka.brokers = format!("127.0.0.1:{kafka_port}");
+    config.metrics_listen = Some(
+        format!("127.0.0.1:{metrics_port}")
+            .parse()
+            .expect("address"),
+    );
+    let metrics = Arc::new(processor::Metrics::default());
+    let processor = start_processor_with(config, Arc::clone(&metrics));
+    let http = reqwest::Client::new();
+    let ready = || async {
+        http.get(format!("http://127.0.0.1:{metrics_port}/readyz"))
+            .send()
+            .await
+            .ok()
+            .map(|r| r.status().as_u16())
+    };
+
+    eventually("a failed attempt to reach kafka", WAIT, || async {
+        (processor::Metrics::get(&metrics.startup_retries) >= 2).then_some(())
+    })
+    .await;
+    assert!(
+        !processor.task.is_finished(),
+        "the processor waits, it does not exit"
+    );
+    assert_eq!(ready().await, Some(503));
+
+    // Kafka "comes up" on that port.
+    let broker = tokio::net::TcpListener::bind(("127.0.0.1", kafka_port))
+        .await
+        .expect("the port is still free");
+    let proxy = tokio::spawn(e2e::forward_to_kafka(broker));
+    eventually("ready once kafka answers", WAIT, || async {
+        (ready().await == Some(200)).then_some(())
+    })
+    .await;
+    produce(&env.reports_topic, &[crash(1)]).await;
+    let store = env.clickhouse().await;
+    eventually("the report stored", WAIT, || async {
+        let n = e2e::try_scalar(&store, "SELECT count() FROM crash_reports").await?;
+        (n == 1).then_some(())
+    })
+    .await;
+
+    processor.shutdown().await.expect("processor stops");
+    proxy.abort();
+    env.cleanup().await;
+}
