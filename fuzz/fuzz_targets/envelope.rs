@@ -103,7 +103,7 @@ impl Edited {
         let mut report = fixtures[usize::from(self.fixture) % fixtures.len()].clone();
         for edit in self.edits.into_iter().take(4) {
             let mut paths = Vec::new();
-            pointers(&report, String::new(), &mut paths);
+            schemas::probes::pointers(&report, String::new(), &mut paths);
             let pick = |at: u16| paths[usize::from(at) % paths.len()].clone();
             match edit {
                 Edit::Replace { at, with } => {
@@ -141,24 +141,6 @@ impl Edited {
         }
         report
     }
-}
-
-/// Every JSON pointer under `value`, itself included.
-fn pointers(value: &Value, at: String, out: &mut Vec<String>) {
-    match value {
-        Value::Object(map) => {
-            for (key, inner) in map {
-                pointers(inner, format!("{at}/{key}"), out);
-            }
-        }
-        Value::Array(items) => {
-            for (i, inner) in items.iter().enumerate() {
-                pointers(inner, format!("{at}/{i}"), out);
-            }
-        }
-        _ => {}
-    }
-    out.push(at);
 }
 
 /// A JSON value, leaning towards the edges of the schemas' constraints.

@@ -11,6 +11,10 @@ use crate::{Position, SpoolConfig, SpoolError};
 
 const LOCK_NAME: &str = "LOCK";
 
+/// The highest segment number a spool uses: half the number space, which no
+/// spool reaches one segment at a time.
+const LAST_SEGMENT: u64 = u64::MAX / 2;
+
 #[derive(Debug, Clone, Copy)]
 struct Segment {
     id: u64,
@@ -106,6 +110,24 @@ impl State {
 
         let ids = segment::list(&dir)?;
         let stored = cursor::load(&dir)?;
+        // Segment numbers count up from 1 by one per segment: one past
+        // LAST_SEGMENT is never reached, so a number beyond it is damage
+        // (and `+ 1` on it could overflow).
+        if let Some(&id) = ids.last().filter(|&&id| id > LAST_SEGMENT) {
+            return Err(corrupt(
+                segment::path(&dir, id),
+                0,
+                "segment number out of range",
+            ));
+        }
+        if let Some(c) = stored.filter(|c| c.segment > LAST_SEGMENT) {
+            let path = segment::path(&dir, c.segment);
+            return Err(corrupt(
+                path,
+                c.offset,
+                "cursor names a segment out of range",
+            ));
+        }
         let cursor = match (stored, ids.first(), ids.last()) {
             (None, first, _) => Cursor {
                 segment: first.copied().unwrap_or(1),
@@ -115,7 +137,10 @@ impl State {
                 // One past the last segment is where an ack that started a new segment points;
                 // everything before it is consumed.
                 let next_new = c.segment == last + 1 && c.offset == 0;
-                if c.segment < first || (c.segment > last && !next_new) {
+                // Within the files' range, the cursor's own segment must be
+                // there: a gap there is a file lost, not a segment consumed.
+                let in_gap = (first..=last).contains(&c.segment) && !ids.contains(&c.segment);
+                if c.segment < first || (c.segment > last && !next_new) || in_gap {
                     let path = segment::path(&dir, c.segment);
                     return Err(corrupt(path, c.offset, "cursor names a missing segment"));
                 }
