@@ -7,9 +7,11 @@
 //!        │                   ─▶ batch ═▶ writer thread (one batch in flight, the
 //!        │                      next decoded meanwhile): drop ids already
 //!        │                      stored ─▶ INSERT ─▶ store offsets ─▶ commit
-//!        └─▶ undecodable ─▶ dead-letter topic + processing_errors
+//!        │                      (a row refused for good: split out ─┐)
+//!        └─▶ undecodable ───────────────────────▶ dead-letter topic + processing_errors
 //!  raw tables ─▶ materialised views ─▶ exact aggregates (uniqExact of ids)
-//!  scheduled: crash regressions by build order; retention by partition
+//!  scheduled: crash regressions by build order; retention by partition;
+//!  the group's lag per partition, read from the brokers ─▶ /metrics
 //! ```
 //!
 //! In: [`schemas::AcceptedReport`] messages from the reports topic and
@@ -21,8 +23,10 @@
 //! `feature_request_clusters`, `feedback_daily`; `crash_regressions`; and
 //! dead letters.
 //!
-//! [`run`] connects, migrates and consumes until `shutdown` resolves; the
-//! binary only reads the configuration.
+//! [`run`] connects, migrates and makes sure the topics exist (waiting
+//! with backoff while ClickHouse or Kafka is down, `/readyz` at 503
+//! meanwhile), then consumes until `shutdown` resolves; the binary only
+//! reads the configuration.
 
 pub mod analytics;
 pub mod batch;
