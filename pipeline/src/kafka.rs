@@ -96,6 +96,10 @@ impl KafkaConfig {
         // follow the `log` crate's, which nothing here sets.
         config.set_log_level(RDKafkaLogLevel::Info);
         config.set("bootstrap.servers", &self.brokers);
+        // Reconnect within a second of a broker's return (librdkafka's
+        // default backoff grows to 10 s), so that a restarted broker is
+        // used again, and group sessions renewed, at once.
+        config.set("reconnect.backoff.max.ms", "1000");
         for (key, value) in defaults {
             config.set(*key, *value);
         }

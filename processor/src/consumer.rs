@@ -149,7 +149,11 @@ impl Worker {
             ("enable.auto.offset.store", "false"),
             ("auto.offset.reset", "earliest"),
             ("enable.partition.eof", "false"),
-            ("session.timeout.ms", "10000"),
+            // Long enough that a broker restart (the coordinator reloads
+            // the group and counts the session from then) does not evict a
+            // member still reconnecting: an evicted member's assignment is
+            // lost and must be rejoined, the path on which a stall was seen.
+            ("session.timeout.ms", "45000"),
             ("heartbeat.interval.ms", "1000"),
             // ClickHouse may be down for long; the loop keeps polling
             // meanwhile only between retries, so allow a long pause.

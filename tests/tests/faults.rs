@@ -22,6 +22,13 @@ use serde_json::json;
 use tokio::time::Instant;
 use uuid::Uuid;
 
+/// The services' logs on stderr (`RUST_LOG`, default `info`), once per
+/// binary: a failed scenario is read from them.
+fn logs() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(pipeline::logging::init);
+}
+
 /// Starts the broker again however the test ends.
 struct BrokerBack;
 
@@ -111,19 +118,33 @@ impl Stop {
 /// group has committed everything on every partition; then counts and
 /// prints `sent, 2xx, stored, lost, doubled`, and asserts none lost or
 /// doubled.
-async fn settle_and_count(scenario: &str, env: &TestEnv, sent: &Sent) {
+async fn settle_and_count(
+    scenario: &str,
+    env: &TestEnv,
+    sent: &Sent,
+    metrics: Option<&processor::Metrics>,
+) {
     let store = env.clickhouse().await;
     let expected = sent.accepted.len() as u64;
-    eventually(
-        "every accepted report in crash_reports",
-        Duration::from_secs(300),
-        || async {
-            let stored =
-                e2e::try_scalar(&store, "SELECT uniqExact(report_id) FROM crash_reports").await?;
-            (stored >= expected).then_some(())
-        },
-    )
-    .await;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let stored = e2e::try_scalar(&store, "SELECT uniqExact(report_id) FROM crash_reports")
+            .await
+            .unwrap_or_default();
+        if stored >= expected {
+            break;
+        }
+        if Instant::now() > deadline {
+            // Say where the reports are, so that a failure can be read.
+            let in_kafka = env.reports_in_kafka().await;
+            let lag = metrics.map(processor::Metrics::lag);
+            panic!(
+                "{scenario}: {stored} of {expected} accepted reports in crash_reports after 300 s; \
+                 {in_kafka} messages on the reports topic; the processor's lag: {lag:?}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     env.caught_up(Duration::from_secs(180)).await;
     #[derive(clickhouse::Row, serde::Deserialize)]
     struct Id {
@@ -171,6 +192,7 @@ async fn settle_and_count(scenario: &str, env: &TestEnv, sent: &Sent) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_stopped_for_30_s_under_load_loses_nothing_and_every_partition_catches_up() {
+    logs();
     let env = TestEnv::new();
     let spool_dir = tempfile::tempdir().expect("temp dir");
     let ingest = start_ingest(env.ingest_config_with(&format!(
@@ -220,7 +242,7 @@ async fn kafka_stopped_for_30_s_under_load_loses_nothing_and_every_partition_cat
     let sent = load.await.expect("load task");
     assert!(sent.accepted.len() > 1_000, "the load ran: {sent:?}");
 
-    settle_and_count("kafka stopped 30 s", &env, &sent).await;
+    settle_and_count("kafka stopped 30 s", &env, &sent, Some(&metrics)).await;
     // The processor's own view agrees: no partition behind.
     eventually(
         "lag metrics at zero on every partition",
@@ -239,6 +261,7 @@ async fn kafka_stopped_for_30_s_under_load_loses_nothing_and_every_partition_cat
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ingest_stopped_under_load_delivers_every_report_it_accepted() {
+    logs();
     let env = TestEnv::new();
     let spool_dir = tempfile::tempdir().expect("temp dir");
     let ingest = start_ingest(env.ingest_config_with(&format!(
@@ -276,7 +299,7 @@ async fn ingest_stopped_under_load_delivers_every_report_it_accepted() {
         "some requests met a closed ingest: {}",
         sent.refused
     );
-    settle_and_count("ingest stopped", &env, &sent).await;
+    settle_and_count("ingest stopped", &env, &sent, None).await;
     processor.shutdown().await.expect("processor stops");
     env.cleanup().await;
 }
