@@ -23,6 +23,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::types::RDKafkaRespErr;
 use schemas::AcceptedReport;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -271,13 +272,18 @@ fn watermarks(consumer: &BaseConsumer, topic: &str) -> Option<Vec<(i32, i64, i64
     let Some(found) = metadata.topics().first() else {
         return Some(Vec::new());
     };
-    if found.error().is_some() {
-        return Some(Vec::new());
+    match found.error() {
+        None => {}
+        Some(RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) => return Some(Vec::new()),
+        Some(_) => return None,
     }
     found
         .partitions()
         .iter()
         .map(|p| {
+            if p.error().is_some() {
+                return None;
+            }
             let (low, high) = consumer
                 .fetch_watermarks(topic, p.id(), WATERMARK_TIMEOUT)
                 .ok()?;
@@ -287,18 +293,28 @@ fn watermarks(consumer: &BaseConsumer, topic: &str) -> Option<Vec<(i32, i64, i64
 }
 
 /// How many messages `topic` holds, over all partitions.
+///
+/// A fresh client can be told "leader not available" for a partition of a
+/// topic created moments ago, so an answer Kafka could not give is asked
+/// again until it is given.
 pub async fn messages_in(topic: &str) -> i64 {
-    let topic = topic.to_string();
-    tokio::task::spawn_blocking(move || {
-        let consumer = watermark_reader("e2e-watermarks").expect("consumer");
-        watermarks(&consumer, &topic)
-            .expect("watermarks")
-            .iter()
-            .map(|(_, low, high)| high - low)
-            .sum()
-    })
+    eventually(
+        &format!("watermarks of {topic}"),
+        Duration::from_secs(60),
+        || {
+            let topic = topic.to_string();
+            async move {
+                tokio::task::spawn_blocking(move || {
+                    let consumer = watermark_reader("e2e-watermarks")?;
+                    let ends = watermarks(&consumer, &topic)?;
+                    Some(ends.iter().map(|(_, low, high)| high - low).sum())
+                })
+                .await
+                .expect("watermark task")
+            }
+        },
+    )
     .await
-    .expect("watermark task")
 }
 
 impl TestEnv {
