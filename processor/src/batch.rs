@@ -2,7 +2,7 @@
 //! a batch shrinks before it is written: rows of partitions this instance
 //! no longer owns, and reports already in their table.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -31,12 +31,26 @@ pub struct Batch {
     pub started: Option<Instant>,
 }
 
-/// Rows that carry the id they are unique by, and the partition they came
+/// What a stored row is unique by: its id, and the machine hash for
+/// reports (two machines may send one report id); `""` for rows unique by id
+/// alone.
+pub type RowKey = (Uuid, String);
+
+/// Rows that carry the key they are unique by, and the partition they came
 /// from; stored in `TABLE`, where the id is the column `ID_COLUMN`.
 pub trait Keyed {
     const TABLE: &'static str;
     const ID_COLUMN: &'static str;
+    /// SQL for the machine part of the key: a column, or `''`.
+    const MACHINE_SQL: &'static str;
+    /// SQL for what the table's views count the row by
+    /// ([`schemas::report_key`]); the id where no view reads the table.
+    const COUNTED_SQL: &'static str;
     fn id(&self) -> Uuid;
+    fn machine(&self) -> &str;
+    fn key(&self) -> RowKey {
+        (self.id(), self.machine().to_string())
+    }
     /// The Kafka partition and offset of the message the row came from.
     fn partition(&self) -> u32;
     fn offset(&self) -> u64;
@@ -48,16 +62,23 @@ pub trait Keyed {
     }
 }
 
-macro_rules! keyed {
-    ($row:ty, $table:literal, $id:ident) => {
-        keyed!($row, $table, $id, |_row| 0);
+/// A raw report table's row: unique by report id and machine, counted by
+/// its report key.
+macro_rules! report_keyed {
+    ($row:ty, $table:literal) => {
+        report_keyed!($row, $table, |_row| 0);
     };
-    ($row:ty, $table:literal, $id:ident, |$r:ident| $order:expr) => {
+    ($row:ty, $table:literal, |$r:ident| $order:expr) => {
         impl Keyed for $row {
             const TABLE: &'static str = $table;
-            const ID_COLUMN: &'static str = stringify!($id);
+            const ID_COLUMN: &'static str = "report_id";
+            const MACHINE_SQL: &'static str = "machine_hash";
+            const COUNTED_SQL: &'static str = "report_key";
             fn id(&self) -> Uuid {
-                self.$id
+                self.report_id
+            }
+            fn machine(&self) -> &str {
+                &self.machine_hash
             }
             fn partition(&self) -> u32 {
                 self.kafka_partition
@@ -73,13 +94,30 @@ macro_rules! keyed {
     };
 }
 
-keyed!(CrashRow, "crash_reports", report_id);
-keyed!(FeatureRequestRow, "feature_requests", report_id);
-keyed!(FeedbackRow, "feedback", report_id);
-keyed!(HeartbeatRow, "heartbeats", report_id, |row| row
-    .day
-    .to_julian_day());
-keyed!(OutcomeRow, "outcomes", event_id);
+report_keyed!(CrashRow, "crash_reports");
+report_keyed!(FeatureRequestRow, "feature_requests");
+report_keyed!(FeedbackRow, "feedback");
+report_keyed!(HeartbeatRow, "heartbeats", |row| row.day.to_julian_day());
+
+/// An outcome is unique by the id the edge gave it; no view reads it.
+impl Keyed for OutcomeRow {
+    const TABLE: &'static str = "outcomes";
+    const ID_COLUMN: &'static str = "event_id";
+    const MACHINE_SQL: &'static str = "''";
+    const COUNTED_SQL: &'static str = "event_id";
+    fn id(&self) -> Uuid {
+        self.event_id
+    }
+    fn machine(&self) -> &str {
+        ""
+    }
+    fn partition(&self) -> u32 {
+        self.kafka_partition
+    }
+    fn offset(&self) -> u64 {
+        self.kafka_offset
+    }
+}
 
 impl Batch {
     pub fn note(&mut self, topic: &str, source: Source) {
@@ -136,12 +174,15 @@ impl Batch {
     }
 }
 
-/// Keeps the first row of each id and drops rows whose id is in `existing`;
-/// returns how many were dropped.
-pub fn keep_new<T: Keyed>(rows: &mut Vec<T>, existing: &HashSet<Uuid>) -> usize {
+/// Keeps the first row of each key and drops rows whose key is in
+/// `existing`; returns how many were dropped.
+pub fn keep_new<T: Keyed, V>(rows: &mut Vec<T>, existing: &HashMap<RowKey, V>) -> usize {
     let before = rows.len();
     let mut seen = HashSet::with_capacity(rows.len());
-    rows.retain(|row| !existing.contains(&row.id()) && seen.insert(row.id()));
+    rows.retain(|row| {
+        let key = row.key();
+        !existing.contains_key(&key) && seen.insert(key)
+    });
     before - rows.len()
 }
 
@@ -227,9 +268,33 @@ mod tests {
     fn only_new_ids_are_kept_once() {
         let (a, b, c) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
         let mut rows = vec![outcome(a, 0), outcome(b, 0), outcome(a, 0), outcome(c, 0)];
-        let dropped = keep_new(&mut rows, &HashSet::from([b]));
+        let dropped = keep_new(&mut rows, &HashMap::from([((b, String::new()), b)]));
         assert_eq!(dropped, 2);
         let ids: Vec<Uuid> = rows.iter().map(|r| r.event_id).collect();
         assert_eq!(ids, vec![a, c]);
+    }
+
+    #[test]
+    fn one_report_id_from_two_machines_is_two_reports() {
+        let row = |id: Uuid, machine: &str| {
+            let mut row = crate::rows::tests::heartbeat_row();
+            row.report_id = id;
+            row.machine_hash = machine.to_string();
+            row
+        };
+        let (shared, other) = (Uuid::new_v4(), Uuid::new_v4());
+        let mut rows = vec![
+            row(shared, "ab12"),
+            row(shared, "cd34"),
+            row(shared, "ab12"),
+            row(other, "ab12"),
+        ];
+        let stored = HashMap::from([((other, "ab12".to_string()), other)]);
+        assert_eq!(keep_new(&mut rows, &stored), 2);
+        let keys: Vec<RowKey> = rows.iter().map(Keyed::key).collect();
+        assert_eq!(
+            keys,
+            vec![(shared, "ab12".to_string()), (shared, "cd34".to_string())]
+        );
     }
 }

@@ -5,11 +5,11 @@
 //!  Kafka reports + outcomes ─▶ route: decode, group crashes (bucket,
 //!        │                      signature), cluster feature requests
 //!        │                   ─▶ batch ═▶ writer thread (one batch in flight, the
-//!        │                      next decoded meanwhile): drop ids already
+//!        │                      next decoded meanwhile): drop reports already
 //!        │                      stored ─▶ INSERT ─▶ store offsets ─▶ commit
 //!        │                      (a row refused for good: split out ─┐)
 //!        └─▶ undecodable ───────────────────────▶ dead-letter topic + processing_errors
-//!  raw tables ─▶ materialised views ─▶ exact aggregates (uniqExact of ids)
+//!  raw tables ─▶ materialised views ─▶ exact aggregates (uniqExact of keys)
 //!  scheduled: crash regressions by build order; retention by partition;
 //!  the group's lag per partition, read from the brokers ─▶ /metrics
 //! ```

@@ -38,6 +38,9 @@ macro_rules! raw_row {
         pub struct $name {
             #[serde(with = "clickhouse::serde::uuid")]
             pub report_id: Uuid,
+            /// What the views count the report by: [`schemas::report_key`].
+            #[serde(with = "clickhouse::serde::uuid")]
+            pub report_key: Uuid,
             #[serde(with = "clickhouse::serde::time::datetime")]
             pub received_at: OffsetDateTime,
             #[serde(with = "clickhouse::serde::time::datetime")]
@@ -68,6 +71,7 @@ macro_rules! raw_row {
                 let (os_build_full, build_key) = build_of(r);
                 $name {
                     report_id: r.report_id,
+                    report_key: schemas::report_key(r.report_id, &r.machine_hash),
                     received_at: storable(r.received_at),
                     sent_at: storable(r.sent_at),
                     org_id: r.org_id.clone(),
@@ -374,7 +378,7 @@ fn normalize_hex(text: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use schemas::{Envelope as Sent, Payload, SchemaId, fixtures};
     use time::macros::{date, datetime};
@@ -408,6 +412,14 @@ mod tests {
         (report.with_payload(()), payload)
     }
 
+    /// A heartbeat row made from the fixture, for tests elsewhere.
+    pub(crate) fn heartbeat_row() -> HeartbeatRow {
+        let (report, Payload::Heartbeat(heartbeat)) = accepted(fixtures::HEARTBEAT) else {
+            panic!("fixture is a heartbeat");
+        };
+        HeartbeatRow::new(&report, heartbeat, SOURCE, NOW).expect("valid day")
+    }
+
     #[test]
     fn a_crash_report_becomes_one_flat_row() {
         let (report, Payload::Crash(crash)) = accepted(fixtures::CRASH) else {
@@ -421,6 +433,10 @@ mod tests {
             NOW,
         );
         assert_eq!(row.org_id, "grid");
+        assert_eq!(
+            row.report_key,
+            schemas::report_key(report.report_id, &"ab".repeat(16))
+        );
         assert_eq!(row.os_build_full, "10.0.19045.3570");
         assert!(row.build_key > 0);
         assert_eq!(row.grouping_version, grouping::GROUPING_VERSION);

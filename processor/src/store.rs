@@ -1,14 +1,15 @@
 //! ClickHouse: the connection, chosen by the server's version, and the
 //! inserts of each table.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use clickhouse::{Client, Compression, Row};
 use schemas::ServerVersion;
-use schemas::clickhouse::{uuid_in, uuid_literals, view_feeds};
+use schemas::clickhouse::{stored_reports, uuid_in, uuid_literals, view_feeds};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::batch::{Keyed, RowKey};
 use crate::config::ClickHouseConfig;
 use crate::migrate::{self, MigrationError};
 
@@ -100,10 +101,11 @@ impl StoreError {
     }
 }
 
-/// Ids looked up per query by [`Store::existing_ids`].
+/// Ids looked up per query by [`Store::stored`] and [`Store::refeed`].
 const LOOKUP_CHUNK: usize = 20_000;
-/// Room for a lookup query: 39 bytes per quoted id and comma, and the rest.
-const LOOKUP_QUERY_BYTES: usize = LOOKUP_CHUNK * 40 + 4096;
+/// Room for a lookup query: 39 bytes per quoted id and comma, twice (a
+/// refeed names each report's id and key), and the rest.
+const LOOKUP_QUERY_BYTES: usize = LOOKUP_CHUNK * 80 + 4096;
 
 /// A client for the pipeline's database, set up for the server it talks to.
 #[derive(Clone)]
@@ -188,40 +190,58 @@ impl Store {
         Ok(migrate::apply(&self.client, schemas::MIGRATIONS).await?)
     }
 
-    /// Which of `ids` are already in `table`'s `column` (a UUID column).
-    pub async fn existing_ids(
-        &self,
-        table: &str,
-        column: &str,
-        ids: &[Uuid],
-    ) -> Result<HashSet<Uuid>, StoreError> {
+    /// Which rows like `rows` are already in their table: each stored key
+    /// ([`Keyed::key`]) with what the table's views count it by
+    /// ([`Keyed::COUNTED_SQL`]). Looked up by id, the table's sorting key,
+    /// then matched on the machine here.
+    pub async fn stored<T: Keyed>(&self, rows: &[T]) -> Result<HashMap<RowKey, Uuid>, StoreError> {
         #[derive(Row, Deserialize)]
-        struct Id {
+        struct Found {
             #[serde(with = "clickhouse::serde::uuid")]
             id: Uuid,
+            machine: String,
+            #[serde(with = "clickhouse::serde::uuid")]
+            counted: Uuid,
         }
-        let mut found = HashSet::new();
+        let wanted: HashSet<RowKey> = rows.iter().map(Keyed::key).collect();
+        let ids: Vec<Uuid> = wanted
+            .iter()
+            .map(|(id, _)| *id)
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        let mut found = HashMap::new();
         for chunk in ids.chunks(LOOKUP_CHUNK) {
             let sql = format!(
-                "SELECT {column} AS id FROM {table} WHERE {}",
-                uuid_in(column, &uuid_literals(chunk))
+                "SELECT {id} AS id, {machine} AS machine, {counted} AS counted FROM {table} WHERE {}",
+                uuid_in(T::ID_COLUMN, &uuid_literals(chunk)),
+                id = T::ID_COLUMN,
+                machine = T::MACHINE_SQL,
+                counted = T::COUNTED_SQL,
+                table = T::TABLE,
             );
-            let rows: Vec<Id> = self.lookup(&sql).fetch_all().await?;
-            found.extend(rows.into_iter().map(|r| r.id));
+            let rows: Vec<Found> = self.lookup(&sql).fetch_all().await?;
+            found.extend(
+                rows.into_iter()
+                    .map(|r| ((r.id, r.machine), r.counted))
+                    .filter(|(key, _)| wanted.contains(key)),
+            );
         }
         Ok(found)
     }
 
-    /// Feeds the aggregates of `table` again from its stored rows with these
-    /// ids ([`schemas::clickhouse::ViewFeed::refeed_sql`]). A report found
-    /// stored when it arrives again may be one whose insert failed after its
-    /// raw row was written but before every view took it; feeding again
-    /// mends that, and counts nothing twice.
-    pub async fn refeed(&self, table: &str, column: &str, ids: &[Uuid]) -> Result<(), StoreError> {
+    /// Feeds the aggregates of `table` again from its stored reports, each
+    /// given as (report id, report key) ([`schemas::clickhouse::ViewFeed::refeed_sql`]).
+    /// A report found stored when it arrives again may be one whose insert
+    /// failed after its raw row was written but before every view took it;
+    /// feeding again mends that, and counts nothing twice.
+    pub async fn refeed(&self, table: &str, stored: &[(Uuid, Uuid)]) -> Result<(), StoreError> {
         for feed in view_feeds().iter().filter(|feed| feed.source == table) {
-            for chunk in ids.chunks(LOOKUP_CHUNK) {
-                let sql = feed.refeed_sql(column, &uuid_literals(chunk));
-                self.lookup(&sql).execute().await?;
+            for chunk in stored.chunks(LOOKUP_CHUNK) {
+                let ids: Vec<Uuid> = chunk.iter().map(|(id, _)| *id).collect();
+                let keys: Vec<Uuid> = chunk.iter().map(|(_, key)| *key).collect();
+                let filter = stored_reports(&uuid_literals(&ids), &uuid_literals(&keys));
+                self.lookup(&feed.refeed_sql(&filter)).execute().await?;
             }
         }
         Ok(())

@@ -432,14 +432,16 @@ async fn skip_stored<T: Keyed>(
     if rows.is_empty() {
         return Ok(0);
     }
-    let ids: Vec<Uuid> = rows.iter().map(|r| r.id()).collect();
-    let existing = store.existing_ids(T::TABLE, T::ID_COLUMN, &ids).await?;
-    if !existing.is_empty() {
-        let stored: Vec<Uuid> = existing.iter().copied().collect();
-        store.refeed(T::TABLE, T::ID_COLUMN, &stored).await?;
-        Metrics::add(&metrics.aggregates_refed, stored.len() as u64);
+    let stored = store.stored(rows).await?;
+    if !stored.is_empty() {
+        let reports: Vec<(Uuid, Uuid)> = stored
+            .iter()
+            .map(|((id, _), counted)| (*id, *counted))
+            .collect();
+        store.refeed(T::TABLE, &reports).await?;
+        Metrics::add(&metrics.aggregates_refed, reports.len() as u64);
     }
-    Ok(keep_new(rows, &existing))
+    Ok(keep_new(rows, &stored))
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ SELECT
     org_id,
     os_build_full,
     uniqExact(machine_hash) AS machines,
-    uniqExact(report_id) AS reports
+    uniqExact(report_key) AS reports
 FROM crash_reports
 WHERE signature = {signature:String}
   AND toDate(received_at) >= today() - {days:UInt32}

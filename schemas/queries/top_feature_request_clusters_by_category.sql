@@ -10,7 +10,7 @@ SELECT
     cluster_id,
     argMin(title, (received_at, report_id)) AS first_title,
     uniqExact(org_id) AS organisations,
-    uniqExact(report_id) AS requests,
+    uniqExact(report_key) AS requests,
     uniqExact(machine_hash) AS machines
 FROM feature_requests
 WHERE toDate(received_at) >= today() - {days:UInt32}

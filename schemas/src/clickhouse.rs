@@ -65,6 +65,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!("0002_raw_reports"),
     migration!("0003_aggregates"),
     migration!("0004_outcomes_errors_regressions"),
+    migration!("0005_machine_and_report_key"),
 ];
 
 /// How a table is partitioned, for retention.
@@ -127,24 +128,31 @@ pub struct ViewFeed {
 }
 
 impl ViewFeed {
-    /// Feeds the aggregate again from the raw rows whose `id_column` is one
-    /// of `ids` (quoted UUID literals, comma-separated). Every aggregate
-    /// state here (`uniqExact`, `min`, `max`, `argMin`, `groupUniqArray`)
-    /// merges idempotently, so rows the view already counted are not
-    /// counted twice; rows it missed are counted now.
-    pub fn refeed_sql(&self, id_column: &str, ids: &str) -> String {
+    /// Feeds the aggregate again from the raw rows that match `filter` (a
+    /// SQL condition on the source table, e.g. [`stored_reports`]). Every
+    /// aggregate state here (`uniqExact`, `min`, `max`, `argMin`,
+    /// `groupUniqArray`) merges idempotently, so rows the view already
+    /// counted are not counted twice; rows it missed are counted now.
+    pub fn refeed_sql(&self, filter: &str) -> String {
         let from = format!("FROM {}", self.source);
-        let filtered = format!(
-            "FROM (SELECT * FROM {} WHERE {})",
-            self.source,
-            uuid_in(id_column, ids)
-        );
+        let filtered = format!("FROM (SELECT * FROM {} WHERE {filter})", self.source);
         format!(
             "INSERT INTO {} {}",
             self.target,
             self.select.replacen(&from, &filtered, 1)
         )
     }
+}
+
+/// The condition that picks stored reports out of a raw table: their ids
+/// (for the sorting key's index) and their report keys (for the machine),
+/// both as quoted literals ([`uuid_literals`]).
+pub fn stored_reports(ids: &str, keys: &str) -> String {
+    format!(
+        "{} AND {}",
+        uuid_in("report_id", ids),
+        uuid_in("report_key", keys)
+    )
 }
 
 /// `'id','id',…`: UUIDs as the quoted literals [`uuid_in`] takes.
@@ -161,13 +169,27 @@ pub fn uuid_in(column: &str, literals: &str) -> String {
     format!("{column} IN (SELECT arrayJoin(CAST([{literals}] AS Array(UUID))))")
 }
 
-/// Every materialised view of the migrations, in order.
+/// Every materialised view as the migrations leave it, in the order of its
+/// last definition: a view dropped by a later migration is gone, and one
+/// made again has its new SELECT.
 pub fn view_feeds() -> Vec<ViewFeed> {
-    MIGRATIONS
-        .iter()
-        .flat_map(Migration::statements)
-        .filter_map(|statement| parse_view(&statement))
-        .collect()
+    let mut feeds: Vec<ViewFeed> = Vec::new();
+    for statement in MIGRATIONS.iter().flat_map(Migration::statements) {
+        if let Some(dropped) = dropped_table(&statement) {
+            feeds.retain(|feed| feed.view != dropped);
+        } else if let Some(feed) = parse_view(&statement) {
+            feeds.retain(|known| known.view != feed.view);
+            feeds.push(feed);
+        }
+    }
+    feeds
+}
+
+/// `DROP TABLE [IF EXISTS] name` → `name`.
+fn dropped_table(statement: &str) -> Option<&str> {
+    let rest = statement.trim().strip_prefix("DROP TABLE ")?.trim_start();
+    let rest = rest.strip_prefix("IF EXISTS ").unwrap_or(rest);
+    rest.split_whitespace().next()
 }
 
 /// `CREATE MATERIALIZED VIEW [IF NOT EXISTS] name TO target AS SELECT … FROM
@@ -301,6 +323,7 @@ impl fmt::Display for ServerVersion {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashSet;
 
     #[test]
     fn every_materialised_view_is_found_with_its_source_and_target() {
@@ -334,24 +357,36 @@ mod tests {
         ]
         .map(|(v, s, t)| (v.to_string(), s.to_string(), t.to_string()));
         assert_eq!(feeds, expected);
-        let statements: usize = MIGRATIONS
+        let made: HashSet<String> = MIGRATIONS
             .iter()
             .flat_map(Migration::statements)
             .filter(|s| s.contains("MATERIALIZED VIEW"))
-            .count();
-        assert_eq!(statements, expected.len(), "no view is missed");
+            .filter_map(|s| parse_view(&s).map(|feed| feed.view))
+            .collect();
+        assert_eq!(made.len(), expected.len(), "no view is missed");
+        for feed in view_feeds() {
+            assert!(
+                !feed.select.contains("(report_id"),
+                "{} counts report keys, not report ids",
+                feed.view
+            );
+        }
     }
 
     #[test]
     fn a_refeed_reads_only_the_given_ids() {
         let feed = view_feeds().remove(0);
-        let sql = feed.refeed_sql("report_id", "'4f0c6b1e-3a51-4d27-9a0e-6f1f4c2b9d11'");
+        let id = "'4f0c6b1e-3a51-4d27-9a0e-6f1f4c2b9d11'";
+        let key = "'0e8e2b57-3f5d-5c1a-9f0e-2d4b6c8a0e13'";
+        let sql = feed.refeed_sql(&stored_reports(id, key));
         assert!(sql.starts_with("INSERT INTO crash_signatures_agg SELECT"));
-        assert!(sql.contains(
-            "FROM (SELECT * FROM crash_reports WHERE report_id IN \
-             (SELECT arrayJoin(CAST(['4f0c6b1e-3a51-4d27-9a0e-6f1f4c2b9d11'] AS Array(UUID)))))"
-        ));
+        assert!(sql.contains(&format!(
+            "FROM (SELECT * FROM crash_reports WHERE \
+             report_id IN (SELECT arrayJoin(CAST([{id}] AS Array(UUID)))) AND \
+             report_key IN (SELECT arrayJoin(CAST([{key}] AS Array(UUID)))))"
+        )));
         assert!(sql.ends_with("GROUP BY grouping_version, signature, month"));
+        assert!(sql.contains("uniqExactState(report_key) AS reports"));
     }
 
     #[test]

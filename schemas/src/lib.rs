@@ -32,7 +32,7 @@ pub use received::Received;
 pub use report::{
     AcceptedReport, AppInfo, Consent, CrashPayload, Envelope, FeatureRequestPayload,
     FeedbackPayload, Frame, HeartbeatPayload, ModuleInfo, OsInfo, Payload, ReportKind, SchemaId,
-    SchemaIdError,
+    SchemaIdError, report_key,
 };
 
 /// Sample reports, one per type, valid against the schemas. Tests and the

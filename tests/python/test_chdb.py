@@ -117,8 +117,9 @@ def test_feeding_the_views_again_mends_and_counts_nothing_twice(db, ddl_files, r
     db.query(crash_insert(crash_id))
 
     def refeed():
+        # A row written without report_key is counted by its report id.
         for feed in refeeds:
-            db.query(feed["sql"].replace("{ids}", f"'{crash_id}'"))
+            db.query(feed["sql"].replace("{ids}", f"'{crash_id}'").replace("{keys}", f"'{crash_id}'"))
 
     refeed()
     assert one(db, "SELECT reports, machines FROM crash_signatures") == "1,1"
@@ -129,3 +130,20 @@ def test_feeding_the_views_again_mends_and_counts_nothing_twice(db, ddl_files, r
     assert one(db, "SELECT count() FROM crash_signatures") == "0"
     refeed()
     assert one(db, "SELECT reports, machines FROM crash_signatures") == "1,1"
+
+
+def test_one_report_id_from_two_machines_counts_twice(db, ddl_files):
+    """The key is (report_id, machine_hash): rows of two machines with one
+    report id survive a merge, and the views count their report keys."""
+    apply_all(db, ddl_files)
+    shared = str(uuid.uuid4())
+    columns = "report_id, report_key, received_at, org_id, machine_hash, grouping_version, signature, inserted_at"
+    for machine in ["ab12", "cd34", "ab12"]:
+        key = str(uuid.uuid5(uuid.UUID(shared), machine))
+        db.query(
+            f"INSERT INTO crash_reports ({columns}) VALUES "
+            f"(toUUID('{shared}'), toUUID('{key}'), now(), 'grid', '{machine}', 1, 's', now())"
+        )
+    db.query("OPTIMIZE TABLE crash_reports FINAL")
+    assert one(db, "SELECT count() FROM crash_reports") == "2"
+    assert one(db, "SELECT reports, machines FROM crash_signatures") == "2,2"
