@@ -5,7 +5,8 @@
 //! fixture with one field set to a value on or just past each constraint
 //! (lengths, ranges, patterns, clocks and days at ClickHouse's `DateTime`
 //! and `Date` limits), removed, or joined by an unknown key. The edge
-//! decides which it takes; all of those must be stored.
+//! decides which it takes; all of those must be stored, on the test server
+//! (18.16) and, read back from it, on current ClickHouse (chdb).
 
 use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
@@ -135,9 +136,70 @@ async fn every_report_the_edge_accepts_reaches_its_table() {
         "a clock before 1970 was accepted and stored at the epoch"
     );
 
+    // The same rows on current ClickHouse: every row the processor stored
+    // here, read back and inserted into chdb's tables (which runs their
+    // views too).
+    let taken_there = store_on_current(&env.database, accepted.keys().copied()).await;
+    for (table, ids) in &accepted {
+        assert_eq!(
+            taken_there.get(*table).copied(),
+            Some(ids.len() as u64),
+            "{table}: every row on current ClickHouse too"
+        );
+    }
+
     processor.shutdown().await.expect("processor stops");
     ingest.running.shutdown().await.expect("ingest stops");
     env.cleanup().await;
+}
+
+/// Reads `tables` of `database` from the test server as JSONEachRow and
+/// inserts them into a fresh database on current ClickHouse (chdb, through
+/// `tests/python/tools/store_on_current.py`); returns the rows each took.
+async fn store_on_current(
+    database: &str,
+    tables: impl Iterator<Item = &'static str>,
+) -> BTreeMap<String, u64> {
+    let folder = tempfile::tempdir().expect("temp dir");
+    let statements: Vec<String> = schemas::MIGRATIONS
+        .iter()
+        .flat_map(schemas::Migration::statements)
+        .collect();
+    std::fs::write(
+        folder.path().join("ddl.json"),
+        serde_json::to_vec(&statements).expect("json"),
+    )
+    .expect("write ddl");
+    let http = reqwest::Client::new();
+    for table in tables {
+        let rows = http
+            .post(e2e::clickhouse_url())
+            .query(&[("database", database)])
+            .body(format!("SELECT * FROM {table} FINAL FORMAT JSONEachRow"))
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .expect("rows read back")
+            .bytes()
+            .await
+            .expect("rows");
+        std::fs::write(folder.path().join(format!("{table}.jsonl")), rows).expect("write rows");
+    }
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/python/tools/store_on_current.py"
+    );
+    let output = std::process::Command::new("python3")
+        .arg(script)
+        .arg(folder.path())
+        .output()
+        .expect("python3 runs (scripts/test installs chdb)");
+    assert!(
+        output.status.success(),
+        "current ClickHouse refused a stored row:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("counts as JSON")
 }
 
 /// Runs the futures together and returns their outputs in order.
