@@ -14,7 +14,9 @@
 //!
 //! A failed insert is judged once ([`StoreError::failure`]): a transient
 //! failure retries the whole write with backoff (nothing moves meanwhile);
-//! too many partitions splits the rows into smaller inserts; a permanent
+//! too many partitions splits the rows into smaller inserts (current
+//! ClickHouse may have written the raw rows before a view refused them;
+//! writing them again is harmless, see `tests/python/test_chdb.py`); a permanent
 //! failure splits the rows in halves until the rows at fault are found.
 //! Those go to the dead-letter topic and `processing_errors` with the
 //! server's reason, and the rest is written: one bad row never holds up the

@@ -147,3 +147,32 @@ def test_one_report_id_from_two_machines_counts_twice(db, ddl_files):
     db.query("OPTIMIZE TABLE crash_reports FINAL")
     assert one(db, "SELECT count() FROM crash_reports") == "2"
     assert one(db, "SELECT reports, machines FROM crash_signatures") == "2,2"
+
+
+def test_too_many_partitions_reads_as_the_processor_expects(db, ddl_files, root):
+    """Current ClickHouse refuses an insert whose rows (or whose views'
+    rows) fall in more than 100 partitions; 18.16 has no such limit. The
+    processor tells that refusal by its text and splits the insert by
+    partition (processor/src/store.rs, StoreError::failure): that text must
+    be what current ClickHouse says, here for heartbeats whose machine days
+    span 120 months of machine_days_agg."""
+    apply_all(db, ddl_files)
+    columns = "report_id, received_at, machine_hash, day, inserted_at"
+    rows = ", ".join(
+        f"(generateUUIDv4(), now(), 'm{i}', toDate('2010-01-15') + {i} * 31, now())" for i in range(120)
+    )
+    with pytest.raises(Exception) as refused:
+        db.query(f"INSERT INTO heartbeats ({columns}) VALUES {rows}")
+    source = (root / "processor" / "src" / "store.rs").read_text()
+    marker = "Too many partitions for single INSERT block"
+    assert f'text.contains("{marker}")' in source
+    assert marker in str(refused.value) and "Code: 252" in str(refused.value)
+    # The raw table took its rows before the view refused: the processor's
+    # smaller inserts write them again (merged away by the
+    # ReplacingMergeTree; every count is a uniqExact) and feed the view.
+    assert one(db, "SELECT uniqExact(report_id) FROM heartbeats") == "120"
+    assert one(db, "SELECT count() FROM machine_days_agg") == "0"
+    db.query(f"INSERT INTO heartbeats ({columns}) SELECT {columns} FROM heartbeats WHERE toYYYYMM(day) < 201501")
+    assert one(db, "SELECT sum(active_machines) FROM crash_free_daily") == one(
+        db, "SELECT uniqExact(report_id) FROM heartbeats WHERE toYYYYMM(day) < 201501"
+    )
