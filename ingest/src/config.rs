@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use pipeline::KafkaConfig;
+
+use crate::privacy::MachineIdHash;
 use schemas::{Consent, ReportKind};
 use serde::{Deserialize, Deserializer};
 
@@ -27,6 +29,10 @@ pub struct Config {
     /// Secret key of the HMAC that replaces machine ids. One per deployment;
     /// at least 32 characters. Changing it changes every machine's hash.
     pub machine_id_key: String,
+    /// The keyed hash: `hmac-sha256` (the default) or `hmac-sm3`. Changing
+    /// it changes every machine's hash, as changing the key does.
+    #[serde(default)]
+    pub machine_id_hash: MachineIdHash,
     #[serde(default)]
     pub limits: Limits,
     #[serde(default)]
@@ -410,6 +416,15 @@ mod tests {
             assert_eq!(config.organisations.len(), 2);
             assert!(config.spool.is_some());
         }
+    }
+
+    #[test]
+    fn the_machine_id_hash_is_chosen_by_name() {
+        let default = Config::from_toml(&config("")).expect("parses");
+        assert_eq!(default.machine_id_hash, MachineIdHash::HmacSha256);
+        let sm3 = Config::from_toml(&config("machine_id_hash = \"hmac-sm3\"")).expect("parses");
+        assert_eq!(sm3.machine_id_hash, MachineIdHash::HmacSm3);
+        assert!(Config::from_toml(&config("machine_id_hash = \"md5\"")).is_err());
     }
 
     #[test]

@@ -66,7 +66,7 @@ impl AppState {
             settings: RwLock::new(Arc::new(Settings::from_config(config)?)),
             limits: config.limits.clone(),
             validator: Validator::new(config.limits.max_clock_skew_secs),
-            hasher: MachineHasher::new(&config.machine_id_key),
+            hasher: MachineHasher::new(config.machine_id_hash, &config.machine_id_key),
             rate_limiter: RateLimiter::default(),
             recent: RecentIds::new(
                 Duration::from_secs(config.dedup.window_secs),

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clickhouse::Row;
 use e2e::{TestEnv, eventually, fixtures, fresh_report, start_ingest, start_processor};
-use ingest::privacy::MachineHasher;
+use ingest::privacy::{MachineHasher, MachineIdHash};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -28,8 +28,21 @@ struct CrashSeen {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_report_travels_from_http_to_clickhouse() {
+    travels(MachineIdHash::HmacSha256).await;
+}
+
+/// The national cryptography option: the same way, with machine ids hashed
+/// by HMAC-SM3.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_report_travels_with_machine_ids_under_hmac_sm3() {
+    travels(MachineIdHash::HmacSm3).await;
+}
+
+async fn travels(hash: MachineIdHash) {
     let env = TestEnv::new();
-    let ingest = start_ingest(env.ingest_config()).await;
+    let mut config = env.ingest_config();
+    config.machine_id_hash = hash;
+    let ingest = start_ingest(config).await;
     let processor = start_processor(env.processor_config());
     let http = reqwest::Client::new();
 
@@ -66,8 +79,17 @@ async fn a_crash_report_travels_from_http_to_clickhouse() {
     assert_eq!(row.org_id, "grid", "organisation comes from the token");
     assert_eq!(
         row.machine_hash,
-        MachineHasher::new(e2e::MACHINE_ID_KEY).hash(machine_id)
+        MachineHasher::new(hash, e2e::MACHINE_ID_KEY).hash(machine_id)
     );
+    for other in [MachineIdHash::HmacSha256, MachineIdHash::HmacSm3] {
+        if other != hash {
+            assert_ne!(
+                row.machine_hash,
+                MachineHasher::new(other, e2e::MACHINE_ID_KEY).hash(machine_id),
+                "the configured algorithm, not another"
+            );
+        }
+    }
     assert_ne!(row.machine_hash, machine_id);
     assert_eq!(row.consent, "required");
     assert_eq!(row.os_product, "Windows 10 Enterprise G");

@@ -8,7 +8,7 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use e2e::{TestEnv, eventually, fixtures, fresh_report, header, read_messages, start_ingest};
-use ingest::privacy::MachineHasher;
+use ingest::privacy::{MachineHasher, MachineIdHash};
 use rdkafka::Message;
 use reqwest::StatusCode;
 use schemas::{AcceptedReport, OutcomeEvent};
@@ -210,7 +210,7 @@ async fn nothing_that_identifies_a_person_reaches_kafka() {
         assert!(!raw.contains(secret), "{secret} reached Kafka: {raw}");
     }
     let report = decode(message);
-    let hash = MachineHasher::new(e2e::MACHINE_ID_KEY).hash(&machine_id);
+    let hash = MachineHasher::new(MachineIdHash::HmacSha256, e2e::MACHINE_ID_KEY).hash(&machine_id);
     assert_eq!(report.machine_hash, hash);
     assert_eq!(
         message.key(),
