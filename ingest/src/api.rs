@@ -74,6 +74,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/reports"),
     ("POST", "/v1/reports/batch"),
     ("GET", "/v1/policy"),
+    ("POST", "/v1/machines/erase"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
@@ -85,6 +86,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/reports", post(submit_report))
         .route("/v1/reports/batch", post(batch::submit_batch))
         .route("/v1/policy", get(policy))
+        .route("/v1/machines/erase", post(crate::rights::erase_machine))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

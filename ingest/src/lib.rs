@@ -9,11 +9,14 @@
 //!       ─▶ sink: Kafka (acks=all, awaited) or the disk spool (fsync'd)
 //!       ─▶ 202 / per-item results; one outcome per report (metrics, and the
 //!          outcomes topic for refused ones)
+//!  POST /v1/machines/erase ─▶ rights: machine id → keyed hash ─▶ an
+//!       ErasureRequest through the same sink, behind the machine's reports
 //! ```
 //!
 //! In: HTTP requests carrying [`schemas::Envelope`] JSON, one or a batch.
 //! Out: [`schemas::AcceptedReport`] messages on the reports topic, keyed by
-//! the hashed machine id; [`schemas::OutcomeEvent`]s on the outcomes topic;
+//! the hashed machine id, and [`schemas::erasure::ErasureRequest`]s among
+//! them; [`schemas::OutcomeEvent`]s on the outcomes topic;
 //! a JSON error with a stable code for everything refused
 //! ([`error::ApiError`]). Nothing refused is written to the reports topic,
 //! and nothing is answered "accepted" before Kafka or the spool has it.
@@ -35,6 +38,7 @@ pub mod outcome;
 pub mod privacy;
 pub mod ratelimit;
 pub mod reload;
+pub mod rights;
 pub mod server;
 pub mod sink;
 pub mod state;

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use schemas::erasure::ErasureRequest;
 use tokio::time::Instant;
 use uuid::Uuid;
 
@@ -24,11 +25,21 @@ pub struct Batch {
     pub heartbeats: Vec<HeartbeatRow>,
     pub outcomes: Vec<OutcomeRow>,
     pub errors: Vec<ProcessingErrorRow>,
+    /// Erasures, carried out after the rows (the consumer closes a batch on
+    /// one, so no row of the batch was sent after it).
+    pub erasures: Vec<Erasure>,
     /// (topic, partition) → offset of the next message to read, once this
     /// batch is in.
     pub next_offsets: BTreeMap<TopicPartition, i64>,
     pub messages: usize,
     pub started: Option<Instant>,
+}
+
+/// An erasure request and the reports-topic partition it came from.
+#[derive(Debug, Clone)]
+pub struct Erasure {
+    pub request: ErasureRequest,
+    pub partition: u32,
 }
 
 /// What a stored row is unique by: its id, and the machine hash for
@@ -160,6 +171,8 @@ impl Batch {
             .retain(|r| !lost_reports.contains(&r.partition()));
         self.outcomes
             .retain(|r| !lost_outcomes.contains(&r.partition()));
+        self.erasures
+            .retain(|e| !lost_reports.contains(&e.partition));
         let kept: HashSet<Uuid> = self.feature_requests.iter().map(|r| r.report_id).collect();
         self.signatures
             .retain(|s| !requests_before.contains(&s.report_id) || kept.contains(&s.report_id));

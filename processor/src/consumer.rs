@@ -26,7 +26,7 @@ use time::OffsetDateTime;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::batch::{Batch, TopicPartition};
+use crate::batch::{Batch, Erasure, TopicPartition};
 use crate::config::Config;
 use crate::dead_letter::DeadLetters;
 use crate::metrics::Metrics;
@@ -246,7 +246,9 @@ impl Worker {
                     }
                 }
             }
-            if batch.messages >= self.config.batch.max_rows {
+            // An erasure closes its batch: the machine's reports read before
+            // it are written, then erased; none read after it is.
+            if batch.messages >= self.config.batch.max_rows || !batch.erasures.is_empty() {
                 self.flush(&mut batch).await;
             }
         }
@@ -325,6 +327,10 @@ async fn take(
         Ok(Routed::Feedback(row)) => batch.feedback.push(row),
         Ok(Routed::Heartbeat(row)) => batch.heartbeats.push(row),
         Ok(Routed::Outcome(row)) => batch.outcomes.push(row),
+        Ok(Routed::Erasure(request)) => batch.erasures.push(Erasure {
+            request,
+            partition: u32::try_from(source.partition).unwrap_or_default(),
+        }),
         Err(dead) => {
             tracing::warn!(
                 topic = message.topic(),

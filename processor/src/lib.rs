@@ -8,6 +8,8 @@
 //!        │                      next decoded meanwhile): drop reports already
 //!        │                      stored ─▶ INSERT ─▶ store offsets ─▶ commit
 //!        │                      (a row refused for good: split out ─┐)
+//!        ├─▶ erasure request: closes its batch; after the batch, the
+//!        │   machine's rows are deleted everywhere (erase) ─▶ `erasures`
 //!        └─▶ undecodable ───────────────────────▶ dead-letter topic + processing_errors
 //!  raw tables ─▶ materialised views ─▶ exact aggregates (uniqExact of keys)
 //!  scheduled: crash regressions by build order; retention by partition;
@@ -20,8 +22,8 @@
 //! start): raw `crash_reports`, `feature_requests`, `feedback`,
 //! `heartbeats`, `outcomes`, `processing_errors`; the aggregate views
 //! `crash_signatures`, `crash_daily`, `crash_free_daily`,
-//! `feature_request_clusters`, `feedback_daily`; `crash_regressions`; and
-//! dead letters.
+//! `feature_request_clusters`, `feedback_daily`; `crash_regressions`;
+//! `erasures`; and dead letters.
 //!
 //! [`run`] connects, migrates and makes sure the topics exist (waiting
 //! with backoff while ClickHouse or Kafka is down, `/readyz` at 503
@@ -33,6 +35,7 @@ pub mod batch;
 pub mod config;
 pub mod consumer;
 pub mod dead_letter;
+pub mod erase;
 pub mod index;
 pub mod lag;
 pub mod metrics;

@@ -33,6 +33,7 @@ pub struct Metrics {
     pub scheduled_failures: AtomicU64,
     pub cluster_signatures_loaded: AtomicU64,
     pub startup_retries: AtomicU64,
+    pub erasures: AtomicU64,
     /// Whether the processor consumes: connected, migrated, topics there.
     ready: std::sync::atomic::AtomicBool,
     /// The group's lag per partition at the last look ([`crate::lag`]).
@@ -109,7 +110,7 @@ impl Metrics {
     }
 
     pub fn render(&self) -> String {
-        let series: [(&str, &str, &AtomicU64); 14] = [
+        let series: [(&str, &str, &AtomicU64); 15] = [
             (
                 "processor_rows_inserted_total",
                 "Rows written to ClickHouse, all tables.",
@@ -124,6 +125,11 @@ impl Metrics {
                 "processor_aggregates_refed_total",
                 "Stored reports whose aggregate rows were fed again (idempotently) when they arrived again.",
                 &self.aggregates_refed,
+            ),
+            (
+                "processor_erasures_total",
+                "Machines erased on their operator's request.",
+                &self.erasures,
             ),
             (
                 "processor_dead_letters_total",

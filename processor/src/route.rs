@@ -6,6 +6,7 @@ use std::collections::HashSet;
 
 use clustering::Clusterer;
 use grouping::{SignatureConfig, Signer};
+use schemas::erasure::ErasureRequest;
 use schemas::{AcceptedReport, OutcomeEvent, Payload, Received};
 use serde_json::value::RawValue;
 use time::OffsetDateTime;
@@ -32,6 +33,8 @@ pub enum Routed {
     Feedback(FeedbackRow),
     Heartbeat(HeartbeatRow),
     Outcome(OutcomeRow),
+    /// A machine's operator asked for its data to be erased.
+    Erasure(ErasureRequest),
 }
 
 /// The state enrichment needs: grouping settings and the clustering index.
@@ -66,7 +69,11 @@ impl Enricher {
                 .map_err(|e| DeadLetter::new(Stage::Decode, "undecodable_outcome", e))?;
             return Ok(Routed::Outcome(OutcomeRow::new(event, source, now)));
         }
-        let (report, payload) = decode(value)?;
+        let (report, payload) = match decode(value) {
+            Ok(decoded) => decoded,
+            // Not a report: an erasure request, or a dead letter.
+            Err(dead) => return erasure(value).unwrap_or(Err(dead)),
+        };
         Ok(match payload {
             Payload::Crash(p) => {
                 Routed::Crash(CrashRow::new(&report, p, &self.grouping, source, now))
@@ -91,6 +98,20 @@ impl Enricher {
             ),
         })
     }
+}
+
+/// An erasure request, if `value` is one; refused if its machine hash is
+/// not the edge's hex.
+fn erasure(value: &[u8]) -> Option<Result<Routed, DeadLetter>> {
+    let request: ErasureRequest = serde_json::from_slice(value).ok()?;
+    Some(match request.machine_literal() {
+        Some(_) => Ok(Routed::Erasure(request)),
+        None => Err(DeadLetter::new(
+            Stage::Decode,
+            "invalid_erasure",
+            "the machine hash is not lower-case hex",
+        )),
+    })
 }
 
 /// The envelope and the typed payload, in one pass over the message; when
@@ -145,6 +166,29 @@ mod tests {
             route(fixtures::HEARTBEAT),
             Ok(Routed::Heartbeat(_))
         ));
+    }
+
+    #[test]
+    fn an_erasure_request_is_routed_and_a_forged_one_set_aside() {
+        let now = OffsetDateTime::now_utc();
+        let mut e = enricher();
+        let mut request = ErasureRequest {
+            erasure_id: Uuid::new_v4(),
+            org_id: "grid".into(),
+            machine_hash: "ab".repeat(16),
+            requested_at: now,
+        };
+        let value = serde_json::to_vec(&request).expect("json");
+        match e.route(Stream::Reports, &value, SOURCE, now) {
+            Ok(Routed::Erasure(routed)) => assert_eq!(routed, request),
+            other => panic!("not an erasure: {other:?}"),
+        }
+        request.machine_hash = "ab' OR 1 = 1".into();
+        let value = serde_json::to_vec(&request).expect("json");
+        let Err(dead) = e.route(Stream::Reports, &value, SOURCE, now) else {
+            panic!("a forged machine hash routed");
+        };
+        assert_eq!(dead.reason, "invalid_erasure");
     }
 
     #[test]

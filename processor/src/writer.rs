@@ -227,6 +227,12 @@ async fn write_with_retry(
         );
         return;
     }
+    for erasure in &batch.erasures {
+        if !crate::erase::erase_until_done(store, metrics, retry, &erasure.request).await {
+            tracing::warn!("stopping before an erasure was done; it will be read again");
+            return;
+        }
+    }
     let mut offsets = TopicPartitionList::new();
     for ((topic, partition), next) in &batch.next_offsets {
         if let Err(error) = offsets.add_partition_offset(topic, *partition, Offset::Offset(*next)) {

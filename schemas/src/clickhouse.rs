@@ -66,6 +66,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!("0003_aggregates"),
     migration!("0004_outcomes_errors_regressions"),
     migration!("0005_machine_and_report_key"),
+    migration!("0006_aggregates_per_machine"),
 ];
 
 /// How a table is partitioned, for retention.
@@ -115,6 +116,7 @@ pub const RETAINED_TABLES: &[(&str, Partitioned, Kept)] = &[
         Kept::Aggregate,
     ),
     ("feedback_daily_agg", Partitioned::ByMonth, Kept::Aggregate),
+    ("erasures", Partitioned::ByMonth, Kept::Aggregate),
 ];
 
 /// A materialised view as the migrations define it: the raw table that feeds
@@ -385,7 +387,7 @@ mod tests {
              report_id IN (SELECT arrayJoin(CAST([{id}] AS Array(UUID)))) AND \
              report_key IN (SELECT arrayJoin(CAST([{key}] AS Array(UUID)))))"
         )));
-        assert!(sql.ends_with("GROUP BY grouping_version, signature, month"));
+        assert!(sql.ends_with("GROUP BY grouping_version, signature, month, machine_hash"));
         assert!(sql.contains("uniqExactState(report_key) AS reports"));
     }
 
@@ -417,7 +419,7 @@ mod tests {
                 assert!(rule.is_none(), "{table} is not partitioned by time");
             }
         }
-        assert_eq!(RETAINED_TABLES.len(), 14);
+        assert_eq!(RETAINED_TABLES.len(), 15);
     }
 
     #[test]

@@ -13,12 +13,15 @@
 //!   publishes for the refused ones;
 //! - [`topics`]: Kafka topic names;
 //! - [`clickhouse`]: the DDL as ordered migrations, and [`ServerVersion`],
-//!   the one place where ClickHouse version differences are decided.
+//!   the one place where ClickHouse version differences are decided;
+//! - [`erasure`]: a machine's erasure request and the SQL that carries it
+//!   out.
 //!
 //! Ingest and processor depend on this crate; it depends on neither, and on
 //! no network client.
 
 pub mod clickhouse;
+pub mod erasure;
 pub mod json_schema;
 pub mod outcome;
 pub mod probes;

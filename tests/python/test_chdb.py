@@ -176,3 +176,52 @@ def test_too_many_partitions_reads_as_the_processor_expects(db, ddl_files, root)
     assert one(db, "SELECT sum(active_machines) FROM crash_free_daily") == one(
         db, "SELECT uniqExact(report_id) FROM heartbeats WHERE toYYYYMM(day) < 201501"
     )
+
+
+def test_erasing_a_machine_leaves_nothing_of_it_and_the_rest_counted(db, ddl_files, root):
+    """What the processor runs to erase a machine (schemas::erasure), on
+    current ClickHouse: afterwards no table with a machine_hash column holds
+    the machine, the views count the other machine, and its request's
+    clustering signature is gone."""
+    from conftest import cargo_example
+
+    erasure = cargo_example("schemas", "erasure")
+    apply_all(db, ddl_files)
+    db.query("SET mutations_sync = 1")
+    request_ids = {}
+    for machine in ["ab12", "cd34"]:
+        crash_id, request_id, feedback_id, beat_id = (str(uuid.uuid4()) for _ in range(4))
+        request_ids[machine] = request_id
+        columns = "report_id, report_key, received_at, org_id, machine_hash"
+
+        def row(report_id):
+            return f"toUUID('{report_id}'), toUUID('{report_id}'), now(), 'grid', '{machine}'"
+
+        db.query(
+            f"INSERT INTO crash_reports ({columns}, grouping_version, signature) "
+            f"VALUES ({row(crash_id)}, 1, 'sig-{machine}')"
+        )
+        db.query(
+            f"INSERT INTO feature_requests ({columns}, title, cluster_id) "
+            f"VALUES ({row(request_id)}, 'title {machine}', {len(request_ids)})"
+        )
+        db.query(
+            "INSERT INTO feature_request_signatures (cluster_id, report_id, received_at, minhash, inserted_at) "
+            f"VALUES ({len(request_ids)}, toUUID('{request_id}'), now(), 'x', now())"
+        )
+        db.query(f"INSERT INTO feedback ({columns}, rating) VALUES ({row(feedback_id)}, 3)")
+        db.query(f"INSERT INTO heartbeats ({columns}, day) VALUES ({row(beat_id)}, today())")
+    assert one(db, "SELECT sum(active_machines) FROM crash_free_daily") == "2"
+
+    for statement in erasure["statements"]:
+        db.query(
+            statement.replace("{machine}", "'ab12'").replace("{requests}", f"'{request_ids['ab12']}'")
+        )
+    for table in erasure["machine_tables"]:
+        assert one(db, f"SELECT count() FROM {table} WHERE machine_hash = 'ab12'") == "0", table
+        assert one(db, f"SELECT count() FROM {table} WHERE machine_hash = 'cd34'") != "0", table
+    assert one(db, "SELECT sum(active_machines), sum(crashed_machines) FROM crash_free_daily") == "1,1"
+    assert one(db, "SELECT signature, machines FROM crash_signatures") == '"sig-cd34",1'
+    assert one(db, "SELECT title, machines FROM feature_request_clusters") == '"title cd34",1'
+    assert one(db, "SELECT ratings FROM feedback_daily") == "1"
+    assert one(db, "SELECT count() FROM feature_request_signatures") == "1"

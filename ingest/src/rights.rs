@@ -1,0 +1,126 @@
+//! A machine's rights over what the pipeline holds about it, asked for by
+//! its operator with the organisation's token and the machine's own id.
+//!
+//! In: `POST /v1/machines/erase` with `{"machine_id": "..."}`. Out: an
+//! [`ErasureRequest`] on the reports topic, keyed by the machine hash like
+//! the machine's reports (through the spool when Kafka is away, in order),
+//! and `202 {"erasure_id", "status": "accepted"}`. The processor carries it
+//! out after every report the machine sent before it (`processor::erase`)
+//! and records it in `erasures`, without the machine.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use schemas::erasure::{ERASURE_SCHEMA, ErasureRequest};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::api::{refuse_request, reserve_body};
+use crate::body::{self, Layout};
+use crate::error::ApiError;
+use crate::sink::{DeliveryError, Outgoing};
+use crate::state::AppState;
+
+/// The largest body a request about a machine may have.
+const MAX_REQUEST_BYTES: usize = 4096;
+/// The bounds the envelope's schema gives `machine_id`.
+const MACHINE_ID_CHARS: std::ops::RangeInclusive<usize> = 8..=128;
+
+/// `{"machine_id": "..."}`: the machine a request is about.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MachineRequest {
+    machine_id: String,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct ErasureAccepted {
+    erasure_id: Uuid,
+    status: &'static str,
+}
+
+/// Reads and checks the body of a request about one machine.
+async fn machine_request(
+    state: &AppState,
+    headers: &HeaderMap,
+    request_body: Body,
+) -> Result<MachineRequest, ApiError> {
+    if Layout::from_headers(headers)? != Layout::Json {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let mut reservation = reserve_body(state, headers, MAX_REQUEST_BYTES)?;
+    let bytes = body::read(
+        headers,
+        request_body,
+        MAX_REQUEST_BYTES,
+        Duration::from_millis(state.limits.body_read_timeout_ms),
+    )
+    .await?;
+    reservation.shrink_to(bytes.len() as u64);
+    // Through a value: serde would also take `["id"]` for the struct.
+    let value: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+    if !value.is_object() {
+        return Err(ApiError::MalformedJson("expected an object".into()));
+    }
+    let request: MachineRequest =
+        serde_json::from_value(value).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+    if !MACHINE_ID_CHARS.contains(&request.machine_id.chars().count()) {
+        return Err(ApiError::Invalid {
+            field: "machine_id".into(),
+            message: format!(
+                "machine_id must be {} to {} characters",
+                MACHINE_ID_CHARS.start(),
+                MACHINE_ID_CHARS.end()
+            ),
+        });
+    }
+    Ok(request)
+}
+
+/// `POST /v1/machines/erase`.
+pub(crate) async fn erase_machine(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    request_body: Body,
+) -> Result<(StatusCode, Json<ErasureAccepted>), ApiError> {
+    let org = state
+        .settings()
+        .tokens
+        .authenticate(&headers)
+        .map_err(|e| refuse_request(&state, e, None, 0))?;
+    let request = machine_request(&state, &headers, request_body)
+        .await
+        .map_err(|e| refuse_request(&state, e, Some(&org.id), 0))?;
+    let erasure = ErasureRequest {
+        erasure_id: Uuid::new_v4(),
+        org_id: org.id.clone(),
+        machine_hash: state.hasher.hash(&request.machine_id),
+        requested_at: OffsetDateTime::now_utc(),
+    };
+    let outgoing = Outgoing {
+        key: erasure.machine_hash.clone(),
+        schema: ERASURE_SCHEMA.to_string(),
+        payload: serde_json::to_vec(&erasure).expect("an erasure request encodes"),
+    };
+    let delivered = state.delivery.deliver(&[&outgoing]).await;
+    match delivered.into_iter().next() {
+        Some(Ok(_)) => {
+            tracing::info!(erasure_id = %erasure.erasure_id, org_id = %org.id, "erasure requested");
+            Ok((
+                StatusCode::ACCEPTED,
+                Json(ErasureAccepted {
+                    erasure_id: erasure.erasure_id,
+                    status: "accepted",
+                }),
+            ))
+        }
+        Some(Err(DeliveryError::SpoolFull)) => Err(ApiError::SpoolFull),
+        Some(Err(DeliveryError::Unavailable)) | None => Err(ApiError::Unavailable),
+    }
+}

@@ -1,0 +1,218 @@
+//! A machine's operator erases the machine: after the erasure is recorded,
+//! no raw table, aggregate, clustering signature or view counts it, while
+//! every other machine is counted as before. The reports the machine sent
+//! just before the request, still on their way through Kafka, are erased
+//! too.
+
+use std::time::Duration;
+
+use e2e::{TestEnv, eventually, fixtures, fresh_report, scalar, start_ingest, start_processor};
+use ingest::privacy::{MachineHasher, MachineIdHash};
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(120);
+
+/// One report of every type from `machine`; the crash's top frame and the
+/// request's title are `tag`'s own, so that its signature and cluster are
+/// the machine's alone; its heartbeat is for today, the day of its crash.
+fn every_type(machine: &str, tag: &str) -> Vec<Value> {
+    fixtures::ALL
+        .iter()
+        .map(|fixture| {
+            let mut report = fresh_report(fixture);
+            report["machine_id"] = json!(machine);
+            match report["schema"].as_str() {
+                Some("crash/1") => {
+                    report["payload"]["frames"][0]["function"] = json!(format!("{tag}::Fault"))
+                }
+                Some("feature_request/1") => {
+                    report["payload"]["title"] =
+                        json!(format!("{tag} needs a quieter fan profile"));
+                    report["payload"]
+                        .as_object_mut()
+                        .expect("object")
+                        .remove("body");
+                }
+                Some("heartbeat/1") => {
+                    report["payload"]["day"] =
+                        json!(time::OffsetDateTime::now_utc().date().to_string())
+                }
+                _ => {}
+            }
+            report
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_erased_machine_is_counted_nowhere_and_the_others_still_are() {
+    let env = TestEnv::new();
+    let ingest = start_ingest(env.ingest_config()).await;
+    let processor = start_processor(env.processor_config());
+    let store = env.clickhouse().await;
+    let http = reqwest::Client::new();
+    let token = env.token("grid").to_string();
+    let post = |path: &'static str, body: Value| {
+        let (http, url, token) = (http.clone(), ingest.url.clone(), token.clone());
+        async move {
+            let response = http
+                .post(format!("{url}{path}"))
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .expect("ingest answers");
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.expect("JSON answer"))
+        }
+    };
+
+    let erased = "m-erase-0001-zhangwei";
+    let kept = ["m-keep-0001-aaaaaaaa", "m-keep-0002-bbbbbbbb"];
+    for (i, machine) in kept.iter().enumerate() {
+        for report in every_type(machine, &format!("Kept{i}")) {
+            assert_eq!(post("/v1/reports", report).await.0, 202);
+        }
+    }
+    // The machine's reports, then at once its erasure: they are still on
+    // their way when the request is sent.
+    for report in every_type(erased, "Erased") {
+        assert_eq!(post("/v1/reports", report).await.0, 202);
+    }
+    let (status, answer) = post("/v1/machines/erase", json!({"machine_id": erased})).await;
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(answer["status"], "accepted");
+    let erasure_id = answer["erasure_id"]
+        .as_str()
+        .expect("erasure id")
+        .to_string();
+
+    let recorded = format!(
+        "SELECT count() FROM erasures WHERE erasure_id = toUUID('{erasure_id}') AND org_id = 'grid'"
+    );
+    eventually("the erasure is recorded", WAIT, || async {
+        (e2e::try_scalar(&store, &recorded).await == Some(1)).then_some(())
+    })
+    .await;
+    env.caught_up(WAIT).await;
+
+    let hash = MachineHasher::new(MachineIdHash::HmacSha256, e2e::MACHINE_ID_KEY).hash(erased);
+    for table in schemas::erasure::MACHINE_TABLES {
+        assert_eq!(
+            scalar(
+                &store,
+                &format!("SELECT count() FROM {table} WHERE machine_hash = '{hash}'")
+            )
+            .await,
+            0,
+            "{table} holds nothing of the erased machine"
+        );
+    }
+    assert_eq!(
+        scalar(
+            &store,
+            &format!("SELECT raw_rows FROM erasures WHERE erasure_id = toUUID('{erasure_id}')")
+        )
+        .await,
+        4,
+        "one report of each type was erased"
+    );
+    // Its signature and its cluster are gone from the views, with its
+    // request's clustering signature.
+    assert_eq!(
+        scalar(
+            &store,
+            "SELECT count() FROM crash_signatures WHERE signature LIKE '%Erased::Fault%'"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        scalar(
+            &store,
+            "SELECT count() FROM feature_request_clusters WHERE title LIKE 'Erased%'"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        scalar(&store, "SELECT count() FROM feature_request_signatures").await,
+        2,
+        "the kept machines' requests only"
+    );
+    // Every other machine still counts, once.
+    let views = [
+        ("SELECT toUInt64(sum(machines)) FROM crash_signatures", 2),
+        ("SELECT toUInt64(sum(reports)) FROM crash_daily", 2),
+        (
+            "SELECT toUInt64(sum(active_machines)) FROM crash_free_daily",
+            2,
+        ),
+        (
+            "SELECT toUInt64(sum(crashed_machines)) FROM crash_free_daily",
+            2,
+        ),
+        (
+            "SELECT toUInt64(sum(machines)) FROM feature_request_clusters",
+            2,
+        ),
+        ("SELECT toUInt64(sum(ratings)) FROM feedback_daily", 2),
+        ("SELECT count() FROM heartbeats", 2),
+    ];
+    for (sql, expected) in views {
+        assert_eq!(scalar(&store, sql).await, expected, "{sql}");
+    }
+    // Nothing in the record names the machine.
+    assert_eq!(
+        scalar(
+            &store,
+            &format!(
+                "SELECT count() FROM erasures WHERE position(concat(org_id, toString(erasure_id)), '{hash}') > 0"
+            )
+        )
+        .await,
+        0
+    );
+
+    processor.shutdown().await.expect("processor stops");
+    ingest.running.shutdown().await.expect("ingest stops");
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_erasure_request_is_checked_like_any_other() {
+    let env = TestEnv::new();
+    let ingest = start_ingest(env.ingest_config()).await;
+    let http = reqwest::Client::new();
+    let url = format!("{}/v1/machines/erase", ingest.url);
+    let unauthenticated = http
+        .post(&url)
+        .json(&json!({"machine_id": "m-0000000001"}))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(unauthenticated.status(), 401);
+    for (body, status, code) in [
+        (json!({"machine_id": "short"}), 400, "invalid"),
+        (json!({"machine": "m-0000000001"}), 400, "malformed_json"),
+        (json!(["m-0000000001"]), 400, "malformed_json"),
+    ] {
+        let response = http
+            .post(&url)
+            .bearer_auth(env.token("grid"))
+            .json(&body)
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(response.status(), status, "{body}");
+        let answer: Value = response.json().await.expect("JSON error");
+        assert_eq!(answer["error"], code, "{body}: {answer}");
+    }
+    assert_eq!(
+        env.reports_in_kafka().await,
+        0,
+        "nothing refused reached Kafka"
+    );
+    ingest.running.shutdown().await.expect("ingest stops");
+    env.cleanup().await;
+}
