@@ -3,71 +3,89 @@
 //! exactly what would leave it.
 //!
 //! In: a text, or a report payload (typed [`schemas::Payload`], or
-//! `serde_json::Value` with its [`schemas::SchemaId`]). Out: the text with every match of a rule replaced,
-//! and, added to a caller's `BTreeMap<String, u32>`, how many replacements
-//! each rule made (ingest stores that map as `AcceptedReport::scrubbed`).
-//! Scrubbing is deterministic: same rules, same text, same output and counts.
+//! `serde_json::Value` with its [`schemas::SchemaId`]). Out: the text with
+//! every match of a rule replaced, and, added to a caller's
+//! `BTreeMap<String, u32>`, how many replacements each rule made (ingest
+//! stores that map as `AcceptedReport::scrubbed`). Scrubbing is
+//! deterministic, and scrubbing a scrubbed text with the default rules
+//! changes nothing.
+//!
+//! ```text
+//!  text ─▶ normalise (full-width forms, typographic spaces → ASCII; normalize.rs)
+//!       ─▶ each default rule, each of its passes in order: find, check in code,
+//!          hide what was taken from later passes (rules/)
+//!       ─▶ replace the taken spans in the original text
+//!       ─▶ custom rules, in order, on the result
+//! ```
 //!
 //! # Default rules, in the order they apply
 //!
-//! | name        | finds                                                         | replacement            |
-//! |-------------|---------------------------------------------------------------|------------------------|
-//! | `user_path` | `C:\Users\<name>\`, `c:/users/<name>/`, `C:\Documents and Settings\<name>\`, `\\pc\c$\Users\<name>\`, any drive, any case | `C:\Users\<user>\` (drive, folder and separators kept) |
-//! | `email`     | `zhang.wei@sgcc.com.cn` (ASCII addresses)                     | `<email>`              |
-//! | `mac`       | `00:1A:2B:3C:4D:5E`, `00-1A-2B-3C-4D-5E`                      | `<mac>`                |
-//! | `ipv6`      | `fe80::1ff:fe23:4567:890a`, `2001:db8::8a2e:370:7334`, `::ffff:192.168.1.20`, zones `%12` | `<ipv6>` |
-//! | `ipv4`      | `192.168.1.20`, `10.0.0.1`                                    | `<ipv4>`               |
-//! | `phone`     | `+86 138 0013 8000`, `010-62345678`, `(010) 6234 5678`, `13800138000`, `138-0013-8000`, `(555) 123-4567` | `<phone>` |
+//! | name          | finds                                                            | replacement |
+//! |---------------|------------------------------------------------------------------|-------------|
+//! | `user_path`   | the name in `C:\Users\<name>\`, `D:\Profiles\…`, `C:\Documents and Settings\…`, `C:\用户\…`, `\\pc\c$\Users\…`, `\Device\HarddiskVolume3\Users\…`, `/home/<name>`; names with spaces (`Zhang Wei`) | `<user>` |
+//! | `home_share`  | the name in `\\fs01\home$\<name>`, `\homes\`, `\users$\`, `\profiles$\<name>.V6`, and `\\fs01\<name>$` | `<user>` |
+//! | `domain_user` | the name in `SGCC\zhangwei` (an upper-case domain, not a path)  | `<user>`    |
+//! | `sid`         | `S-1-5-21-…`, `S-1-12-1-…` account SIDs                          | `<sid>`     |
+//! | `hostname`    | `PC-ZHANGWEI`, `ZHANGWEI-PC`, `LAPTOP-LINA`, `pc-lina.corp.local`, `DESKTOP-7F3K2LQ` | `<host>` |
+//! | `email`       | `zhang.wei@sgcc.com.cn`, `张伟@sgcc.com.cn`, `李娜@公司.中国`     | `<email>`   |
+//! | `mac`         | `00:1A:2B:3C:4D:5E`, `00-1A-…`, `001a.2b3c.4d5e`, `001A2B3C4D5E`  | `<mac>`     |
+//! | `ipv6`        | `fe80::1ff:fe23:4567:890a%12`, `2001:db8::8a2e:370:7334`, `::ffff:192.168.1.20` | `<ipv6>` |
+//! | `ipv4`        | `192.168.1.20`, `backup_10.0.0.1_full.zip`                       | `<ipv4>`    |
+//! | `id_card`     | 18-digit resident identity numbers with a valid ISO 7064 MOD 11-2 check character (`X` too), whole or 6-8-4 | `<id_card>` |
+//! | `bank_card`   | 13–19 digits passing Luhn, whole or in groups                    | `<bank_card>` |
+//! | `passport`    | `E12345678`, `EA1234567`, `G12345678`, `C/H/M` + 8 digits; any number after `护照`/`passport` | `<passport>` |
+//! | `phone`       | Chinese mobiles (`+86 138 0013 8000`, `138-0013-8000`, `138.0013.8000`), landlines (`010-6552 9988`, `(010) 6552 9988`, `+86 10 6552 9988`), local numbers after `电话`/`tel`, North American, any `+CC` number | `<phone>` |
+//! | `qq`          | the number after `QQ`/`QQ号`                                     | `<qq>`      |
+//! | `plate`       | vehicle plates `京A·12345`, `粤BD12345`                          | `<plate>`   |
 //!
-//! `user_path` comes first so no later rule eats part of a path. The profile
-//! folders `Public`, `Default`, `Default User` and `All Users` are kept.
+//! Before matching, full-width digits, letters and `＠．－（）：` become
+//! ASCII, and U+3000, U+00A0 and other typographic spaces a space
+//! (`１３８\u{3000}００１３\u{3000}８０００` is a phone number); the
+//! replacement is made in the original text, so the rest keeps its form.
 //!
-//! Each default rule but `email` has a check in code (the `regex` crate has
-//! no lookaround): the match must stand alone — no ASCII letter, digit or `_`
-//! next to it, nor a separator continuing the same token (`1.2.3.4` inside
-//! `1.2.3.4.5` is not an address); Chinese text right next to it is fine.
-//! `ipv6` must parse as `std::net::Ipv6Addr`, hold a digit and no group of
-//! mixed case (so `ABC::Add` stays); `phone` must have 7 to 15 digits.
+//! Numbers and addresses must stand alone (see `rules/checks.rs`): no ASCII
+//! letter or digit touches them and no separator continues them, while `_`,
+//! `.`, `-`, brackets and Chinese text around them separate
+//! (`张伟_13800138000.pdf`, `backup_192.168.1.20_full.zip`). Checksums
+//! keep identity and card numbers from taking ordinary long numbers.
 //!
-//! **IPv4 against version numbers.** `ipv4` needs exactly four dot-separated
-//! parts, each at most 255, standing alone, and not right after the word
-//! `version`, `ver`, `build`, `版本` or `版本号` (`:`/`=` and spaces between
-//! allowed). So `10.0.19041.3570`, `6.1.7601`, `v1.2.3.4`, `Version=4.0.0.0`
-//! and `_6.0.0.0_` stay, while `10.0.0.1` in prose is scrubbed. The same
-//! rules apply to every scrubbed field, stack frames included: versions live
-//! in `version` fields, which are never scrubbed, and symbols seldom hold a
-//! lone dotted quad; one that does (a UNC path `\\10.1.2.3\share`) is an
-//! address worth removing. Known false positive: a bare four-part version
-//! of small numbers in prose (`upgraded to 1.2.3.4`).
+//! **IPv4 against version numbers.** `ipv4` needs four dot-separated parts,
+//! each at most 255, standing alone, not right after `version`, `ver`,
+//! `build`, `版本` or `版本号`, and not ending in `.0.0` unless a `/prefix`
+//! follows (`6.0.0.0` is an assembly version, `10.0.0.0/8` a network). So
+//! `10.0.19041.3570`, `v1.2.3.4`, `Version=4.0.0.0` and
+//! `Controls_6.0.0.0_x-ww` stay. Known false positive: a bare four-part
+//! version of small numbers (`upgraded to 1.2.3.4`, `setup_1.2.3.4.msi`).
 //!
-//! Other known limits: e-mail addresses with non-ASCII local parts or
-//! domains, phone numbers written without any area code or separator
-//! (`62345678`), dotted MACs (`001a.2b3c.4d5e`), `/home/<name>` paths and
-//! relative paths without a drive or `c$` share are not found. A run of
-//! digit groups right after an international number is taken into it up to
-//! 15 digits; past that the international match is dropped and only the
-//! national part is caught (`+86 138 0013 8000 2026` → `+86 <phone> 2026`).
-//! A user name is everything up to the next separator (or, at the end of a
-//! path, the next space), so `C:\Users\bob.` loses its final dot.
-//! A lone symbol of hex digits around `::` (`3D11::C` with nothing before
-//! it) parses as IPv6 and is scrubbed; inside a real symbol
-//! (`CD3D11Device::CreateTexture2D`) a letter touches it and it stays.
+//! Other known limits: 15-digit identity numbers (issued before 1999),
+//! Taiwan and foreign passport numbers without the word `passport`/`护照`,
+//! local phone numbers without an area code or a word naming them,
+//! relative paths and personal names outside paths and accounts are not
+//! found. A bare profile name at the end of a path takes the following
+//! capitalised words (`C:\Users\Zhang Wei`), so `C:\Users\Bob Then` loses
+//! `Then`. A user name is everything up to the next separator, so
+//! `C:\Users\bob.` loses its final dot.
 //!
 //! Custom rules ([`Rule`]) are regular expressions in `regex` syntax with a
-//! replacement that may use `$1`, `${name}`. A rule whose name and pattern
-//! equal a default rule's keeps that rule's check; a changed pattern is used
-//! as written. Empty matches are never replaced.
+//! replacement that may use `$1`, `${name}`; they see the text as it is
+//! after the rules before them. A rule whose name and pattern equal a
+//! default rule's keeps that rule's passes and checks (its replacement may
+//! differ); a changed pattern is used as written, without checks. Empty
+//! matches are never replaced.
 
+pub mod corpus;
+mod normalize;
 mod rules;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::ops::Range;
 
 use regex::Regex;
 use schemas::{Payload, SchemaId};
 use serde_json::Value;
 
-use crate::rules::{ByteSet, Check};
+use crate::rules::{Check, TextStats};
 
 /// One scrubbing rule: every match of `pattern` is replaced by `replacement`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -81,8 +99,7 @@ pub struct Rule {
     pub replacement: String,
 }
 
-/// The default rules, in the order they apply: `user_path`, `email`, `mac`,
-/// `ipv6`, `ipv4`, `phone`.
+/// The default rules, in the order they apply (see the crate docs).
 pub fn default_rules() -> Vec<Rule> {
     rules::default_rules()
 }
@@ -102,19 +119,29 @@ pub enum RuleError {
     EmptyName { index: usize },
 }
 
+/// One pass of an unchanged default rule, compiled.
+#[derive(Debug, Clone)]
+struct Pass {
+    regex: Regex,
+    check: Check,
+    admit: fn(&TextStats) -> bool,
+    /// The check reads groups, or the replacement refers to them.
+    needs_groups: bool,
+}
+
+#[derive(Debug, Clone)]
+enum Matcher {
+    /// An unchanged default rule: its passes, with their checks.
+    Default(Vec<Pass>),
+    /// A custom rule, or a default rule whose pattern was changed.
+    Custom { regex: Regex, expands: bool },
+}
+
 #[derive(Debug, Clone)]
 struct Compiled {
     name: String,
-    regex: Regex,
     replacement: String,
-    check: Option<Check>,
-    /// The replacement refers to groups or the check reads them. When
-    /// neither does, a match is found and judged without resolving its
-    /// groups, which costs a fraction of a capture search.
-    needs_groups: bool,
-    /// Byte groups every replaced match holds a byte of each of; texts
-    /// missing a group are skipped.
-    needs: Option<&'static [&'static [u8]]>,
+    matcher: Matcher,
 }
 
 /// A compiled, ordered rule set. Cheap to clone (the regexes are shared).
@@ -129,6 +156,10 @@ impl Default for Scrubber {
     }
 }
 
+/// What stands in, while the default rules run, for a span a pass took:
+/// no pattern matches it, and every check takes it for a separator.
+const HIDDEN: u8 = 0x01;
+
 impl Scrubber {
     /// Compiles `rules`, which apply in the given order.
     pub fn new(rules: &[Rule]) -> Result<Self, RuleError> {
@@ -142,19 +173,37 @@ impl Scrubber {
                     name: rule.name.clone(),
                 });
             }
-            let regex = Regex::new(&rule.pattern).map_err(|source| RuleError::Pattern {
-                name: rule.name.clone(),
-                source,
-            })?;
-            let check = rules::check_for(rule);
+            let compile = |pattern: &str| {
+                Regex::new(pattern).map_err(|source| RuleError::Pattern {
+                    name: rule.name.clone(),
+                    source,
+                })
+            };
+            let expands = rule.replacement.contains('$');
+            let matcher = match rules::unchanged_default(rule) {
+                Some(default) => Matcher::Default(
+                    default
+                        .passes
+                        .iter()
+                        .map(|pass| {
+                            Ok(Pass {
+                                regex: compile(pass.pattern)?,
+                                check: pass.check,
+                                admit: pass.admit,
+                                needs_groups: expands || pass.check.reads_groups(),
+                            })
+                        })
+                        .collect::<Result<_, RuleError>>()?,
+                ),
+                None => Matcher::Custom {
+                    regex: compile(&rule.pattern)?,
+                    expands,
+                },
+            };
             compiled.push(Compiled {
                 name: rule.name.clone(),
-                regex,
                 replacement: rule.replacement.clone(),
-                check,
-                needs_groups: rule.replacement.contains('$')
-                    || check.is_some_and(Check::reads_groups),
-                needs: rules::needs_for(rule),
+                matcher,
             });
         }
         Ok(Scrubber { rules: compiled })
@@ -179,19 +228,28 @@ impl Scrubber {
         counts: &mut BTreeMap<String, u32>,
     ) -> Cow<'a, str> {
         let mut current = Cow::Borrowed(text);
-        let mut present = ByteSet::of(text);
-        for rule in &self.rules {
-            if rule.needs.is_some_and(|needs| !present.meets(needs)) {
-                continue;
-            }
-            let mut n = 0u32;
-            if let Some(replaced) = rule.apply(&current, &mut n) {
-                present = ByteSet::of(&replaced);
+        let mut rest = self.rules.as_slice();
+        while let Some(first) = rest.first() {
+            let run = match first.matcher {
+                Matcher::Default(_) => rest
+                    .iter()
+                    .take_while(|r| matches!(r.matcher, Matcher::Default(_)))
+                    .count(),
+                Matcher::Custom { .. } => 1,
+            };
+            let (group, later) = rest.split_at(run);
+            rest = later;
+            let replaced = match &first.matcher {
+                Matcher::Default(_) => scrub_defaults(group, &current, counts),
+                Matcher::Custom { regex, expands } => {
+                    let mut n = 0u32;
+                    let out = replace_custom(regex, *expands, &first.replacement, &current, &mut n);
+                    add(counts, &first.name, n);
+                    out
+                }
+            };
+            if let Some(replaced) = replaced {
                 current = Cow::Owned(replaced);
-            }
-            if n > 0 {
-                let count = counts.entry(rule.name.clone()).or_insert(0);
-                *count = count.saturating_add(n);
             }
         }
         current
@@ -204,9 +262,9 @@ impl Scrubber {
     ///   feedback/1: text
     ///   heartbeat/1: nothing
     ///
-    /// Never touches fields whose format the schema fixes (offsets, exception
-    /// codes, versions, category, language, rating, day). Whether anything
-    /// was replaced.
+    /// Never touches fields whose form the schema pins down (offsets,
+    /// exception codes, versions, category, language, rating, day; see the
+    /// README's "Fields a machine fills"). Whether anything was replaced.
     pub fn scrub_typed(&self, payload: &mut Payload, counts: &mut BTreeMap<String, u32>) -> bool {
         let mut replaced = false;
         payload.for_each_free_text(|text| {
@@ -244,17 +302,13 @@ impl Scrubber {
         }
     }
 
-    fn scrub_field(&self, field: Option<&mut Value>, counts: &mut BTreeMap<String, u32>) {
-        if let Some(Value::String(s)) = field
-            && let Cow::Owned(scrubbed) = self.scrub_text(s, counts)
-        {
-            *s = scrubbed;
-        }
-    }
-
     fn scrub_all_strings(&self, value: &mut Value, counts: &mut BTreeMap<String, u32>) {
         match value {
-            Value::String(_) => self.scrub_field(Some(value), counts),
+            Value::String(s) => {
+                if let Cow::Owned(scrubbed) = self.scrub_text(s, counts) {
+                    *s = scrubbed;
+                }
+            }
             Value::Array(items) => items
                 .iter_mut()
                 .for_each(|v| self.scrub_all_strings(v, counts)),
@@ -266,44 +320,139 @@ impl Scrubber {
     }
 }
 
-impl Compiled {
-    /// Replaces every accepted, non-empty match; `None` when there was none.
-    /// A rejected match is left and the search resumes one character after
-    /// its start, so a shorter match inside it can still be found.
-    fn apply(&self, text: &str, n: &mut u32) -> Option<String> {
-        let mut out: Option<String> = None;
-        let mut copied = 0;
+fn add(counts: &mut BTreeMap<String, u32>, name: &str, n: u32) {
+    if n > 0 {
+        let count = counts.entry(name.to_owned()).or_insert(0);
+        *count = count.saturating_add(n);
+    }
+}
+
+/// A span of the normalised text a pass took, and what replaces it.
+#[derive(Debug)]
+struct Taken {
+    span: Range<usize>,
+    replacement: String,
+}
+
+/// Runs consecutive unchanged default rules over `text`: every pass on the
+/// normalised text, each hiding what it took from the passes after it; then
+/// the taken spans are replaced in the original text. `None` when nothing
+/// was taken.
+fn scrub_defaults(
+    rules: &[Compiled],
+    text: &str,
+    counts: &mut BTreeMap<String, u32>,
+) -> Option<String> {
+    let normal = normalize::normalize(text);
+    let stats = TextStats::of(&normal.text);
+    let mut hidden: Option<String> = None;
+    let mut taken: Vec<Taken> = Vec::new();
+    for rule in rules {
+        let Matcher::Default(passes) = &rule.matcher else {
+            continue;
+        };
+        let mut n = 0u32;
+        for pass in passes {
+            if !(pass.admit)(&stats) {
+                continue;
+            }
+            let hay = hidden.as_deref().unwrap_or(&normal.text);
+            let before = taken.len();
+            pass.find(hay, &rule.replacement, &mut taken);
+            if taken.len() > before {
+                n = n.saturating_add(u32::try_from(taken.len() - before).unwrap_or(u32::MAX));
+                let buf = hidden.get_or_insert_with(|| normal.text.to_string());
+                for t in &taken[before..] {
+                    let filler = char::from(HIDDEN).to_string().repeat(t.span.len());
+                    buf.replace_range(t.span.clone(), &filler);
+                }
+            }
+        }
+        add(counts, &rule.name, n);
+    }
+    if taken.is_empty() {
+        return None;
+    }
+    taken.sort_unstable_by_key(|t| t.span.start);
+    let mut out = String::with_capacity(text.len());
+    let mut copied = 0;
+    for t in &taken {
+        let (start, end) = (normal.original(t.span.start), normal.original(t.span.end));
+        out.push_str(&text[copied..start]);
+        out.push_str(&t.replacement);
+        copied = end;
+    }
+    out.push_str(&text[copied..]);
+    Some(out)
+}
+
+impl Pass {
+    /// Every accepted match in `hay`, added to `taken`. A rejected match is
+    /// left and the search resumes one character after its start, so a
+    /// shorter match inside it can still be found.
+    fn find(&self, hay: &str, replacement: &str, taken: &mut Vec<Taken>) {
         let mut pos = 0;
-        while pos <= text.len() {
-            let Some(m) = self.regex.find_at(text, pos) else {
+        while pos <= hay.len() {
+            let Some(m) = self.regex.find_at(hay, pos) else {
                 break;
             };
             // Searching again from the match's start finds the same match,
             // now with its groups.
-            let caps = if self.needs_groups && !m.is_empty() {
-                self.regex.captures_at(text, m.start())
+            let caps = if self.needs_groups && !m.is_empty() && self.check.may_accept(hay, &m) {
+                self.regex.captures_at(hay, m.start())
             } else {
                 None
             };
-            let accepted =
-                !m.is_empty() && self.check.is_none_or(|c| c.accepts(text, m, caps.as_ref()));
-            if !accepted {
-                pos = m.start() + text[m.start()..].chars().next().map_or(1, char::len_utf8);
+            let span = (!m.is_empty())
+                .then(|| self.check.accepts(hay, m, caps.as_ref()))
+                .flatten()
+                .filter(|span| !hay.as_bytes()[span.clone()].contains(&HIDDEN));
+            let Some(span) = span else {
+                pos = m.start() + hay[m.start()..].chars().next().map_or(1, char::len_utf8);
                 continue;
-            }
-            let buf = out.get_or_insert_with(|| String::with_capacity(text.len()));
-            buf.push_str(&text[copied..m.start()]);
+            };
+            let mut expanded = String::new();
             match &caps {
-                Some(caps) => caps.expand(&self.replacement, buf),
-                None => buf.push_str(&self.replacement),
+                Some(caps) if replacement.contains('$') => caps.expand(replacement, &mut expanded),
+                _ => expanded.push_str(replacement),
             }
-            copied = m.end();
+            taken.push(Taken {
+                span,
+                replacement: expanded,
+            });
             pos = m.end();
-            *n = n.saturating_add(1);
         }
-        out.map(|mut buf| {
-            buf.push_str(&text[copied..]);
-            buf
-        })
     }
+}
+
+/// A custom rule over `text`: replaces every non-empty match; `None` when
+/// there was none.
+fn replace_custom(
+    regex: &Regex,
+    expands: bool,
+    replacement: &str,
+    text: &str,
+    n: &mut u32,
+) -> Option<String> {
+    let mut out: Option<String> = None;
+    let mut copied = 0;
+    for caps in regex.captures_iter(text) {
+        let m = caps.get(0).expect("group 0 is the match");
+        if m.is_empty() {
+            continue;
+        }
+        let buf = out.get_or_insert_with(|| String::with_capacity(text.len()));
+        buf.push_str(&text[copied..m.start()]);
+        if expands {
+            caps.expand(replacement, buf);
+        } else {
+            buf.push_str(replacement);
+        }
+        copied = m.end();
+        *n = n.saturating_add(1);
+    }
+    out.map(|mut buf| {
+        buf.push_str(&text[copied..]);
+        buf
+    })
 }

@@ -192,7 +192,23 @@ fn default_rules_are_named_and_ordered() {
     let names: Vec<String> = default_rules().into_iter().map(|r| r.name).collect();
     assert_eq!(
         names,
-        ["user_path", "email", "mac", "ipv6", "ipv4", "phone"]
+        [
+            "user_path",
+            "home_share",
+            "domain_user",
+            "sid",
+            "hostname",
+            "email",
+            "mac",
+            "ipv6",
+            "ipv4",
+            "id_card",
+            "bank_card",
+            "passport",
+            "phone",
+            "qq",
+            "plate"
+        ]
     );
     let scrubber = Scrubber::default();
     assert!(scrubber.rule_names().eq(names.iter().map(String::as_str)));
@@ -267,7 +283,11 @@ fn rule_errors_name_the_rule() {
     assert!(err.to_string().contains("`broken`"), "{err}");
 
     let mut rules = default_rules();
-    rules.push(default_rules().remove(1));
+    let email = default_rules()
+        .into_iter()
+        .find(|r| r.name == "email")
+        .unwrap();
+    rules.push(email);
     let err = Scrubber::new(&rules).unwrap_err();
     assert!(matches!(&err, RuleError::Duplicate { name } if name == "email"));
     assert!(err.to_string().contains("`email`"), "{err}");
@@ -297,16 +317,24 @@ fn rules_round_trip_as_json_and_reject_unknown_fields() {
 fn documented_edge_cases() {
     #[rustfmt::skip]
     let cases: &[Case] = &[
-        // More than 15 digits: the international match is dropped, the mobile number is still caught.
-        ("+86 138 0013 8000 2026年", "+86 <phone> 2026年", &[("phone", 1)]),
+        // A Chinese mobile is taken whole with its prefix; a year after it stays.
+        ("+86 138 0013 8000 2026年", "<phone> 2026年", &[("phone", 1)]),
+        // More than 15 digits after a `+` are no one number; a landline
+        // shape at its end is taken, then what is left before it.
+        ("+1 2345 6789 0123 4567 8901", "<phone> <phone>", &[("phone", 2)]),
+        // A mobile next to an international number: both, each whole.
+        ("+1 234 5678 9012 13800138000", "<phone> <phone>", &[("phone", 2)]),
         // A name with spaces needs a separator after it; without one, one word is the name.
         (r"see C:\Users\bob then /tmp", r"see C:\Users\<user> then /tmp", &[("user_path", 1)]),
         (r"C:\Users\Zhang Wei Ming\x", r"C:\Users\<user>\x", &[("user_path", 1)]),
         // Bare upgrade prose with a small four-part version: known false positive.
         ("upgraded to 1.2.3.4 today", "upgraded to <ipv4> today", &[("ipv4", 1)]),
-        // Eight-digit local numbers and dotted North American numbers: known false negatives.
-        ("QQ 12345678, tel 555.123.4567", "QQ 12345678, tel 555.123.4567", &[]),
+        // A local number without an area code or a word naming it: known false negative.
+        ("分机 8 号楼 65529988", "分机 8 号楼 65529988", &[]),
+        // A long number that is no card or identity number stays.
         ("id 12345678901234567890", "id 12345678901234567890", &[]),
+        // An identity number with a wrong check character, a card number failing Luhn.
+        ("110105194912310021 6222020212345678901", "110105194912310021 6222020212345678901", &[]),
     ];
     check(cases);
 }

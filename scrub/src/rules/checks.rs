@@ -1,0 +1,544 @@
+//! The checks in code a default pass's match must pass to be replaced, and
+//! which part of it is replaced.
+//!
+//! **Boundaries.** A number or address stands alone: no ASCII letter or
+//! digit touches it, and no separator continues it into more of the same
+//! (`1.2.3.4` inside `1.2.3.4.5`, a MAC inside a longer hex run, the last
+//! group of a GUID). `_`, `.`, `-` and Chinese text next to a token are
+//! separators: `张伟_13800138000.pdf` and `backup_192.168.1.20_full.zip`
+//! hold a phone number and an address. What an earlier pass replaced is a
+//! separator too, as its `<kind>` is when the text is scrubbed again.
+
+use std::net::Ipv6Addr;
+use std::ops::Range;
+
+use regex::{Captures, Match};
+
+/// A check in code that a default pass's match must pass to be replaced.
+/// A rejected match is left as it is and the search resumes one character
+/// after its start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Check {
+    /// Replace the group `t`, which must stand alone.
+    Target,
+    /// Replace the whole match, which must stand alone.
+    Standalone,
+    UserPath,
+    HomeShare,
+    DomainUser,
+    Sid,
+    Hostname,
+    Email,
+    Mac,
+    Ipv6,
+    Ipv4,
+    IdCard,
+    BankCard,
+    PassportNamed,
+    Phone,
+    Qq,
+    Plate,
+}
+
+impl Check {
+    /// Whether the check reads the match's groups, not only its span.
+    pub(crate) fn reads_groups(self) -> bool {
+        matches!(
+            self,
+            Check::Target
+                | Check::UserPath
+                | Check::HomeShare
+                | Check::DomainUser
+                | Check::PassportNamed
+                | Check::Qq
+        )
+    }
+
+    /// What can be told from the match's span alone, before its groups are
+    /// resolved (which costs a capture search): `false` leaves the match.
+    pub(crate) fn may_accept(self, hay: &str, m: &Match<'_>) -> bool {
+        match self {
+            Check::DomainUser => {
+                let before = hay[..m.start()].chars().next_back();
+                let after = hay[m.end()..].chars().next();
+                before.is_none_or(|c| !(c.is_ascii_alphanumeric() || "\\/.$%_-".contains(c)))
+                    && after.is_none_or(|c| !matches!(c, '\\' | '/'))
+            }
+            Check::Qq => !letter_before(hay, m.start()),
+            _ => true,
+        }
+    }
+
+    /// The span of `hay` to replace for the match `m`, or `None` to leave
+    /// it. `caps` are its groups, present whenever [`Check::reads_groups`].
+    pub(crate) fn accepts(
+        self,
+        hay: &str,
+        m: Match<'_>,
+        caps: Option<&Captures<'_>>,
+    ) -> Option<Range<usize>> {
+        let (start, end, text) = (m.start(), m.end(), m.as_str());
+        let group = |name: &str| caps.and_then(|c| c.name(name));
+        let digit = |c: char| c.is_ascii_digit();
+        match self {
+            Check::Target | Check::Qq => {
+                let t = group("t")?;
+                let qq_ok = self != Check::Qq || !letter_before(hay, start);
+                (qq_ok && alone(hay, t.start(), t.end(), &['-', '.'], digit)).then(|| t.range())
+            }
+            Check::Standalone => alone(hay, start, end, &['-', '.'], |c| c.is_ascii_alphanumeric())
+                .then_some(m.range()),
+            Check::UserPath => {
+                if let Some(name) = group("name") {
+                    return (!is_shared_profile(name.as_str())).then(|| name.range());
+                }
+                let bare = group("bare")?;
+                // More than one word only for a capitalised name
+                // (`Zhang Wei`), so prose after a path stays.
+                let name = match bare.as_str().split_once(' ') {
+                    Some((first, _)) if !first.starts_with(|c: char| c.is_ascii_uppercase()) => {
+                        first
+                    }
+                    _ => bare.as_str(),
+                };
+                let name = name.trim_end_matches(['.', ')', '。', '，', ',']);
+                (!name.is_empty() && !is_shared_profile(name))
+                    .then(|| bare.start()..bare.start() + name.len())
+            }
+            Check::HomeShare => {
+                if let Some(name) = group("name") {
+                    return Some(name.range());
+                }
+                let share = group("share")?;
+                let after = hay[end..].chars().next();
+                let ends = after.is_none_or(|c| !c.is_ascii_alphanumeric() && c != '$');
+                (ends && !is_system_share(share.as_str())).then(|| share.range())
+            }
+            Check::DomainUser => {
+                let (domain, name) = (group("domain")?, group("name")?);
+                let before = hay[..start].chars().next_back();
+                let starts =
+                    before.is_none_or(|c| !(c.is_ascii_alphanumeric() || "\\/.$%_-".contains(c)));
+                let after = hay[end..].chars().next();
+                let ends = after.is_none_or(|c| !matches!(c, '\\' | '/'));
+                (starts
+                    && ends
+                    && !is_system_domain(domain.as_str())
+                    && !is_system_account(name.as_str()))
+                .then(|| name.range())
+            }
+            Check::Sid => alone(hay, start, end, &['-'], digit).then_some(m.range()),
+            Check::Hostname => is_personal_hostname(hay, start, end, text).then_some(m.range()),
+            Check::Email => email_span(text).map(|s| start + s.start..start + s.end),
+            Check::Mac => {
+                // Colon- and hyphen-separated groups always are a MAC
+                // address; the dotted form when it holds a digit; a bare
+                // run of twelve hex digits when it holds letters and
+                // digits in one case.
+                let has = |f: fn(&u8) -> bool| text.as_bytes().iter().any(f);
+                let plausible = match text.len() {
+                    12 => {
+                        has(u8::is_ascii_alphabetic)
+                            && has(u8::is_ascii_digit)
+                            && !(has(u8::is_ascii_uppercase) && has(u8::is_ascii_lowercase))
+                    }
+                    14 => has(u8::is_ascii_digit),
+                    _ => true,
+                };
+                (plausible && alone(hay, start, end, &[':', '-', '.'], |c| c.is_ascii_hexdigit()))
+                    .then_some(m.range())
+            }
+            Check::Ipv6 => (alone(hay, start, end, &[':', '.'], |c| c.is_ascii_hexdigit())
+                && is_plausible_ipv6(text))
+            .then_some(m.range()),
+            Check::Ipv4 => {
+                let octets: Vec<Option<u8>> = text.split('.').map(|o| o.parse().ok()).collect();
+                let valid = octets.iter().all(Option::is_some);
+                // `6.0.0.0`, `4.0.0.0`: assembly and file versions, unless
+                // written as a network (`10.0.0.0/8`).
+                let version_like = text.ends_with(".0.0") && !hay[end..].starts_with('/');
+                (valid
+                    && !version_like
+                    && alone(hay, start, end, &['.'], digit)
+                    && !follows_version_word(&hay[..start]))
+                .then_some(m.range())
+            }
+            Check::IdCard => {
+                let chars: Vec<u8> = text.bytes().filter(|b| !matches!(b, b' ' | b'-')).collect();
+                (chars.len() == 18
+                    && id_check(&chars[..17]) == chars[17].to_ascii_uppercase()
+                    && alone(hay, start, end, &['-', '.'], digit))
+                .then_some(m.range())
+            }
+            Check::BankCard => {
+                let digits: Vec<u8> = text.bytes().filter(u8::is_ascii_digit).collect();
+                ((13..=19).contains(&digits.len())
+                    && luhn_valid(&digits)
+                    && alone(hay, start, end, &['-', '.', ' '], digit))
+                .then_some(m.range())
+            }
+            Check::PassportNamed => {
+                let t = group("t")?;
+                let digits = t.as_str().bytes().filter(u8::is_ascii_digit).count();
+                (digits >= 5
+                    && alone(hay, t.start(), t.end(), &['-'], |c| {
+                        c.is_ascii_alphanumeric()
+                    }))
+                .then(|| t.range())
+            }
+            Check::Phone => {
+                let digits = text.bytes().filter(u8::is_ascii_digit).count();
+                ((7..=15).contains(&digits) && alone(hay, start, end, &['-', '.', '/'], digit))
+                    .then_some(m.range())
+            }
+            Check::Plate => {
+                let after = hay[end..].chars().next();
+                let digits = text.bytes().filter(u8::is_ascii_digit).count();
+                (digits >= 3 && after.is_none_or(|c| !c.is_ascii_alphanumeric()))
+                    .then_some(m.range())
+            }
+        }
+        .filter(|span| !span.is_empty())
+    }
+}
+
+/// What a text holds, in one pass over its bytes: which byte values, how
+/// many digits and separators, the longest runs of digits and of hex
+/// digits. A pass's `admit` reads these instead of searching the text.
+///
+/// Every figure only grows from a text to a longer text holding it, so a
+/// pass whose every replaced match is admitted (tested in `lib.rs`) loses
+/// nothing by skipping the texts it does not admit.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct TextStats {
+    bits: [u64; 4],
+    pub digits: usize,
+    pub colons: usize,
+    pub hyphens: usize,
+    pub dots: usize,
+    pub backslashes: usize,
+    pub max_digit_run: usize,
+    pub max_hex_run: usize,
+}
+
+impl TextStats {
+    pub(crate) fn of(text: &str) -> Self {
+        let mut stats = TextStats::default();
+        let (mut digit_run, mut hex_run) = (0, 0);
+        for b in text.bytes() {
+            stats.bits[usize::from(b >> 6)] |= 1 << (b & 63);
+            if b.is_ascii_digit() {
+                stats.digits += 1;
+                digit_run += 1;
+                hex_run += 1;
+                stats.max_digit_run = stats.max_digit_run.max(digit_run);
+                stats.max_hex_run = stats.max_hex_run.max(hex_run);
+                continue;
+            }
+            digit_run = 0;
+            if b.is_ascii_hexdigit() {
+                hex_run += 1;
+                stats.max_hex_run = stats.max_hex_run.max(hex_run);
+                continue;
+            }
+            hex_run = 0;
+            match b {
+                b':' => stats.colons += 1,
+                b'-' => stats.hyphens += 1,
+                b'.' => stats.dots += 1,
+                b'\\' => stats.backslashes += 1,
+                _ => {}
+            }
+        }
+        stats
+    }
+
+    /// Whether the text holds any of `bytes`.
+    pub(crate) fn has(&self, bytes: &[u8]) -> bool {
+        bytes
+            .iter()
+            .any(|&b| self.bits[usize::from(b >> 6)] & (1 << (b & 63)) != 0)
+    }
+
+    pub(crate) fn has_upper(&self) -> bool {
+        // Bits 65..=90 of the second word.
+        self.bits[1] & 0x07FF_FFFE != 0
+    }
+}
+
+/// Whether `hay[start..end]` is a token of its own: no ASCII letter or
+/// digit touches it, and no `glue` character does with a `continues`
+/// character beyond it. Everything else next to a token — `_`, spaces,
+/// punctuation, Chinese text, a replaced span — separates it.
+pub(crate) fn alone(
+    hay: &str,
+    start: usize,
+    end: usize,
+    glue: &[char],
+    continues: fn(char) -> bool,
+) -> bool {
+    let before = hay[..start].chars().next_back();
+    let after = hay[end..].chars().next();
+    let touches = |c: Option<char>, beyond: Option<char>| match c {
+        Some(c) if c.is_ascii_alphanumeric() => true,
+        Some(c) if glue.contains(&c) => beyond.is_some_and(continues),
+        _ => false,
+    };
+    let before_glue = before.and_then(|c| hay[..start - c.len_utf8()].chars().next_back());
+    let after_glue = after.and_then(|c| hay[end + c.len_utf8()..].chars().next());
+    !touches(before, before_glue) && !touches(after, after_glue)
+}
+
+fn letter_before(hay: &str, at: usize) -> bool {
+    hay[..at]
+        .chars()
+        .next_back()
+        .is_some_and(|c| c.is_ascii_alphabetic())
+}
+
+/// Profile folders every machine has; they name nobody.
+fn is_shared_profile(name: &str) -> bool {
+    ["public", "default", "default user", "all users"]
+        .iter()
+        .any(|s| name.eq_ignore_ascii_case(s))
+}
+
+/// Hidden shares Windows and file servers make, that name nobody, and the
+/// home-share roots (`home$` holds users, it is none).
+fn is_system_share(share: &str) -> bool {
+    [
+        "admin",
+        "ipc",
+        "print",
+        "sysvol",
+        "netlogon",
+        "software",
+        "apps",
+        "install",
+        "deploy",
+        "backup",
+        "scans",
+        "logs",
+        "tools",
+        "public",
+        "shared",
+        "data",
+        "home",
+        "homes",
+        "users",
+        "user",
+        "profiles",
+        "profile",
+        "userdata",
+        "redirect",
+        "redirected",
+        "folderredirection",
+    ]
+    .iter()
+    .any(|s| share.eq_ignore_ascii_case(s))
+}
+
+/// "Domains" before a backslash that are registry hives, built-in
+/// authorities or system folders.
+fn is_system_domain(domain: &str) -> bool {
+    domain.starts_with("HKEY")
+        || [
+            "HKLM",
+            "HKCU",
+            "HKCR",
+            "HKU",
+            "HKCC",
+            "NT",
+            "AUTHORITY",
+            "BUILTIN",
+            "SERVICE",
+            "WINDOWS",
+            "SYSTEM32",
+            "SYSWOW64",
+            "WINSXS",
+            "DRIVERS",
+            "PROGRA~1",
+            "PROGRA~2",
+        ]
+        .contains(&domain)
+}
+
+/// Accounts every Windows machine or domain has.
+fn is_system_account(name: &str) -> bool {
+    [
+        "system",
+        "administrator",
+        "administrators",
+        "guest",
+        "defaultaccount",
+        "localservice",
+        "networkservice",
+        "trustedinstaller",
+        "users",
+        "everyone",
+        "domain",
+        "krbtgt",
+    ]
+    .iter()
+    .any(|s| name.eq_ignore_ascii_case(s))
+}
+
+/// `PC-ZHANGWEI`, `zhangwei-pc`, `DESKTOP-7F3K2LQ`: one case throughout,
+/// a token of its own (so `api-ms-win-core` is not one), and a name of at
+/// least four letters (`PC-X64` is no person); Windows' default names
+/// (`DESKTOP-` or `LAPTOP-` and seven characters) always.
+fn is_personal_hostname(hay: &str, start: usize, end: usize, text: &str) -> bool {
+    let upper = text.bytes().any(|b| b.is_ascii_uppercase());
+    let lower = text.bytes().any(|b| b.is_ascii_lowercase());
+    if upper && lower {
+        return false;
+    }
+    if !alone(hay, start, end, &['-'], |c| c.is_ascii_alphanumeric()) {
+        return false;
+    }
+    let machine_words = ["pc", "desktop", "laptop", "nb", "notebook", "workstation"];
+    let name = text
+        .split('-')
+        .filter(|part| !machine_words.iter().any(|w| part.eq_ignore_ascii_case(w)))
+        .find(|part| !part.bytes().all(|b| b.is_ascii_digit()))
+        .unwrap_or_default();
+    let default_name = text.len() == "DESKTOP-".len() + 7
+        && (text.to_ascii_uppercase().starts_with("DESKTOP-")
+            || text.to_ascii_uppercase().starts_with("LAPTOP-"));
+    default_name || name.bytes().filter(u8::is_ascii_alphabetic).count() >= 4
+}
+
+/// The part of an e-mail match that is the address: a local part that
+/// follows Chinese text (`请联系zhang.wei@…`) starts after it, and never
+/// with punctuation.
+fn email_span(text: &str) -> Option<Range<usize>> {
+    let at = text.find('@')?;
+    let local = &text[..at];
+    let mut from = local
+        .char_indices()
+        .rfind(|(_, c)| is_cjk(*c))
+        .map_or(0, |(i, c)| i + c.len_utf8());
+    if from == local.len() {
+        // The whole local part is Chinese (`张伟@…`).
+        from = 0;
+    }
+    // At most 64 characters (RFC 5321), the last ones.
+    if let Some((cut, _)) = local[from..].char_indices().rev().nth(63) {
+        from += cut;
+    }
+    from += local[from..].len()
+        - local[from..]
+            .trim_start_matches(['.', '_', '%', '+', '-'])
+            .len();
+    (from < at).then_some(from..text.len())
+}
+
+fn is_cjk(c: char) -> bool {
+    matches!(u32::from(c), 0x3040..=0x30FF | 0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xAC00..=0xD7AF | 0xF900..=0xFAFF)
+}
+
+/// ISO 7064 MOD 11-2 check character of 17 digits (GB 11643).
+pub(crate) fn id_check(first17: &[u8]) -> u8 {
+    const WEIGHTS: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
+    let sum: u32 = first17
+        .iter()
+        .zip(WEIGHTS)
+        .map(|(b, w)| u32::from(b.wrapping_sub(b'0')) * w)
+        .sum();
+    b"10X98765432"[(sum % 11) as usize]
+}
+
+pub(crate) fn luhn_valid(digits: &[u8]) -> bool {
+    let sum: u32 = digits
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, b)| {
+            let d = u32::from(b - b'0');
+            if i % 2 == 1 {
+                let doubled = d * 2;
+                if doubled > 9 { doubled - 9 } else { doubled }
+            } else {
+                d
+            }
+        })
+        .sum();
+    sum.is_multiple_of(10)
+}
+
+/// Parses with the standard library and then rejects what is more likely a
+/// C++ scope than an address: no digit at all (`ABC::Add` parses) or a group
+/// mixing upper and lower case (`Face::Add1`).
+fn is_plausible_ipv6(text: &str) -> bool {
+    let addr = text.split_once('%').map_or(text, |(a, _)| a);
+    if addr.parse::<Ipv6Addr>().is_err() || !addr.bytes().any(|b| b.is_ascii_digit()) {
+        return false;
+    }
+    addr.split(':').all(|group| {
+        let upper = group.bytes().any(|b| b.is_ascii_uppercase());
+        let lower = group.bytes().any(|b| b.is_ascii_lowercase());
+        !(upper && lower)
+    })
+}
+
+/// Whether the text before a dotted quad ends with a word announcing a
+/// version (`version 10.0.0.1`, `Version=4.0.0.0`, `版本：1.2.3.4`): then it
+/// is a version number, not an address.
+fn follows_version_word(before: &str) -> bool {
+    let trimmed = before.trim_end_matches([' ', '\t', ':', '=', '：']);
+    if trimmed.ends_with("版本") || trimmed.ends_with("版本号") {
+        return true;
+    }
+    ["version", "ver", "build"].iter().any(|word| {
+        let n = word.len();
+        trimmed.len() >= n
+            && trimmed.is_char_boundary(trimmed.len() - n)
+            && trimmed[trimmed.len() - n..].eq_ignore_ascii_case(word)
+            && !trimmed[..trimmed.len() - n]
+                .chars()
+                .next_back()
+                .is_some_and(|c| c.is_ascii_alphabetic())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn check_digits_hold_for_published_examples() {
+        // GB 11643-1999's example, and a number ending in 7.
+        assert_eq!(id_check(b"11010519491231002"), b'X');
+        assert_eq!(id_check(b"44052418800101001"), b'4');
+        assert!(luhn_valid(b"79927398713"));
+        assert!(!luhn_valid(b"79927398710"));
+        assert!(luhn_valid(b"4111111111111111"));
+    }
+
+    #[test]
+    fn email_spans_start_after_chinese_text() {
+        fn span(t: &str) -> &str {
+            email_span(t).map_or("", |r| &t[r])
+        }
+        assert_eq!(span("请联系zhang.wei@sgcc.com.cn"), "zhang.wei@sgcc.com.cn");
+        assert_eq!(span("张伟@sgcc.com.cn"), "张伟@sgcc.com.cn");
+        assert_eq!(span("zhāng.wěi@example.org"), "zhāng.wěi@example.org");
+        assert_eq!(span("..a@b.cn"), "a@b.cn");
+        assert_eq!(span("联系.@b.cn"), "");
+    }
+
+    #[test]
+    fn tokens_stand_alone_across_separators() {
+        let ok = |hay: &str, token: &str| {
+            let start = hay.find(token).unwrap();
+            alone(hay, start, start + token.len(), &['-', '.'], |c| {
+                c.is_ascii_digit()
+            })
+        };
+        assert!(ok("张伟_13800138000.pdf", "13800138000"));
+        assert!(ok("电话13800138000。", "13800138000"));
+        assert!(!ok("a13800138000", "13800138000"));
+        assert!(!ok("1.13800138000", "13800138000"));
+        assert!(!ok("13800138000-1", "13800138000"));
+    }
+}
