@@ -75,6 +75,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/reports/batch"),
     ("GET", "/v1/policy"),
     ("POST", "/v1/machines/erase"),
+    ("POST", "/v1/machines/export"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
@@ -87,6 +88,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/reports/batch", post(batch::submit_batch))
         .route("/v1/policy", get(policy))
         .route("/v1/machines/erase", post(crate::rights::erase_machine))
+        .route("/v1/machines/export", post(crate::rights::export_machine))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

@@ -42,6 +42,10 @@ pub struct Config {
     /// Without a spool, reports Kafka cannot take are refused with 503.
     #[serde(default)]
     pub spool: Option<SpoolSettings>,
+    /// Where `POST /v1/machines/export` reads what is stored about a
+    /// machine; without it, exports answer 503 `export_unavailable`.
+    #[serde(default)]
+    pub warehouse: Option<WarehouseSettings>,
     #[serde(default)]
     pub scrub: ScrubSettings,
     /// How often the file is checked for changes, in milliseconds; 0 turns
@@ -184,6 +188,33 @@ pub struct SpoolSettings {
     pub max_bytes: u64,
     #[serde(default = "default_segment_bytes")]
     pub segment_bytes: u64,
+}
+
+/// A read-only ClickHouse account for exports.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WarehouseSettings {
+    /// e.g. `http://127.0.0.1:8123`
+    pub url: String,
+    pub database: String,
+    #[serde(default = "default_warehouse_user")]
+    pub user: String,
+    #[serde(default)]
+    pub password: String,
+}
+
+impl std::fmt::Debug for WarehouseSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WarehouseSettings")
+            .field("url", &self.url)
+            .field("database", &self.database)
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
+fn default_warehouse_user() -> String {
+    "default".into()
 }
 
 /// Rules that remove personal data from free text and stack frames.

@@ -52,6 +52,10 @@ pub enum ApiError {
     Overloaded,
     #[error("the service cannot take reports right now; retry later")]
     Unavailable,
+    #[error(
+        "this edge is not set up to export what is stored (no [warehouse] in its configuration)"
+    )]
+    ExportUnavailable,
     #[error("no route for this path")]
     NotFound,
     #[error("method not allowed on this path")]
@@ -86,7 +90,7 @@ impl ApiError {
             RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             SpoolFull => StatusCode::INSUFFICIENT_STORAGE,
-            Overloaded | Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Overloaded | Unavailable | ExportUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             NotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         }
@@ -116,6 +120,7 @@ impl ApiError {
             SpoolFull => "spool_full",
             Overloaded => "overloaded",
             Unavailable => "unavailable",
+            ExportUnavailable => "export_unavailable",
             NotFound => "not_found",
             MethodNotAllowed => "method_not_allowed",
         }

@@ -124,3 +124,128 @@ pub(crate) async fn erase_machine(
         Some(Err(DeliveryError::Unavailable)) | None => Err(ApiError::Unavailable),
     }
 }
+
+/// Rows exported per table at most; beyond it the export says `truncated`.
+const MAX_EXPORT_ROWS: usize = 10_000;
+
+/// Everything stored about one machine of the caller's organisation.
+#[derive(Debug, Serialize)]
+pub(crate) struct Export {
+    machine_hash: String,
+    organisation: String,
+    #[serde(with = "time::serde::rfc3339")]
+    exported_at: OffsetDateTime,
+    /// Raw table → its rows of the machine, as stored.
+    tables: serde_json::Map<String, serde_json::Value>,
+    /// Aggregate table → the groups the machine is counted in (their
+    /// dimension columns; the counts themselves merge every machine).
+    aggregates: serde_json::Map<String, serde_json::Value>,
+    /// Processing errors whose text names the machine.
+    processing_errors: Vec<serde_json::Value>,
+    /// Some table had more than the rows exported per table.
+    truncated: bool,
+}
+
+/// `POST /v1/machines/export`.
+pub(crate) async fn export_machine(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    request_body: Body,
+) -> Result<Json<Export>, ApiError> {
+    let org = state
+        .settings()
+        .tokens
+        .authenticate(&headers)
+        .map_err(|e| refuse_request(&state, e, None, 0))?;
+    let request = machine_request(&state, &headers, request_body)
+        .await
+        .map_err(|e| refuse_request(&state, e, Some(&org.id), 0))?;
+    let Some(warehouse) = state.warehouse.as_ref() else {
+        return Err(ApiError::ExportUnavailable);
+    };
+    let machine_hash = state.hasher.hash(&request.machine_id);
+    let export = read_export(warehouse, &org.id, &machine_hash)
+        .await
+        .map_err(|error| {
+            tracing::warn!(%error, "export failed");
+            ApiError::Unavailable
+        })?;
+    Ok(Json(export))
+}
+
+async fn read_export(
+    warehouse: &clickhouse::Client,
+    org_id: &str,
+    machine_hash: &str,
+) -> Result<Export, clickhouse::error::Error> {
+    use schemas::erasure::{MACHINE_TABLES, RAW_MACHINE_TABLES};
+    let mut truncated = false;
+    let mut rows_of = async |sql: String,
+                             binds: &[&str]|
+           -> Result<Vec<serde_json::Value>, clickhouse::error::Error> {
+        let query = binds
+            .iter()
+            .fold(warehouse.query(&sql), |query, value| query.bind(*value));
+        let text = query.fetch_bytes("JSONEachRow")?.collect().await?;
+        let rows: Vec<serde_json::Value> = text
+            .split(|b| *b == b'\n')
+            .filter(|line| !line.is_empty())
+            .filter_map(|line| serde_json::from_slice(line).ok())
+            .collect();
+        truncated |= rows.len() > MAX_EXPORT_ROWS;
+        Ok(rows.into_iter().take(MAX_EXPORT_ROWS).collect())
+    };
+    let limit = MAX_EXPORT_ROWS + 1;
+    let mut tables = serde_json::Map::new();
+    for table in RAW_MACHINE_TABLES {
+        let sql = format!(
+            "SELECT * FROM {table} WHERE machine_hash = ? AND org_id = ? ORDER BY received_at LIMIT {limit}"
+        );
+        let rows = rows_of(sql, &[machine_hash, org_id]).await?;
+        tables.insert(table.to_string(), rows.into());
+    }
+    let mut aggregates = serde_json::Map::new();
+    for table in MACHINE_TABLES
+        .iter()
+        .filter(|t| !RAW_MACHINE_TABLES.contains(t))
+    {
+        #[derive(clickhouse::Row, Deserialize)]
+        struct Column {
+            name: String,
+        }
+        let dimensions: Vec<String> = warehouse
+            .query(
+                "SELECT name FROM system.columns WHERE database = currentDatabase() \
+                 AND table = ? AND type NOT LIKE 'AggregateFunction%'",
+            )
+            .bind(*table)
+            .fetch_all::<Column>()
+            .await?
+            .into_iter()
+            .map(|c| c.name)
+            .filter(|name| name != "machine_hash")
+            .collect();
+        // Aggregates carry no organisation column: the machine's rows are
+        // those of its hash.
+        let sql = format!(
+            "SELECT DISTINCT {} FROM {table} WHERE machine_hash = ? LIMIT {limit}",
+            dimensions.join(", ")
+        );
+        let rows = rows_of(sql, &[machine_hash]).await?;
+        aggregates.insert(table.to_string(), rows.into());
+    }
+    let processing_errors = rows_of(
+        format!("SELECT * FROM processing_errors WHERE position(detail, ?) > 0 LIMIT {limit}"),
+        &[machine_hash],
+    )
+    .await?;
+    Ok(Export {
+        machine_hash: machine_hash.to_string(),
+        organisation: org_id.to_string(),
+        exported_at: OffsetDateTime::now_utc(),
+        tables,
+        aggregates,
+        processing_errors,
+        truncated,
+    })
+}

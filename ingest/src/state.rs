@@ -52,6 +52,8 @@ pub struct AppState {
     pub in_flight: Arc<Semaphore>,
     /// Bytes of request bodies held, over all requests.
     pub bytes_in_flight: ByteBudget,
+    /// Read-only ClickHouse client for exports, when configured.
+    pub warehouse: Option<clickhouse::Client>,
     ready: AtomicBool,
 }
 
@@ -77,6 +79,19 @@ impl AppState {
             metrics,
             in_flight: Arc::new(Semaphore::new(config.limits.max_in_flight)),
             bytes_in_flight: ByteBudget::new(config.limits.max_bytes_in_flight),
+            warehouse: config.warehouse.as_ref().map(|w| {
+                // No compression and no row-type validation: the oldest
+                // server the project runs on answers compressed SELECTs
+                // wrongly and lacks the format validation needs
+                // (schemas::ServerVersion).
+                clickhouse::Client::default()
+                    .with_validation(false)
+                    .with_url(&w.url)
+                    .with_database(&w.database)
+                    .with_user(&w.user)
+                    .with_password(&w.password)
+                    .with_compression(clickhouse::Compression::None)
+            }),
             ready: AtomicBool::new(true),
         })
     }

@@ -11,8 +11,10 @@
 //!
 //! The deletions are mutations (`ALTER TABLE ... DELETE`), which ClickHouse
 //! applies in the background; the erasure is recorded only once every one
-//! is done. An erasure already recorded is not run again, so a request read
-//! twice (a restart before its offset was committed) counts once.
+//! is done. A request read again (a restart before its offset was
+//! committed, or a replay from the earliest offset that stored the reports
+//! before it again) deletes whatever names the machine again, and is
+//! recorded once.
 
 use clickhouse::Row;
 use schemas::clickhouse::uuid_literals;
@@ -43,7 +45,7 @@ pub struct ErasureRow {
 const MUTATION_POLL: Duration = Duration::from_millis(200);
 
 /// Erases the machine of `request` and records it; the record, or `None`
-/// if the request was already carried out. A machine hash that is not the
+/// if the request was already recorded or nothing named the machine. A machine hash that is not the
 /// edge's hex is refused before anything runs (the router sets such a
 /// message aside, so this is a second line).
 pub async fn erase(
@@ -53,17 +55,15 @@ pub async fn erase(
     let Some(machine) = request.machine_literal() else {
         return Ok(None);
     };
-    let done = count(
+    let recorded = count(
         store,
         &format!(
             "SELECT count() FROM erasures WHERE erasure_id = toUUID('{}')",
             request.erasure_id
         ),
     )
-    .await?;
-    if done > 0 {
-        return Ok(None);
-    }
+    .await?
+        > 0;
     let mut raw_rows = 0;
     for table in RAW_MACHINE_TABLES {
         raw_rows += count(
@@ -104,24 +104,40 @@ pub async fn erase(
         .into_iter()
         .map(|r| r.id)
         .collect();
-    for statement in erasure_statements(&machine, &uuid_literals(&requests)) {
-        store
-            .client()
-            .query_raw(&statement)
-            .execute()
-            .await
-            .map_err(StoreError::from)?;
-    }
-    // Every mutation of this database, not only this erasure's: nothing
-    // else here mutates, and an earlier erasure's must be done too.
-    while count(
+    let errors = count(
         store,
-        "SELECT count() FROM system.mutations WHERE database = currentDatabase() AND is_done = 0",
+        &format!("SELECT count() FROM processing_errors WHERE position(detail, {machine}) > 0"),
     )
-    .await?
-        > 0
-    {
-        tokio::time::sleep(MUTATION_POLL).await;
+    .await?;
+    // Nothing names the machine (a request read again after it was carried
+    // out, or a machine that never sent anything): no mutation, which would
+    // rewrite parts for nothing.
+    if raw_rows + aggregate_rows + errors > 0 || !requests.is_empty() {
+        for statement in erasure_statements(&machine, &uuid_literals(&requests)) {
+            store
+                .client()
+                .query_raw(&statement)
+                .execute()
+                .await
+                .map_err(StoreError::from)?;
+        }
+        // Every mutation of this database, not only this erasure's: nothing
+        // else here mutates, and an earlier erasure's must be done too.
+        while count(
+            store,
+            "SELECT count() FROM system.mutations WHERE database = currentDatabase() AND is_done = 0",
+        )
+        .await?
+            > 0
+        {
+            tokio::time::sleep(MUTATION_POLL).await;
+        }
+    }
+    if recorded {
+        // Read again from before its offset (a replay from the earliest
+        // offset stored the reports it follows again): deleted again, and
+        // recorded once.
+        return Ok(None);
     }
     let row = ErasureRow {
         erasure_id: request.erasure_id,

@@ -47,7 +47,14 @@ fn every_type(machine: &str, tag: &str) -> Vec<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_erased_machine_is_counted_nowhere_and_the_others_still_are() {
     let env = TestEnv::new();
-    let ingest = start_ingest(env.ingest_config()).await;
+    let mut config = env.ingest_config();
+    config.warehouse = Some(ingest::config::WarehouseSettings {
+        url: e2e::clickhouse_url(),
+        database: env.database.clone(),
+        user: "default".into(),
+        password: String::new(),
+    });
+    let ingest = start_ingest(config).await;
     let processor = start_processor(env.processor_config());
     let store = env.clickhouse().await;
     let http = reqwest::Client::new();
@@ -74,8 +81,42 @@ async fn an_erased_machine_is_counted_nowhere_and_the_others_still_are() {
             assert_eq!(post("/v1/reports", report).await.0, 202);
         }
     }
-    // The machine's reports, then at once its erasure: they are still on
-    // their way when the request is sent.
+    // What is stored about the machine, as its operator can see it.
+    let first = every_type(erased, "Erased");
+    for report in &first {
+        assert_eq!(post("/v1/reports", report.clone()).await.0, 202);
+    }
+    env.caught_up(WAIT).await;
+    let (status, export) = post("/v1/machines/export", json!({"machine_id": erased})).await;
+    assert_eq!(status, 200, "{export}");
+    assert_eq!(export["organisation"], "grid");
+    assert_eq!(export["truncated"], false);
+    for (table, report) in schemas::erasure::RAW_MACHINE_TABLES.iter().zip(&first) {
+        let rows = export["tables"][table].as_array().expect("rows");
+        assert_eq!(rows.len(), 1, "{table}: {export}");
+        assert_eq!(rows[0]["report_id"], report["report_id"], "{table}");
+        assert_eq!(rows[0]["machine_hash"], export["machine_hash"]);
+    }
+    for table in schemas::erasure::MACHINE_TABLES
+        .iter()
+        .filter(|t| !schemas::erasure::RAW_MACHINE_TABLES.contains(t))
+    {
+        let groups = export["aggregates"][table].as_array().expect("groups");
+        assert!(!groups.is_empty(), "{table} counts the machine: {export}");
+    }
+    let text = export.to_string();
+    assert!(
+        !text.contains(erased),
+        "the raw machine id is stored nowhere"
+    );
+    for kept_machine in kept {
+        let hash =
+            MachineHasher::new(MachineIdHash::HmacSha256, e2e::MACHINE_ID_KEY).hash(kept_machine);
+        assert!(!text.contains(&hash), "only the machine's own rows");
+    }
+
+    // More reports, then at once its erasure: they are still on their way
+    // when the request is sent.
     for report in every_type(erased, "Erased") {
         assert_eq!(post("/v1/reports", report).await.0, 202);
     }
@@ -114,8 +155,8 @@ async fn an_erased_machine_is_counted_nowhere_and_the_others_still_are() {
             &format!("SELECT raw_rows FROM erasures WHERE erasure_id = toUUID('{erasure_id}')")
         )
         .await,
-        4,
-        "one report of each type was erased"
+        8,
+        "two reports of each type were erased"
     );
     // Its signature and its cluster are gone from the views, with its
     // request's clustering signature.
@@ -162,6 +203,16 @@ async fn an_erased_machine_is_counted_nowhere_and_the_others_still_are() {
     for (sql, expected) in views {
         assert_eq!(scalar(&store, sql).await, expected, "{sql}");
     }
+    let (status, export) = post("/v1/machines/export", json!({"machine_id": erased})).await;
+    assert_eq!(status, 200, "{export}");
+    for table in schemas::erasure::MACHINE_TABLES {
+        let part = if schemas::erasure::RAW_MACHINE_TABLES.contains(table) {
+            "tables"
+        } else {
+            "aggregates"
+        };
+        assert_eq!(export[part][table], json!([]), "{table} after the erasure");
+    }
     // Nothing in the record names the machine.
     assert_eq!(
         scalar(
@@ -172,6 +223,50 @@ async fn an_erased_machine_is_counted_nowhere_and_the_others_still_are() {
         )
         .await,
         0
+    );
+
+    // A replay from before the request (the group's offsets lost, read
+    // again from the earliest): the reports come back, and so does the
+    // request behind them.
+    let replayed_request = schemas::erasure::ErasureRequest {
+        erasure_id: erasure_id.parse().expect("uuid"),
+        org_id: "grid".into(),
+        machine_hash: hash.clone(),
+        requested_at: time::OffsetDateTime::now_utc(),
+    };
+    let replayed_report = e2e::accepted(fixtures::CRASH, "grid", &hash);
+    e2e::produce_raw(
+        &env.reports_topic,
+        &[
+            (
+                hash.clone(),
+                serde_json::to_vec(&replayed_report).expect("json"),
+            ),
+            (
+                hash.clone(),
+                serde_json::to_vec(&replayed_request).expect("json"),
+            ),
+        ],
+    )
+    .await;
+    env.caught_up(WAIT).await;
+    assert_eq!(
+        scalar(
+            &store,
+            &format!("SELECT count() FROM crash_reports WHERE machine_hash = '{hash}'")
+        )
+        .await,
+        0,
+        "erased again"
+    );
+    assert_eq!(
+        scalar(
+            &store,
+            &format!("SELECT count() FROM erasures WHERE erasure_id = toUUID('{erasure_id}')")
+        )
+        .await,
+        1,
+        "recorded once"
     );
 
     processor.shutdown().await.expect("processor stops");
@@ -213,6 +308,16 @@ async fn an_erasure_request_is_checked_like_any_other() {
         0,
         "nothing refused reached Kafka"
     );
+    let response = http
+        .post(format!("{}/v1/machines/export", ingest.url))
+        .bearer_auth(env.token("grid"))
+        .json(&json!({"machine_id": "m-0000000001"}))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(response.status(), 503, "no warehouse configured");
+    let answer: Value = response.json().await.expect("JSON error");
+    assert_eq!(answer["error"], "export_unavailable");
     ingest.running.shutdown().await.expect("ingest stops");
     env.cleanup().await;
 }
