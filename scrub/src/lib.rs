@@ -347,28 +347,38 @@ fn scrub_defaults(
     let stats = TextStats::of(&normal.text);
     let mut hidden: Option<String> = None;
     let mut taken: Vec<Taken> = Vec::new();
-    for rule in rules {
-        let Matcher::Default(passes) = &rule.matcher else {
-            continue;
-        };
-        let mut n = 0u32;
-        for pass in passes {
-            if !(pass.admit)(&stats) {
+    // Rounds until one takes nothing. A candidate a pass turned down
+    // because of what stood next to it may stand alone once a later pass
+    // has taken that (`fe80::` before a longer run): the next round sees
+    // it as a second scrubbing would, so the result is scrubbed for good.
+    loop {
+        let round = taken.len();
+        for rule in rules {
+            let Matcher::Default(passes) = &rule.matcher else {
                 continue;
-            }
-            let hay = hidden.as_deref().unwrap_or(&normal.text);
-            let before = taken.len();
-            pass.find(hay, &rule.replacement, &mut taken);
-            if taken.len() > before {
-                n = n.saturating_add(u32::try_from(taken.len() - before).unwrap_or(u32::MAX));
-                let buf = hidden.get_or_insert_with(|| normal.text.to_string());
-                for t in &taken[before..] {
-                    let filler = char::from(HIDDEN).to_string().repeat(t.span.len());
-                    buf.replace_range(t.span.clone(), &filler);
+            };
+            let mut n = 0u32;
+            for pass in passes {
+                if !(pass.admit)(&stats) {
+                    continue;
+                }
+                let hay = hidden.as_deref().unwrap_or(&normal.text);
+                let before = taken.len();
+                pass.find(hay, &rule.replacement, &mut taken);
+                if taken.len() > before {
+                    n = n.saturating_add(u32::try_from(taken.len() - before).unwrap_or(u32::MAX));
+                    let buf = hidden.get_or_insert_with(|| normal.text.to_string());
+                    for t in &taken[before..] {
+                        let filler = char::from(HIDDEN).to_string().repeat(t.span.len());
+                        buf.replace_range(t.span.clone(), &filler);
+                    }
                 }
             }
+            add(counts, &rule.name, n);
         }
-        add(counts, &rule.name, n);
+        if taken.len() == round {
+            break;
+        }
     }
     if taken.is_empty() {
         return None;
