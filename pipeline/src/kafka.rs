@@ -106,6 +106,11 @@ impl KafkaConfig {
         for (key, value) in &self.properties {
             config.set(key, value);
         }
+        // librdkafka's `debug` contexts log at level 7, which the level set
+        // above would hide: an operator who asks for them sees them.
+        if self.properties.contains_key("debug") {
+            config.set_log_level(RDKafkaLogLevel::Debug);
+        }
         config
     }
 }
