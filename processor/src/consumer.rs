@@ -151,8 +151,10 @@ impl Worker {
             ("enable.partition.eof", "false"),
             // Long enough that a broker restart (the coordinator reloads
             // the group and counts the session from then) does not evict a
-            // member still reconnecting: an evicted member's assignment is
-            // lost and must be rejoined, the path on which a stall was seen.
+            // member still reconnecting. Eviction is safe (the assignment
+            // is lost, revoked and rejoined; tests/tests/processor_eviction.rs
+            // freezes a processor until it is evicted) but costs a
+            // rebalance and a re-read of what was not yet committed.
             ("session.timeout.ms", "45000"),
             ("heartbeat.interval.ms", "1000"),
             // ClickHouse may be down for long; the loop keeps polling

@@ -576,3 +576,311 @@ pub fn fresh_report(fixture: &str) -> serde_json::Value {
     report["sent_at"] = serde_json::json!(now);
     report
 }
+
+/// The members of consumer group `group` as the coordinator sees them, or
+/// `None` if Kafka could not say (a group nobody joined has none).
+pub async fn group_members(group: &str) -> Option<usize> {
+    let group = group.to_string();
+    tokio::task::spawn_blocking(move || {
+        let client: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", kafka_brokers())
+            .create()
+            .ok()?;
+        let list = client
+            .fetch_group_list(Some(&group), WATERMARK_TIMEOUT)
+            .ok()?;
+        Some(
+            list.groups()
+                .iter()
+                .filter(|g| g.name() == group)
+                .map(|g| g.members().len())
+                .sum(),
+        )
+    })
+    .await
+    .expect("group list task")
+}
+
+impl TestEnv {
+    /// The processor's configuration for this test as TOML text, as an
+    /// operator would write it: what [`TestEnv::processor_config`] holds
+    /// (with the clustering refresh off too: one instance needs none), with
+    /// ClickHouse at `clickhouse_url`, and `extra` tables after it (e.g.
+    /// `[kafka.properties]`).
+    pub fn processor_toml(
+        &self,
+        clickhouse_url: &str,
+        metrics_listen: SocketAddr,
+        extra: &str,
+    ) -> String {
+        let config = self.processor_config();
+        format!(
+            "group_id = \"{group}\"\n\
+             metrics_listen = \"{metrics_listen}\"\n\
+             [kafka]\nbrokers = \"{brokers}\"\n\
+             [topics]\nreports = \"{reports}\"\noutcomes = \"{outcomes}\"\ndead_letters = \"{dead}\"\n\
+             [clickhouse]\nurl = \"{clickhouse_url}\"\ndatabase = \"{database}\"\n\
+             [batch]\nmax_age_ms = {max_age}\n\
+             [retention]\ninterval_secs = 0\n\
+             [analytics]\ninterval_secs = 0\ncluster_refresh_secs = 0\n\
+             {extra}\n",
+            group = config.group_id,
+            brokers = kafka_brokers(),
+            reports = self.reports_topic,
+            outcomes = self.outcomes_topic,
+            dead = self.dead_letters_topic,
+            database = self.database,
+            max_age = config.batch.max_age_ms,
+        )
+    }
+}
+
+/// The environment variable that turns a test binary into a processor: see
+/// [`ChildProcessor`].
+pub const CHILD_PROCESSOR_CONFIG: &str = "E2E_CHILD_PROCESSOR_CONFIG";
+
+/// Runs the processor with the configuration file that
+/// [`CHILD_PROCESSOR_CONFIG`] names, until SIGTERM, if it is set; else
+/// returns at once. A test binary that starts [`ChildProcessor`]s calls this
+/// from a test of the name it gives them, so that the child is the code
+/// under test, not a binary built some other time.
+pub fn serve_as_child_processor() {
+    let Some(path) = std::env::var_os(CHILD_PROCESSOR_CONFIG) else {
+        return;
+    };
+    pipeline::logging::init();
+    let config = processor::Config::load(std::path::Path::new(&path))
+        .expect("child processor configuration loads");
+    // Like the binary's `#[tokio::main]` on a two-core machine.
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(processor::run(config, pipeline::shutdown::signal()))
+        .expect("child processor ran");
+}
+
+/// The processor in a process of its own, so that a test can freeze it
+/// (SIGSTOP) for longer than its group session lasts: the group coordinator
+/// evicts it, as it would a processor cut off from the brokers, and on
+/// SIGCONT it must find out and rejoin by itself. Its log goes to a file
+/// ([`ChildProcessor::log`]), kept if the test fails. Killed when dropped.
+#[derive(Debug)]
+pub struct ChildProcessor {
+    child: Option<std::process::Child>,
+    pid: u32,
+    pub metrics: SocketAddr,
+    pub log: std::path::PathBuf,
+    dir: Option<tempfile::TempDir>,
+}
+
+impl ChildProcessor {
+    /// Starts this test binary's test `child_test` (which must call
+    /// [`serve_as_child_processor`]) with `toml` as the processor's
+    /// configuration, and waits until its `/readyz` answers 200.
+    /// `rust_log` is its `RUST_LOG`.
+    pub async fn start(child_test: &str, toml: &str, metrics: SocketAddr, rust_log: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let config = dir.path().join("processor.toml");
+        std::fs::write(&config, toml).expect("configuration written");
+        let log = dir.path().join("processor.log");
+        let out = std::fs::File::create(&log).expect("log file");
+        let child = std::process::Command::new(std::env::current_exe().expect("test binary"))
+            .args(["--exact", child_test, "--nocapture", "--test-threads=1"])
+            .env(CHILD_PROCESSOR_CONFIG, &config)
+            .env("RUST_LOG", rust_log)
+            .stdout(out.try_clone().expect("log file"))
+            .stderr(out)
+            .spawn()
+            .expect("child processor starts");
+        let processor = ChildProcessor {
+            pid: child.id(),
+            child: Some(child),
+            metrics,
+            log,
+            dir: Some(dir),
+        };
+        let http = reqwest::Client::new();
+        let mut processor = processor;
+        eventually("child processor ready", Duration::from_secs(120), || {
+            let exited = processor
+                .child
+                .as_mut()
+                .and_then(|child| child.try_wait().ok().flatten());
+            if let Some(status) = exited {
+                let log = std::fs::read_to_string(&processor.log).unwrap_or_default();
+                panic!("the child processor exited ({status}):\n{log}");
+            }
+            let http = &http;
+            async move {
+                let response = http
+                    .get(format!("http://{metrics}/readyz"))
+                    .send()
+                    .await
+                    .ok()?;
+                response.status().is_success().then_some(())
+            }
+        })
+        .await;
+        processor
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    fn signal(&self, name: &str) {
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{name}"), &self.pid().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{name} {}", self.pid());
+    }
+
+    /// Freezes the process (SIGSTOP): no thread of it runs, its
+    /// connections stay open.
+    pub fn freeze(&self) {
+        self.signal("STOP");
+    }
+
+    /// Lets it run again (SIGCONT).
+    pub fn thaw(&self) {
+        self.signal("CONT");
+    }
+
+    /// Whether the process is still running (it may be frozen).
+    pub fn running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+    }
+
+    /// One counter of its `/metrics`, e.g. `processor_partitions_revoked_total`.
+    pub async fn counter(&self, name: &str) -> Option<f64> {
+        let text = reqwest::get(format!("http://{}/metrics", self.metrics))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    /// Asks it to stop (SIGTERM; SIGCONT first, in case it is frozen) and
+    /// waits until it has; whether it exited cleanly.
+    pub async fn stop(mut self) -> bool {
+        self.thaw();
+        self.signal("TERM");
+        let Some(mut child) = self.child.take() else {
+            return false;
+        };
+        tokio::task::spawn_blocking(move || child.wait())
+            .await
+            .expect("wait task")
+            .is_ok_and(|status| status.success())
+    }
+}
+
+impl Drop for ChildProcessor {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        // A failed test keeps the log to be read.
+        if std::thread::panicking()
+            && let Some(dir) = self.dir.take()
+        {
+            let kept = dir.keep();
+            eprintln!("child processor's log kept in {}", kept.display());
+        }
+    }
+}
+
+/// A TCP proxy that a test can pause: while paused it takes what either
+/// side sends but forwards nothing, and keeps every connection open, as a
+/// server that has stopped answering would. Used in front of ClickHouse
+/// (whose clients connect where they are told, unlike Kafka's, which go to
+/// the address the broker advertises).
+#[derive(Debug, Clone)]
+pub struct PausableProxy {
+    pub addr: SocketAddr,
+    paused: tokio::sync::watch::Sender<bool>,
+    held: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl PausableProxy {
+    /// Listens on a free loopback port and forwards to `target`.
+    pub async fn start(target: SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
+        let addr = listener.local_addr().expect("local addr");
+        let (paused, _) = tokio::sync::watch::channel(false);
+        let proxy = PausableProxy {
+            addr,
+            paused,
+            held: Arc::default(),
+        };
+        let accepting = proxy.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(target).await else {
+                    continue;
+                };
+                let (client_read, client_write) = client.into_split();
+                let (server_read, server_write) = server.into_split();
+                tokio::spawn(accepting.clone().pump(client_read, server_write));
+                tokio::spawn(accepting.clone().pump(server_read, client_write));
+            }
+        });
+        proxy
+    }
+
+    async fn pump(
+        self,
+        mut from: tokio::net::tcp::OwnedReadHalf,
+        mut to: tokio::net::tcp::OwnedWriteHalf,
+    ) {
+        use std::sync::atomic::Ordering;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut paused = self.paused.subscribe();
+        let mut buffer = vec![0u8; 64 * 1024];
+        loop {
+            let n = match from.read(&mut buffer).await {
+                Ok(0) | Err(_) => {
+                    let _ = to.shutdown().await;
+                    return;
+                }
+                Ok(n) => n,
+            };
+            if *paused.borrow() {
+                self.held.fetch_add(n as u64, Ordering::SeqCst);
+                if paused.wait_for(|p| !*p).await.is_err() {
+                    return;
+                }
+            }
+            if to.write_all(&buffer[..n]).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Stops forwarding; bytes that arrive meanwhile are held back.
+    pub fn pause(&self) {
+        self.held.store(0, std::sync::atomic::Ordering::SeqCst);
+        self.paused.send_replace(true);
+    }
+
+    /// Forwards again, what was held first.
+    pub fn resume(&self) {
+        self.paused.send_replace(false);
+    }
+
+    /// Bytes held back since the last pause: a request is waiting.
+    pub fn held(&self) -> u64 {
+        self.held.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
