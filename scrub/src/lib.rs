@@ -329,9 +329,9 @@ fn add(counts: &mut BTreeMap<String, u32>, name: &str, n: u32) {
 
 /// A span of the normalised text a pass took, and what replaces it.
 #[derive(Debug)]
-struct Taken {
+struct Taken<'r> {
     span: Range<usize>,
-    replacement: String,
+    replacement: Cow<'r, str>,
 }
 
 /// Runs consecutive unchanged default rules over `text`: every pass on the
@@ -351,8 +351,11 @@ fn scrub_defaults(
     // because of what stood next to it may stand alone once a later pass
     // has taken that (`fe80::` before a longer run): the next round sees
     // it as a second scrubbing would, so the result is scrubbed for good.
+    // A round that took something and turned nothing down leaves nothing
+    // for another.
     loop {
         let round = taken.len();
+        let mut turned_down = false;
         for rule in rules {
             let Matcher::Default(passes) = &rule.matcher else {
                 continue;
@@ -364,19 +367,18 @@ fn scrub_defaults(
                 }
                 let hay = hidden.as_deref().unwrap_or(&normal.text);
                 let before = taken.len();
-                pass.find(hay, &rule.replacement, &mut taken);
+                turned_down |= pass.find(hay, &rule.replacement, &mut taken).turned_down;
                 if taken.len() > before {
                     n = n.saturating_add(u32::try_from(taken.len() - before).unwrap_or(u32::MAX));
                     let buf = hidden.get_or_insert_with(|| normal.text.to_string());
                     for t in &taken[before..] {
-                        let filler = char::from(HIDDEN).to_string().repeat(t.span.len());
-                        buf.replace_range(t.span.clone(), &filler);
+                        hide(buf, t.span.clone());
                     }
                 }
             }
             add(counts, &rule.name, n);
         }
-        if taken.len() == round {
+        if taken.len() == round || !turned_down {
             break;
         }
     }
@@ -400,7 +402,8 @@ impl Pass {
     /// Every accepted match in `hay`, added to `taken`. A rejected match is
     /// left and the search resumes one character after its start, so a
     /// shorter match inside it can still be found.
-    fn find(&self, hay: &str, replacement: &str, taken: &mut Vec<Taken>) {
+    fn find<'r>(&self, hay: &str, replacement: &'r str, taken: &mut Vec<Taken<'r>>) -> Found {
+        let mut turned_down = false;
         let mut pos = 0;
         while pos <= hay.len() {
             let Some(m) = self.regex.find_at(hay, pos) else {
@@ -418,20 +421,41 @@ impl Pass {
                 .flatten()
                 .filter(|span| !hay.as_bytes()[span.clone()].contains(&HIDDEN));
             let Some(span) = span else {
+                turned_down = true;
                 pos = m.start() + hay[m.start()..].chars().next().map_or(1, char::len_utf8);
                 continue;
             };
-            let mut expanded = String::new();
-            match &caps {
-                Some(caps) if replacement.contains('$') => caps.expand(replacement, &mut expanded),
-                _ => expanded.push_str(replacement),
-            }
-            taken.push(Taken {
-                span,
-                replacement: expanded,
-            });
+            let replacement = match &caps {
+                Some(caps) if replacement.contains('$') => {
+                    let mut expanded = String::new();
+                    caps.expand(replacement, &mut expanded);
+                    Cow::Owned(expanded)
+                }
+                _ => Cow::Borrowed(replacement),
+            };
+            taken.push(Taken { span, replacement });
             pos = m.end();
         }
+        Found { turned_down }
+    }
+}
+
+/// What a pass's search met besides what it took.
+#[derive(Debug, Clone, Copy)]
+struct Found {
+    /// A candidate was turned down by its check.
+    turned_down: bool,
+}
+
+/// Hides `span` of `buf` behind [`HIDDEN`] bytes, as many as the span
+/// has (it is on char boundaries, so the text stays UTF-8).
+fn hide(buf: &mut String, span: Range<usize>) {
+    const FILL: &str = "\u{1}\u{1}\u{1}\u{1}\u{1}\u{1}\u{1}\u{1}\u{1}\u{1}\u{1}\u{1}\u{1}\u{1}\u{1}\u{1}\u{1}\u{1}\u{1}\u{1}\u{1}\u{1}\u{1}\u{1}\u{1}\u{1}\u{1}\u{1}\u{1}\u{1}\u{1}\u{1}";
+    let len = span.len();
+    if len <= FILL.len() {
+        buf.replace_range(span, &FILL[..len]);
+    } else {
+        buf.replace_range(span, &char::from(HIDDEN).to_string().repeat(len));
     }
 }
 

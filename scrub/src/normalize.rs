@@ -49,13 +49,27 @@ fn fold(c: char) -> Option<Option<u8>> {
 }
 
 pub(crate) fn normalize(text: &str) -> Normalized<'_> {
-    if text.is_ascii() {
+    // Every folded character starts with one of these bytes (U+00A0,
+    // U+00AD; U+2000–U+2FFF; U+3000; U+FE00–U+FFFF): text without them,
+    // ASCII or ordinary Chinese, is not decoded.
+    let Some(lead) = text
+        .bytes()
+        .position(|b| matches!(b, 0xC2 | 0xE2 | 0xE3 | 0xEF))
+    else {
         return Normalized {
             text: Cow::Borrowed(text),
             map: None,
         };
-    }
-    let Some(first) = text.char_indices().find(|(_, c)| fold(*c).is_some()) else {
+    };
+    let from = (0..=lead)
+        .rev()
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(0);
+    let Some(first) = text[from..]
+        .char_indices()
+        .map(|(i, c)| (from + i, c))
+        .find(|(_, c)| fold(*c).is_some())
+    else {
         return Normalized {
             text: Cow::Borrowed(text),
             map: None,

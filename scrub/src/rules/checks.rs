@@ -218,6 +218,8 @@ pub(crate) struct TextStats {
     pub dots: usize,
     pub backslashes: usize,
     pub max_digit_run: usize,
+    /// Runs of four digits or more.
+    pub long_digit_runs: usize,
     pub max_hex_run: usize,
 }
 
@@ -230,6 +232,7 @@ impl TextStats {
             if b.is_ascii_digit() {
                 stats.digits += 1;
                 digit_run += 1;
+                stats.long_digit_runs += usize::from(digit_run == 4);
                 hex_run += 1;
                 stats.max_digit_run = stats.max_digit_run.max(digit_run);
                 stats.max_hex_run = stats.max_hex_run.max(hex_run);

@@ -218,7 +218,8 @@ pub(crate) const DEFAULTS: &[Default] = &[
             // (American Express 4-6-5).
             pattern: r"[3-6][0-9]{3}(?:[ -][0-9]{4}){2,3}(?:[ -][0-9]{1,4})?|3[47][0-9]{2}[ -][0-9]{6}[ -][0-9]{5}|[3-6][0-9]{12,18}",
             check: Check::BankCard,
-            admit: |s| s.digits >= 13 && s.max_digit_run >= 4,
+            // Whole, or in at least three groups of four or more.
+            admit: |s| s.digits >= 13 && (s.max_digit_run >= 13 || s.long_digit_runs >= 3),
         }],
     },
     Default {
