@@ -246,8 +246,8 @@ mod tests {
         Metrics::add(&metrics.rows_inserted, 3);
         let text = metrics.render();
         assert!(text.contains("processor_rows_inserted_total 3"));
-        assert_eq!(text.matches("# TYPE ").count(), 17);
-        assert_eq!(text.matches("# HELP ").count(), 17);
+        assert_eq!(text.matches("# TYPE ").count(), 18);
+        assert_eq!(text.matches("# HELP ").count(), 18);
     }
 
     #[test]
