@@ -87,29 +87,8 @@ pub fn group_with(crash: &CrashPayload, signer: &Signer) -> Grouping {
     }
 }
 
-/// Normalises a hexadecimal number (an exception code or an offset) to
-/// upper-case hex with a `0x` prefix and no leading zeros: `0x00a1b2c`,
-/// `0XA1B2C` and `a1b2c` all become `0xA1B2C`, and `0x0000` becomes `0x0`.
-/// The payload documents these fields as hexadecimal, so a value without a
-/// prefix is read as hex too. Anything that is not hex is only trimmed, so
-/// it still groups with identical values.
-pub(crate) fn normalise_hex(value: &str) -> String {
-    let value = value.trim();
-    let digits = value
-        .strip_prefix("0x")
-        .or_else(|| value.strip_prefix("0X"))
-        .unwrap_or(value);
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return value.to_owned();
-    }
-    let significant = digits.trim_start_matches('0');
-    let significant = if significant.is_empty() {
-        "0"
-    } else {
-        significant
-    };
-    format!("0x{}", significant.to_ascii_uppercase())
-}
+/// The one spelling of exception codes and offsets ([`schemas::hex`]).
+pub(crate) use schemas::hex::normalise as normalise_hex;
 
 #[cfg(test)]
 pub(crate) mod test_support {
@@ -203,18 +182,6 @@ mod tests {
     use super::test_support::{edge_cxx_throw, explorer_av};
     use super::*;
     use schemas::report::{Envelope, Payload, SchemaId};
-
-    #[test]
-    fn normalise_hex_strips_padding_prefix_and_case() {
-        assert_eq!(normalise_hex("0x00000000000a1b2c"), "0xA1B2C");
-        assert_eq!(normalise_hex("0XA1B2C"), "0xA1B2C");
-        assert_eq!(normalise_hex(" a1b2c "), "0xA1B2C");
-        assert_eq!(normalise_hex("0xc0000005"), "0xC0000005");
-        assert_eq!(normalise_hex("0x0000"), "0x0");
-        assert_eq!(normalise_hex("0x"), "0x");
-        assert_eq!(normalise_hex("-1073741819"), "-1073741819");
-        assert_eq!(normalise_hex("0xZZ"), "0xZZ");
-    }
 
     #[test]
     fn group_stamps_the_version_and_combines_both_keys() {

@@ -182,7 +182,10 @@ impl CrashRow {
             .map(|f| {
                 (
                     f.module,
-                    (f.function.unwrap_or_default(), normalize_hex(&f.offset)),
+                    (
+                        f.function.unwrap_or_default(),
+                        schemas::hex::normalise(&f.offset),
+                    ),
                 )
             })
             .unzip();
@@ -196,10 +199,10 @@ impl CrashRow {
             (
                 crash.app.name,
                 crash.app.version,
-                normalize_hex(&crash.exception_code),
+                schemas::hex::normalise(&crash.exception_code),
                 crash.module.name,
                 crash.module.version,
-                normalize_hex(&crash.module.offset),
+                schemas::hex::normalise(&crash.module.offset),
                 frame_modules,
                 frame_functions,
                 frame_offsets,
@@ -367,16 +370,6 @@ impl HeartbeatRow {
     }
 }
 
-/// `0xc0000005` → `0xC0000005`: one spelling per code or offset, so that
-/// grouping and filters need not care how a client wrote it.
-fn normalize_hex(text: &str) -> String {
-    let mut out = text.to_ascii_uppercase();
-    if out.starts_with("0X") {
-        out.replace_range(1..2, "x");
-    }
-    out
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -388,15 +381,6 @@ pub(crate) mod tests {
         partition: 3,
         offset: 42,
     };
-
-    #[test]
-    fn hex_is_spelled_one_way() {
-        assert_eq!(normalize_hex("0xc0000005"), "0xC0000005");
-        assert_eq!(normalize_hex("0XC0000005"), "0xC0000005");
-        assert_eq!(normalize_hex("1a2b"), "1A2B");
-        assert_eq!(normalize_hex("0"), "0");
-        assert_eq!(normalize_hex(""), "");
-    }
 
     fn accepted(text: &str) -> (AcceptedReport<()>, Payload) {
         let sent: Sent = serde_json::from_str(text).expect("fixture");
@@ -448,7 +432,10 @@ pub(crate) mod tests {
         assert_eq!(row.os_build, 19045);
         assert_eq!(row.module_name, "shell32.dll");
         assert_eq!(row.exception_code, "0xC0000005");
-        assert_eq!(row.module_offset, "0x00000000000A1B2C");
+        assert_eq!(
+            row.module_offset, "0xA1B2C",
+            "spelled as grouping hashed it"
+        );
         assert_eq!(row.frame_modules.len(), 7);
         assert_eq!(row.frame_functions[4], "");
         assert_eq!(row.frame_offsets[6], "0x52651");

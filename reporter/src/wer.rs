@@ -158,13 +158,14 @@ pub fn parse_text(text: &str) -> WerFile {
     file
 }
 
-/// `c0000005` → `0xC0000005` (8 upper-case hex digits).
+/// `c0000005` → `0xC0000005`: a 32-bit hexadecimal code, spelled the one
+/// way ([`schemas::hex::normalise`]).
 pub fn normalise_code(raw: &str) -> Result<String, WerError> {
-    let digits = strip_hex_prefix(raw);
+    let digits = schemas::hex::digits(raw.trim());
     u32::from_str_radix(digits, 16)
         .ok()
         .filter(|_| !digits.is_empty() && !digits.starts_with('+'))
-        .map(|code| format!("0x{code:08X}"))
+        .map(|_| schemas::hex::normalise(raw))
         .ok_or(WerError::Bad {
             field: "Exception Code",
             value: raw.to_string(),
@@ -172,9 +173,10 @@ pub fn normalise_code(raw: &str) -> Result<String, WerError> {
         })
 }
 
-/// `000000000003fd1e` → `0x000000000003FD1E` (1 to 16 hex digits kept).
+/// `000000000003fd1e` → `0x3FD1E`: 1 to 16 hex digits, spelled the one way
+/// ([`schemas::hex::normalise`]).
 pub fn normalise_offset(raw: &str) -> Result<String, WerError> {
-    let digits = strip_hex_prefix(raw);
+    let digits = schemas::hex::digits(raw.trim());
     if digits.is_empty() || digits.len() > 16 || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(WerError::Bad {
             field: "Exception Offset",
@@ -182,14 +184,7 @@ pub fn normalise_offset(raw: &str) -> Result<String, WerError> {
             why: "not 1 to 16 hexadecimal digits",
         });
     }
-    Ok(format!("0x{}", digits.to_ascii_uppercase()))
-}
-
-fn strip_hex_prefix(raw: &str) -> &str {
-    let raw = raw.trim();
-    raw.strip_prefix("0x")
-        .or_else(|| raw.strip_prefix("0X"))
-        .unwrap_or(raw)
+    Ok(schemas::hex::normalise(raw))
 }
 
 /// Windows locale ids (LCID) seen on the agencies' machines.
@@ -373,10 +368,10 @@ mod tests {
         assert_eq!(p.exception_code, "0xC0000005");
         assert_eq!(p.module.name, "shell32.dll");
         assert_eq!(p.module.version, "10.0.19041.3570");
-        assert_eq!(p.module.offset, "0x000000000003FD1E");
+        assert_eq!(p.module.offset, "0x3FD1E");
         assert_eq!(p.frames.len(), 1);
         assert_eq!(p.frames[0].module, "shell32.dll");
-        assert_eq!(p.frames[0].offset, "0x000000000003FD1E");
+        assert_eq!(p.frames[0].offset, "0x3FD1E");
         assert_eq!(crash.os.version.as_deref(), Some("10.0.19045"));
         assert_eq!(crash.os.build, Some(19045));
         assert_eq!(crash.os.revision, Some(3570));
@@ -391,7 +386,7 @@ mod tests {
         };
         assert_eq!(crash.payload.exception_code, "0xC0000409");
         assert_eq!(crash.payload.module.name, "ucrtbase.dll");
-        assert_eq!(crash.payload.module.offset, "0x000000000007286E");
+        assert_eq!(crash.payload.module.offset, "0x7286E");
         assert_eq!(crash.os.revision, None, "no OsInfo lines");
         assert_eq!(crash.os.locale.as_deref(), Some("en-US"));
     }
@@ -435,10 +430,11 @@ mod tests {
         assert_eq!(normalise_code("c0000005").unwrap(), "0xC0000005");
         assert_eq!(normalise_code("0x80000003").unwrap(), "0x80000003");
         assert_eq!(normalise_code("e06d7363").unwrap(), "0xE06D7363");
-        assert_eq!(normalise_code("5").unwrap(), "0x00000005");
+        assert_eq!(normalise_code("5").unwrap(), "0x5");
         assert!(normalise_code("1c0000005").is_err());
         assert!(normalise_code("zz").is_err());
-        assert_eq!(normalise_offset("0003fd1e").unwrap(), "0x0003FD1E");
+        assert_eq!(normalise_offset("0003fd1e").unwrap(), "0x3FD1E");
+        assert_eq!(normalise_code(" 0X0000001d ").unwrap(), "0x1D");
         assert!(normalise_offset("00000000000000000001").is_err());
         assert!(normalise_offset("").is_err());
     }

@@ -15,13 +15,15 @@
 //! - [`clickhouse`]: the DDL as ordered migrations, and [`ServerVersion`],
 //!   the one place where ClickHouse version differences are decided;
 //! - [`erasure`]: a machine's erasure request and the SQL that carries it
-//!   out.
+//!   out;
+//! - [`hex`]: the one spelling of exception codes and offsets.
 //!
 //! Ingest and processor depend on this crate; it depends on neither, and on
 //! no network client.
 
 pub mod clickhouse;
 pub mod erasure;
+pub mod hex;
 pub mod json_schema;
 pub mod outcome;
 pub mod probes;

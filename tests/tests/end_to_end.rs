@@ -98,7 +98,7 @@ async fn travels(hash: MachineIdHash) {
     assert_eq!(row.app_name, "explorer.exe");
     assert_eq!(row.exception_code, "0xC0000005");
     assert_eq!(row.module_name, "shell32.dll");
-    assert_eq!(row.module_offset, "0x00000000000A1B2C");
+    assert_eq!(row.module_offset, "0xA1B2C");
     assert_eq!(row.frame_modules.len(), 7);
     assert_eq!(row.frame_modules[0], "shell32.dll");
     assert_eq!(row.frame_functions[0], "CDefView::_OnContextMenu");

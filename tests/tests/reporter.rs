@@ -211,7 +211,7 @@ async fn imported_wer_crashes_arrive_with_their_bucket() {
     assert_eq!(explorer.org_id, "water");
     assert_eq!(explorer.payload["exception_code"], "0xC0000005");
     assert_eq!(explorer.payload["module"]["name"], "shell32.dll");
-    assert_eq!(explorer.payload["module"]["offset"], "0x000000000003FD1E");
+    assert_eq!(explorer.payload["module"]["offset"], "0x3FD1E");
     assert_eq!(explorer.payload["app"]["name"], "explorer.exe");
     assert_eq!((explorer.os.build, explorer.os.revision), (19045, 3570));
     let wps = arrived
