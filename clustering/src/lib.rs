@@ -107,6 +107,7 @@
 //! slower.
 
 mod cluster;
+pub mod embed;
 mod minhash;
 mod represent;
 mod table;
