@@ -4,6 +4,17 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
+use clap::Parser;
+
+/// The HTTP edge: authenticates, checks consent, validates, scrubs, hashes
+/// the machine id and streams accepted reports to Kafka.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// The configuration file (TOML).
+    #[arg(long, env = "INGEST_CONFIG", default_value = "ingest.toml")]
+    config: PathBuf,
+}
 
 /// Every report is many small, short-lived allocations (parsed JSON,
 /// scrubbed text, encoded rows); mimalloc serves them with less work than
@@ -13,10 +24,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
     pipeline::logging::init();
-    let path = config_path()?;
-    let config = ingest::Config::load(&path)
-        .with_context(|| format!("loading configuration {}", path.display()))?;
+    let config = ingest::Config::load(&args.config)
+        .with_context(|| format!("loading configuration {}", args.config.display()))?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
@@ -25,12 +36,17 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn config_path() -> anyhow::Result<PathBuf> {
-    let mut args = std::env::args().skip(1);
-    match (args.next().as_deref(), args.next()) {
-        (None, _) => Ok(std::env::var_os("INGEST_CONFIG")
-            .map_or_else(|| PathBuf::from("ingest.toml"), PathBuf::from)),
-        (Some("--config"), Some(path)) => Ok(PathBuf::from(path)),
-        _ => anyhow::bail!("usage: ingest [--config PATH]"),
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent_and_parses() {
+        Args::command().debug_assert();
+        let args =
+            Args::try_parse_from(["ingest", "--config", "/etc/ingest.toml"]).expect("parses");
+        assert_eq!(args.config, PathBuf::from("/etc/ingest.toml"));
+        assert!(Args::try_parse_from(["ingest", "--bogus"]).is_err());
     }
 }

@@ -8,49 +8,40 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
+use clap::{Parser, Subcommand};
 
-const USAGE: &str = "usage: processor [--config PATH]\n       \
-                     processor report [--since 30d] [--out report.html] [--config PATH]";
-
-#[derive(Debug)]
+/// Consumes the reports and outcomes topics into exact ClickHouse tables.
+#[derive(Debug, Parser)]
+#[command(version)]
 struct Args {
-    report: bool,
-    config: Option<PathBuf>,
-    since: u32,
-    out: PathBuf,
+    /// The configuration file (TOML).
+    #[arg(
+        long,
+        global = true,
+        env = "PROCESSOR_CONFIG",
+        default_value = "processor.toml"
+    )]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
 }
 
-fn parse_args() -> anyhow::Result<Args> {
-    let mut args = Args {
-        report: false,
-        config: None,
-        since: 30,
-        out: PathBuf::from("report.html"),
-    };
-    let mut it = std::env::args().skip(1).peekable();
-    if it.peek().map(String::as_str) == Some("report") {
-        args.report = true;
-        it.next();
-    }
-    while let Some(flag) = it.next() {
-        let mut value = || {
-            it.next()
-                .with_context(|| format!("{flag} needs a value\n{USAGE}"))
-        };
-        match flag.as_str() {
-            "--config" => args.config = Some(PathBuf::from(value()?)),
-            "--since" if args.report => {
-                let text = value()?;
-                args.since = processor::report::parse_since(&text)
-                    .with_context(|| format!("--since {text}: give days, e.g. 30d"))?;
-            }
-            "--out" if args.report => args.out = PathBuf::from(value()?),
-            "--help" | "-h" => bail!("{USAGE}"),
-            other => bail!("unknown argument {other}\n{USAGE}"),
-        }
-    }
-    Ok(args)
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Writes the roadmap report (HTML, with the same tables as CSV beside it).
+    Report {
+        /// How far back, in days, e.g. `30d`.
+        #[arg(long, default_value = "30d", value_parser = since)]
+        since: u32,
+        /// Where the HTML goes; the CSV files go beside it.
+        #[arg(long, default_value = "report.html")]
+        out: PathBuf,
+    },
+}
+
+fn since(text: &str) -> Result<u32, String> {
+    processor::report::parse_since(text).ok_or_else(|| format!("give days, e.g. 30d, not {text:?}"))
 }
 
 /// Every report is many small, short-lived allocations (parsed JSON,
@@ -61,24 +52,42 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
     pipeline::logging::init();
-    let args = parse_args()?;
-    let path = args
-        .config
-        .or_else(|| std::env::var_os("PROCESSOR_CONFIG").map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from("processor.toml"));
-    let config = processor::Config::load(&path)
-        .with_context(|| format!("loading configuration {}", path.display()))?;
-    if args.report {
-        let store = processor::Store::connect(&config.clickhouse).await?;
-        let report = processor::report::gather(&store, args.since).await?;
-        let written = processor::report::write(&report, &args.out)
-            .with_context(|| format!("writing {}", args.out.display()))?;
-        for file in written {
-            tracing::info!(file = %file.display(), "written");
+    let config = processor::Config::load(&args.config)
+        .with_context(|| format!("loading configuration {}", args.config.display()))?;
+    match args.command {
+        Some(Command::Report { since, out }) => {
+            let store = processor::Store::connect(&config.clickhouse).await?;
+            let report = processor::report::gather(&store, since).await?;
+            let written = processor::report::write(&report, &out)
+                .with_context(|| format!("writing {}", out.display()))?;
+            for file in written {
+                tracing::info!(file = %file.display(), "written");
+            }
         }
-        return Ok(());
+        None => processor::run(config, pipeline::shutdown::signal()).await?,
     }
-    processor::run(config, pipeline::shutdown::signal()).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent_and_parses() {
+        Args::command().debug_assert();
+        let args =
+            Args::try_parse_from(["processor", "report", "--since", "7d", "--config", "p.toml"])
+                .expect("parses");
+        assert_eq!(args.config, PathBuf::from("p.toml"));
+        assert!(matches!(
+            args.command,
+            Some(Command::Report { since: 7, .. })
+        ));
+        assert!(Args::try_parse_from(["processor", "report", "--since", "soon"]).is_err());
+        assert!(Args::try_parse_from(["processor", "--out", "x.html"]).is_err());
+    }
 }
