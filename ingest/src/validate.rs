@@ -454,6 +454,100 @@ mod tests {
         assert!(reference_only > 0, "the escape hatch was exercised");
     }
 
+    /// Where the schemas pin a field's form so it cannot carry personal
+    /// data, both ways refuse the same values and take the same ones: each
+    /// pinned field of each fixture set to each probe.
+    #[test]
+    fn pinned_fields_refuse_personal_data_the_same_both_ways() {
+        let validator = Validator::new(86_400);
+        let pinned = [
+            "/os/product",
+            "/os/version",
+            "/os/locale",
+            "/os/build",
+            "/os/revision",
+            "/payload/app/version",
+            "/payload/module/version",
+            "/payload/category",
+            "/payload/language",
+        ];
+        let probes = [
+            json!("Windows 10 Enterprise G"),
+            json!("Windows"),
+            json!("Windows Server 2022 Datacenter"),
+            json!("Microsoft Windows 7"),
+            json!("Microsoft"),
+            json!("Windows 10 Enterprise G (张伟)"),
+            json!("Windows 10 Pro 13800138000"),
+            json!("10.0.19045"),
+            json!("6.1.7601"),
+            json!("138.0013.8000"),
+            json!("10.0.19041.3570"),
+            json!("10.0.0.1"),
+            json!("1380.013.8000"),
+            json!("010.6552.9988"),
+            json!("555.123.4567"),
+            json!("6222.0212.3456.7890"),
+            json!("192.168.1.20"),
+            json!("172.31.0.1"),
+            json!("172.32.0.1"),
+            json!("13800138000"),
+            json!("zh-CN"),
+            json!("zh-Hans-CN"),
+            json!("es-419"),
+            json!("zh-CN-zhangwei"),
+            json!("zh-13800138"),
+            json!("PC-LINA"),
+            json!("zh-cn"),
+            json!("shell.taskbar"),
+            json!("win10.start_menu"),
+            json!("zhang.wei138"),
+            json!("zhangwei@sgcc"),
+            json!(""),
+            json!(19045),
+            json!(99_999),
+            json!(100_000),
+            json!(999_999),
+            json!(1_000_000),
+            json!(13_800_138),
+        ];
+        let mut cases = 0;
+        for text in fixtures::ALL {
+            let fixture: Value = serde_json::from_str(text).expect("fixture");
+            for pointer in pinned {
+                if fixture.pointer(pointer).is_none() {
+                    continue;
+                }
+                for probe in &probes {
+                    let mut report = fixture.clone();
+                    *report.pointer_mut(pointer).expect("field") = probe.clone();
+                    let body = serde_json::to_vec(&report).expect("encodes");
+                    let reference = validator.check_value(report).map(|c| c.envelope);
+                    let ingest = validator.check_body(&body, NOW).map(|c| c.envelope);
+                    cases += 1;
+                    match (ingest, reference) {
+                        (Ok(a), Ok(b)) => assert_eq!(a, b),
+                        (Err(_), Err(_)) => {}
+                        (a, b) => panic!(
+                            "{pointer} = {probe}: ingest {:?}, schemas {:?}",
+                            a.map(|_| "ok").map_err(|e| e.error.code()),
+                            b.map(|_| "ok").map_err(|e| e.code())
+                        ),
+                    }
+                    if fast::check(&body).is_some() {
+                        assert!(
+                            validator
+                                .check_value(serde_json::from_slice(&body).expect("json"))
+                                .is_ok(),
+                            "the fast way took {pointer} = {probe}"
+                        );
+                    }
+                }
+            }
+        }
+        assert!(cases > 300, "{cases} cases");
+    }
+
     #[test]
     fn field_paths_read_like_code() {
         assert_eq!(field_path("", ""), "");

@@ -96,8 +96,11 @@ fn uuid(text: &str) -> Option<Uuid> {
 
 fn os(os: &OsInfo) -> bool {
     chars_within(&os.product, 1, 128)
+        && product(&os.product)
         && chars_within(&os.version, 0, 32)
-        && dotted_version(&os.version)
+        && windows_version(&os.version)
+        && os.build <= 99_999
+        && os.revision <= 999_999
         && locale(&os.locale)
         && matches!(os.arch.as_str(), "x64" | "x86" | "arm64")
 }
@@ -113,10 +116,10 @@ fn payload_ok(payload: &Payload) -> bool {
 
 fn crash_ok(crash: &CrashPayload) -> bool {
     chars_within(&crash.app.name, 1, 260)
-        && chars_within(&crash.app.version, 1, 64)
+        && file_version(&crash.app.version)
         && hex_code(&crash.exception_code, 8)
         && chars_within(&crash.module.name, 1, 260)
-        && chars_within(&crash.module.version, 0, 64)
+        && (crash.module.version.is_empty() || file_version(&crash.module.version))
         && hex_code(&crash.module.offset, 16)
         && crash.frames.len() <= 256
         && crash.frames.iter().all(|frame| {
@@ -136,10 +139,7 @@ fn feature_request_ok(request: &FeatureRequestPayload) -> bool {
             .as_deref()
             .is_none_or(|b| chars_within(b, 0, 10_000))
         && category(&request.category)
-        && request
-            .language
-            .as_deref()
-            .is_none_or(|l| chars_within(l, 0, 35))
+        && request.language.as_deref().is_none_or(locale)
 }
 
 fn feedback_ok(feedback: &FeedbackPayload) -> bool {
@@ -186,35 +186,160 @@ fn hex_code(text: &str, max: usize) -> bool {
     (1..=max).contains(&hex.len()) && hex.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-/// `^[0-9]+\.[0-9]+\.[0-9]+$`.
-fn dotted_version(text: &str) -> bool {
-    let mut parts = 0;
-    for part in text.split('.') {
-        if !digits(part, 1, usize::MAX) {
-            return false;
-        }
-        parts += 1;
+/// The edition's words (`os.product`'s pattern):
+/// `^(Microsoft )?Windows( (7|8|8\.1|10|11|20[0-9]{2}|<word>)){0,8}$`.
+fn product(text: &str) -> bool {
+    const WORDS: [&str; 47] = [
+        "R2",
+        "Server",
+        "Enterprise",
+        "Education",
+        "Professional",
+        "Pro",
+        "Home",
+        "Ultimate",
+        "Premium",
+        "Basic",
+        "Starter",
+        "Business",
+        "Standard",
+        "Datacenter",
+        "Essentials",
+        "Foundation",
+        "Embedded",
+        "IoT",
+        "Core",
+        "LTSC",
+        "LTSB",
+        "G",
+        "N",
+        "KN",
+        "S",
+        "SE",
+        "Team",
+        "China",
+        "Government",
+        "Edition",
+        "Single",
+        "Language",
+        "for",
+        "Workstations",
+        "Virtual",
+        "Desktops",
+        "multi-session",
+        "Evaluation",
+        "Insider",
+        "Preview",
+        "Azure",
+        "Stack",
+        "HCI",
+        "Web",
+        "Storage",
+        "Holographic",
+        "Mobile",
+    ];
+    let text = text.strip_prefix("Microsoft ").unwrap_or(text);
+    let Some(rest) = text.strip_prefix("Windows") else {
+        return false;
+    };
+    if rest.is_empty() {
+        return true;
     }
-    parts == 3
+    let Some(rest) = rest.strip_prefix(' ') else {
+        return false;
+    };
+    let words: Vec<&str> = rest.split(' ').collect();
+    words.len() <= 8
+        && words.iter().all(|word| {
+            matches!(*word, "7" | "8" | "8.1" | "10" | "11")
+                || (word.len() == 4 && word.starts_with("20") && digits(word, 4, 4))
+                || WORDS.contains(word)
+        })
 }
 
-/// `^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$`.
+/// `^(5|6|10)\.[0-9]\.[0-9]{1,5}$`.
+fn windows_version(text: &str) -> bool {
+    let parts: Vec<&str> = text.split('.').collect();
+    parts.len() == 3
+        && matches!(parts[0], "5" | "6" | "10")
+        && digits(parts[1], 1, 1)
+        && digits(parts[2], 1, 5)
+}
+
+/// A file version (`app.version`, `module.version`): the pattern
+/// `^[0-9]{1,5}(\.[0-9]{1,5}){0,3}$`, at most 64 characters, and not one of
+/// the dotted forms of the schema's `not`.
+fn file_version(text: &str) -> bool {
+    let parts: Vec<&str> = text.split('.').collect();
+    parts.len() <= 4
+        && parts.iter().all(|part| digits(part, 1, 5))
+        && !dotted_for_something_else(&parts)
+}
+
+/// The schema's `not` for versions: a Chinese mobile (3-4-4, 4-3-4) or
+/// landline number, a North American number, groups of four (a card, a
+/// MAC address), a private IPv4 address. `parts` are 1 to 5 digits each.
+fn dotted_for_something_else(parts: &[&str]) -> bool {
+    let lens: Vec<usize> = parts.iter().map(|p| p.len()).collect();
+    let first = |i: usize| parts[i].as_bytes()[0];
+    let second = |i: usize| parts[i].as_bytes().get(1).copied().unwrap_or(0);
+    let mobile_prefix = first(0) == b'1' && (b'3'..=b'9').contains(&second(0));
+    match lens.as_slice() {
+        [3, 4, 4] | [4, 3, 4] if mobile_prefix => true,
+        [3 | 4, 3 | 4, 4]
+            if first(0) == b'0'
+                && (b'1'..=b'9').contains(&second(0))
+                && (b'2'..=b'8').contains(&first(1)) =>
+        {
+            true
+        }
+        [3, 3, 4] if (b'2'..=b'9').contains(&first(0)) => true,
+        [4, 4, 4] | [4, 4, 4, 4] => true,
+        [3, _, 1..=3, 1..=3] => {
+            let second_part: Option<u8> = parts[1].parse().ok();
+            match (parts[0], parts[1]) {
+                ("192", "168") | ("169", "254") => true,
+                ("172", p) => p.len() == 2 && second_part.is_some_and(|n| (16..=31).contains(&n)),
+                _ => false,
+            }
+        }
+        _ => false,
+    }
+}
+
+/// `^[a-z]{2,3}(-(<script>))?(-([A-Z]{2}|[0-9]{3}))?$`: a language, an
+/// optional script of those Windows locales use, an optional region.
 fn locale(text: &str) -> bool {
-    let mut parts = text.split('-');
-    let language = parts.next().unwrap_or_default();
+    const SCRIPTS: [&str; 36] = [
+        "Adlm", "Arab", "Beng", "Cans", "Cher", "Cyrl", "Deva", "Ethi", "Geor", "Grek", "Gujr",
+        "Guru", "Hans", "Hant", "Hebr", "Jpan", "Khmr", "Knda", "Kore", "Laoo", "Latn", "Mlym",
+        "Mong", "Mymr", "Olck", "Orya", "Sinh", "Syrc", "Taml", "Telu", "Tfng", "Thaa", "Thai",
+        "Tibt", "Vaii", "Yiii",
+    ];
+    let script = |s: &str| SCRIPTS.contains(&s);
+    let region =
+        |s: &str| (s.len() == 2 && s.bytes().all(|b| b.is_ascii_uppercase())) || digits(s, 3, 3);
+    let parts: Vec<&str> = text.split('-').collect();
+    let language = parts[0];
     (2..=3).contains(&language.len())
-        && language.bytes().all(|b| b.is_ascii_alphabetic())
-        && parts.all(|part| {
-            (2..=8).contains(&part.len()) && part.bytes().all(|b| b.is_ascii_alphanumeric())
-        })
+        && language.bytes().all(|b| b.is_ascii_lowercase())
+        && match parts[1..] {
+            [] => true,
+            [one] => script(one) || region(one),
+            [one, two] => script(one) && region(two),
+            _ => false,
+        }
 }
 
-/// `^[a-z0-9_.-]{1,64}$`.
+/// `^[a-z]+[0-9]{0,2}(_[a-z]+[0-9]{0,2})*(\.[a-z]+[0-9]{0,2}(_[a-z]+[0-9]{0,2})*)*$`,
+/// at most 64 characters: dot-separated names of words joined by `_`,
+/// each word lower-case letters and at most two digits at its end.
 fn category(text: &str) -> bool {
-    (1..=64).contains(&text.len())
-        && text.bytes().all(|b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'.' | b'-')
-        })
+    let word = |w: &str| {
+        let letters = w.bytes().take_while(u8::is_ascii_lowercase).count();
+        letters > 0 && digits(&w[letters..], 0, 2)
+    };
+    text.len() <= 64 && text.split('.').all(|name| name.split('_').all(word))
 }
 
 #[cfg(test)]
@@ -226,13 +351,56 @@ mod tests {
         assert!(hex_code("0xC0000005", 8) && hex_code("0X1", 8));
         assert!(!hex_code("0xC00000050", 8) && !hex_code("0x", 8) && !hex_code("C0000005", 8));
         assert!(!hex_code("0x1F\n", 16) && !hex_code("0x1g", 16));
+        assert!(windows_version("10.0.19045") && windows_version("6.1.7601"));
         assert!(
-            dotted_version("10.0.19045") && !dotted_version("10.0") && !dotted_version("10..1.2")
+            !windows_version("10.0")
+                && !windows_version("10..1")
+                && !windows_version("138.0013.8000")
         );
-        assert!(!dotted_version("10.0.19045.1") && !dotted_version("1.2.x"));
+        assert!(!windows_version("10.0.19045.1") && !windows_version("11.0.22000"));
         assert!(locale("zh-CN") && locale("en") && locale("sr-Latn-RS") && locale("zh-Hans-CN"));
+        assert!(locale("es-419") && locale("zh-Hans"));
         assert!(!locale("z") && !locale("zh_CN") && !locale("zh-") && !locale("zh-C"));
-        assert!(category("shell.taskbar") && !category("Shell") && !category(""));
+        assert!(!locale("zh-CN-zhangwei") && !locale("zh-13800138") && !locale("zh-CN-CN"));
+        assert!(!locale("PC-LINA") && !locale("zh-Wang-CN") && !locale("ZH-cn"));
+        assert!(category("shell.taskbar") && category("update") && category("win10.start_menu"));
+        assert!(!category("Shell") && !category("") && !category("13800138000"));
+        assert!(
+            !category("zhang.wei@x") && !category("a.b123") && !category(".a") && !category("a..b")
+        );
+        assert!(product("Windows 10 Enterprise G") && product("Windows"));
+        assert!(product("Windows Server 2022 Datacenter") && product("Windows 8.1 Pro"));
+        assert!(
+            product("Microsoft Windows 7")
+                && !product("Microsoft")
+                && !product("Microsoft  Windows")
+        );
+        assert!(!product("Windows 10 Enterprise G (Zhang Wei)") && !product("Windows  10"));
+        assert!(!product("Windows 13800138000") && !product("windows 10") && !product("Windows "));
+        assert!(
+            file_version("10.0.19041.3570") && file_version("12.1.0.16120") && file_version("1")
+        );
+        assert!(file_version("10.0.0.1") && file_version("120.0.6099.130"));
+        for phone_card_or_address in [
+            "138.0013.8000",
+            "1380.013.8000",
+            "010.6552.9988",
+            "555.123.4567",
+            "6222.0212.3456.7890",
+            "0050.5659.1258",
+            "192.168.1.20",
+            "172.16.0.1",
+            "13800138000",
+            "110105194912310021",
+            "1.2.3.4.5",
+            "1.2.x",
+            "",
+        ] {
+            assert!(
+                !file_version(phone_card_or_address),
+                "{phone_card_or_address}"
+            );
+        }
         assert!(schema_id("crash/1").is_some() && schema_id("crash/+1").is_none());
         assert!(schema_id("Crash/1").is_none() && schema_id("crash/").is_none());
         assert!(uuid("00000000-0000-4000-8000-000000000000").is_some());
