@@ -123,6 +123,11 @@ const PII_ZH: &[&str] = &[
     "同事说在{}上也能复现。",
     "附件路径 {} 打不开",
     "用户反馈：登录{}后白屏，希望尽快修复",
+    "【{}】无法同步",
+    "联系方式:{}",
+    "备注：{}；请勿外传",
+    "在“文件”菜单里打开{}，程序无响应",
+    "{}",
 ];
 
 const PII_LATIN: &[&str] = &[
@@ -136,6 +141,11 @@ const PII_LATIN: &[&str] = &[
     "After KB5031356 the dialog shows {} and hangs.",
     "see [{}] in the attached log",
     "Reported by the helpdesk: {}",
+    "url=https://portal.example/query?user={}&lang=zh",
+    "{\"contact\":\"{}\"}",
+    "Contact: {} (office hours only)",
+    "<{}>",
+    "{}",
 ];
 
 /// Sentences around clean items: the same shapes, and nothing a rule
