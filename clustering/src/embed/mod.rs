@@ -21,6 +21,7 @@
 //! `clustering/corpus/`.
 
 mod model;
+mod online;
 mod tokenizer;
 
 use std::fs::File;
@@ -28,6 +29,7 @@ use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
 pub use model::Model;
+pub use online::{SemanticAssignment, SemanticClusterer, SemanticConfig};
 pub use tokenizer::Tokenizer;
 
 /// Dimensions of an embedding.
