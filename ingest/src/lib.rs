@@ -24,25 +24,32 @@
 //! [`serve`] runs the service on a bound listener until `shutdown` resolves;
 //! the binary only reads the configuration and binds.
 
+// What other crates use: the contract (`api`, `error`), the configuration,
+// token and machine hashing (`auth`, `privacy`), the validator (for its
+// fuzz target and benchmarks), and the two settings tests check against.
+// The rest is the service's own.
 pub mod api;
 pub mod auth;
 mod batch;
-pub mod body;
-pub mod budget;
+mod body;
+mod budget;
 pub mod config;
-pub mod dedup;
+mod dedup;
 pub mod error;
-pub mod intake;
-pub mod metrics;
-pub mod outcome;
+mod intake;
+mod metrics;
+mod outcome;
 pub mod privacy;
-pub mod ratelimit;
-pub mod reload;
-pub mod rights;
-pub mod server;
-pub mod sink;
-pub mod state;
+mod ratelimit;
+mod reload;
+mod rights;
+mod server;
+mod sink;
+mod state;
 pub mod validate;
+
+pub use outcome::SUMMARY_INTERVAL;
+pub use sink::producer_config;
 
 use std::future::Future;
 use std::sync::Arc;

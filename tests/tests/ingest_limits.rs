@@ -73,7 +73,7 @@ async fn topics_and_producers_share_one_message_limit() {
         .expect("topic created");
     let limit = pipeline::MAX_MESSAGE_BYTES as u64;
     assert_eq!(topic_max_message_bytes(&env.reports_topic).await, limit);
-    let producer = ingest::sink::producer_config(&env.kafka(), Duration::from_secs(5));
+    let producer = ingest::producer_config(&env.kafka(), Duration::from_secs(5));
     assert_eq!(
         producer.get("message.max.bytes"),
         Some(limit.to_string().as_str()),
@@ -141,7 +141,7 @@ async fn requests_without_a_token_cost_a_bounded_number_of_outcome_events() {
 
     // Two kinds (unauthenticated, unknown_token), one event each per
     // interval begun, and the sentinel.
-    let intervals = elapsed.as_secs() / ingest::outcome::SUMMARY_INTERVAL.as_secs() + 2;
+    let intervals = elapsed.as_secs() / ingest::SUMMARY_INTERVAL.as_secs() + 2;
     let bound = 2 * intervals as i64 + 1;
     let events = messages_in(&env.outcomes_topic).await;
     println!(
