@@ -48,7 +48,7 @@ fn main() {
     let rounds: usize = std::env::args()
         .nth(1)
         .and_then(|a| a.parse().ok())
-        .unwrap_or(20);
+        .unwrap_or(100);
     let corpus = Corpus::standard();
     let start = Instant::now();
     let scrubber = Scrubber::with_default_rules();

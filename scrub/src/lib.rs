@@ -124,7 +124,7 @@ pub enum RuleError {
 struct Pass {
     regex: Regex,
     check: Check,
-    admit: fn(&TextStats) -> bool,
+    admit: fn(&TextStats, &str) -> bool,
     /// The check reads groups, or the replacement refers to them.
     needs_groups: bool,
 }
@@ -362,7 +362,7 @@ fn scrub_defaults(
             };
             let mut n = 0u32;
             for pass in passes {
-                if !(pass.admit)(&stats) {
+                if !(pass.admit)(&stats, &normal.text) {
                     continue;
                 }
                 let hay = hidden.as_deref().unwrap_or(&normal.text);
@@ -386,10 +386,15 @@ fn scrub_defaults(
         return None;
     }
     taken.sort_unstable_by_key(|t| t.span.start);
+    let mut offsets: Vec<usize> = taken
+        .iter()
+        .flat_map(|t| [t.span.start, t.span.end])
+        .collect();
+    normal.to_original(text, &mut offsets);
     let mut out = String::with_capacity(text.len());
     let mut copied = 0;
-    for t in &taken {
-        let (start, end) = (normal.original(t.span.start), normal.original(t.span.end));
+    for (t, span) in taken.iter().zip(offsets.chunks_exact(2)) {
+        let (start, end) = (span[0], span[1]);
         out.push_str(&text[copied..start]);
         out.push_str(&t.replacement);
         copied = end;

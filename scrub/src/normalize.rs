@@ -1,15 +1,17 @@
 //! What the rules see: the text with the forms that hide digits and
 //! separators folded to ASCII, and where each byte came from.
 //!
-//! - full-width ASCII (`１３８`, `＠`, `．`, `－`, `（`, `）`, `：`, `＼`) → ASCII;
+//! - full-width ASCII (`１３８`, `＠`, `．`, `－`, `（`, `）`, `＼`) → ASCII;
 //! - U+3000, U+00A0 and the other typographic spaces → ` `;
 //! - hyphens and the minus sign (U+2010–U+2013, U+2212, U+FE63) → `-`;
 //! - zero-width characters and the soft hyphen → removed.
 //!
 //! The rules match on the folded text; replacements are made in the
 //! original, so what is not replaced keeps its full-width form.
-//! Full-width punctuation that no rule reads (`，`, `。`, `！`, `？`, `；`)
-//! is left as it is, so ordinary Chinese text costs no folding.
+//! Full-width punctuation no rule needs as ASCII (`，`, `。`, `！`, `？`,
+//! `；`, and `：`, which the patterns that read it name) is left as it is,
+//! so ordinary Chinese text costs no folding. Where a folded byte came
+//! from is worked out only for what is replaced.
 
 use std::borrow::Cow;
 
@@ -17,16 +19,38 @@ use std::borrow::Cow;
 #[derive(Debug)]
 pub(crate) struct Normalized<'a> {
     pub text: Cow<'a, str>,
-    /// For each byte of `text`, and one past its end, the offset in the
-    /// original text; `None` when nothing was folded (the offsets are the
-    /// same).
-    map: Option<Vec<u32>>,
+    /// Whether anything was folded (else the offsets are the original's).
+    folded: bool,
 }
 
 impl Normalized<'_> {
-    /// The original offset of `text`'s byte offset `at` (a char boundary).
-    pub fn original(&self, at: usize) -> usize {
-        self.map.as_ref().map_or(at, |map| map[at] as usize)
+    /// Turns `offsets` of the folded text (ascending, on char boundaries)
+    /// into offsets of `original`, the text it was folded from, in one
+    /// walk over it. An offset just after removed characters maps to
+    /// before them.
+    pub fn to_original(&self, original: &str, offsets: &mut [usize]) {
+        if !self.folded {
+            return;
+        }
+        let mut folded_at = 0;
+        let mut k = 0;
+        for (at, c) in original.char_indices() {
+            while k < offsets.len() && offsets[k] == folded_at {
+                offsets[k] = at;
+                k += 1;
+            }
+            if k == offsets.len() {
+                return;
+            }
+            folded_at += match fold(c) {
+                Some(Some(_)) => 1,
+                Some(None) => 0,
+                None => c.len_utf8(),
+            };
+        }
+        for offset in &mut offsets[k..] {
+            *offset = original.len();
+        }
     }
 }
 
@@ -38,8 +62,9 @@ fn fold(c: char) -> Option<Option<u8>> {
         '\u{FF10}'..='\u{FF19}' | '\u{FF21}'..='\u{FF3A}' | '\u{FF41}'..='\u{FF5A}' => {
             (u32::from(c) - 0xFEE0) as u8
         }
-        '＠' | '．' | '－' | '＋' | '（' | '）' | '：' | '＼' | '／' | '＿' | '＃' | '＄'
-        | '％' => (u32::from(c) - 0xFEE0) as u8,
+        '＠' | '．' | '－' | '＋' | '（' | '）' | '＼' | '／' | '＿' | '＃' | '＄' | '％' => {
+            (u32::from(c) - 0xFEE0) as u8
+        }
         '\u{3000}' | '\u{A0}' | '\u{2002}'..='\u{200A}' | '\u{202F}' | '\u{205F}' => b' ',
         '\u{2010}'..='\u{2013}' | '\u{2212}' | '\u{FE63}' => b'-',
         '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}' | '\u{AD}' => return Some(None),
@@ -49,6 +74,10 @@ fn fold(c: char) -> Option<Option<u8>> {
 }
 
 pub(crate) fn normalize(text: &str) -> Normalized<'_> {
+    let unchanged = Normalized {
+        text: Cow::Borrowed(text),
+        folded: false,
+    };
     // Every folded character starts with one of these bytes (U+00A0,
     // U+00AD; U+2000–U+2FFF; U+3000; U+FE00–U+FFFF): text without them,
     // ASCII or ordinary Chinese, is not decoded.
@@ -56,10 +85,7 @@ pub(crate) fn normalize(text: &str) -> Normalized<'_> {
         .bytes()
         .position(|b| matches!(b, 0xC2 | 0xE2 | 0xE3 | 0xEF))
     else {
-        return Normalized {
-            text: Cow::Borrowed(text),
-            map: None,
-        };
+        return unchanged;
     };
     let from = (0..=lead)
         .rev()
@@ -70,33 +96,20 @@ pub(crate) fn normalize(text: &str) -> Normalized<'_> {
         .map(|(i, c)| (from + i, c))
         .find(|(_, c)| fold(*c).is_some())
     else {
-        return Normalized {
-            text: Cow::Borrowed(text),
-            map: None,
-        };
+        return unchanged;
     };
     let mut out = String::with_capacity(text.len());
-    let mut map = Vec::with_capacity(text.len() + 1);
     out.push_str(&text[..first.0]);
-    map.extend(0..first.0 as u32);
-    for (at, c) in text[first.0..].char_indices() {
-        let at = first.0 + at;
+    for c in text[first.0..].chars() {
         match fold(c) {
-            Some(Some(b)) => {
-                out.push(char::from(b));
-                map.push(at as u32);
-            }
+            Some(Some(b)) => out.push(char::from(b)),
             Some(None) => {}
-            None => {
-                out.push(c);
-                map.extend((0..c.len_utf8() as u32).map(|i| at as u32 + i));
-            }
+            None => out.push(c),
         }
     }
-    map.push(text.len() as u32);
     Normalized {
         text: Cow::Owned(out),
-        map: Some(map),
+        folded: true,
     }
 }
 
@@ -108,22 +121,34 @@ mod tests {
     fn folds_full_width_forms_and_spaces_and_maps_back() {
         let text = "电话：１３８\u{3000}００１３－８０００，邮箱 a＠b.cn\u{200B}!";
         let n = normalize(text);
-        assert_eq!(n.text, "电话:138 0013-8000，邮箱 a@b.cn!");
-        let start = n.text.find("138").unwrap();
-        let end = n.text.find("，").unwrap();
+        assert_eq!(n.text, "电话：138 0013-8000，邮箱 a@b.cn!");
+        let mut offsets = [
+            n.text.find("138").unwrap(),
+            n.text.find("，").unwrap(),
+            n.text.find('!').unwrap(),
+            n.text.len(),
+        ];
+        n.to_original(text, &mut offsets);
         assert_eq!(
-            &text[n.original(start)..n.original(end)],
+            &text[offsets[0]..offsets[1]],
             "１３８\u{3000}００１３－８０００"
         );
-        assert_eq!(n.original(n.text.len()), text.len());
+        assert_eq!(&text[offsets[2]..], "\u{200B}!");
+        assert_eq!(offsets[3], text.len());
     }
 
     #[test]
     fn plain_and_chinese_text_is_borrowed() {
-        for text in ["plain", "打开多个公文窗口时，任务栏太拥挤。"] {
+        for text in [
+            "plain",
+            "打开多个公文窗口时，任务栏太拥挤。",
+            "故障描述：“崩溃”",
+        ] {
             let n = normalize(text);
             assert!(matches!(n.text, Cow::Borrowed(_)));
-            assert_eq!(n.original(3), 3);
+            let mut offsets = [3];
+            n.to_original(text, &mut offsets);
+            assert_eq!(offsets, [3]);
         }
     }
 }

@@ -9,10 +9,12 @@
 //! hold a phone number and an address. What an earlier pass replaced is a
 //! separator too, as its `<kind>` is when the text is scrubbed again.
 
+use std::cell::Cell;
 use std::net::Ipv6Addr;
 use std::ops::Range;
+use std::sync::LazyLock;
 
-use regex::{Captures, Match};
+use regex::{Captures, Match, Regex};
 
 /// A check in code that a default pass's match must pass to be replaced.
 /// A rejected match is left as it is and the search resumes one character
@@ -202,16 +204,73 @@ impl Check {
     }
 }
 
-/// What a text holds, in one pass over its bytes: which byte values, how
-/// many digits and separators, the longest runs of digits and of hex
+/// Classes of bytes a pass may need (see [`TextStats::any`]).
+pub(crate) mod class {
+    pub const DIGIT: u16 = 1;
+    pub const HEX_LETTER: u16 = 1 << 1;
+    pub const COLON: u16 = 1 << 2;
+    pub const HYPHEN: u16 = 1 << 3;
+    pub const DOT: u16 = 1 << 4;
+    pub const BACKSLASH: u16 = 1 << 5;
+    pub const SLASH: u16 = 1 << 6;
+    pub const AT: u16 = 1 << 7;
+    pub const PLUS: u16 = 1 << 8;
+    pub const UPPER: u16 = 1 << 9;
+    /// A lead byte of the CJK ideographs (U+4E00–U+9FFF).
+    pub const CJK: u16 = 1 << 10;
+    pub const S: u16 = 1 << 11;
+    /// The first letters of Chinese passport and permit numbers.
+    pub const EGCHM: u16 = 1 << 12;
+}
+
+const fn byte_class(b: u8) -> u16 {
+    use class::*;
+    let mut c = 0;
+    if b.is_ascii_digit() {
+        c |= DIGIT;
+    }
+    if matches!(b, b'a'..=b'f' | b'A'..=b'F') {
+        c |= HEX_LETTER;
+    }
+    if b.is_ascii_uppercase() {
+        c |= UPPER;
+    }
+    c | match b {
+        b':' => COLON,
+        b'-' => HYPHEN,
+        b'.' => DOT,
+        b'\\' => BACKSLASH,
+        b'/' => SLASH,
+        b'@' => AT,
+        b'+' => PLUS,
+        b'S' => S,
+        b'E' | b'G' | b'C' | b'H' | b'M' => EGCHM,
+        0xE4..=0xE9 => CJK,
+        _ => 0,
+    }
+}
+
+static CLASSES: [u16; 256] = {
+    let mut table = [0; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = byte_class(b as u8);
+        b += 1;
+    }
+    table
+};
+
+/// What a text holds, in one pass over its bytes: which classes of bytes,
+/// how many digits and separators, the longest runs of digits and of hex
 /// digits. A pass's `admit` reads these instead of searching the text.
 ///
-/// Every figure only grows from a text to a longer text holding it, so a
-/// pass whose every replaced match is admitted (tested in `lib.rs`) loses
-/// nothing by skipping the texts it does not admit.
-#[derive(Debug, Clone, Copy, Default)]
+/// Every figure (but `hex_quads`, see there) only grows from a text to a
+/// longer text holding it, so a pass whose every replaced match is
+/// admitted (tested in `rules/mod.rs`) loses nothing by skipping the texts
+/// it does not admit.
+#[derive(Debug, Clone, Default)]
 pub(crate) struct TextStats {
-    bits: [u64; 4],
+    classes: u16,
     pub digits: usize,
     pub colons: usize,
     pub hyphens: usize,
@@ -221,52 +280,114 @@ pub(crate) struct TextStats {
     /// Runs of four digits or more.
     pub long_digit_runs: usize,
     pub max_hex_run: usize,
+    /// Maximal runs of exactly four hex digits (a dotted MAC address has
+    /// three). Unlike the other figures this one can shrink in a longer
+    /// text, but not around a MAC address that stands alone, the only one
+    /// the pass replaces.
+    pub hex_quads: usize,
+    /// Which [`keyword`] groups the text holds, looked for on the first
+    /// question (the passes that need one ask last).
+    keywords: Cell<Option<u8>>,
+}
+
+/// Groups of words some passes need in a text (see [`TextStats::has_keyword`]).
+pub(crate) mod keyword {
+    pub const PASSPORT: u8 = 1;
+    pub const PHONE: u8 = 1 << 1;
+    pub const QQ: u8 = 1 << 2;
+    pub const MACHINE: u8 = 1 << 3;
+}
+
+/// Every keyword in one pattern: a single literal search (Teddy) per text.
+static KEYWORDS: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        "(?i)passport|护照|电话|座机|分机|手机|传真|tel|phone|fax|qq|pc|nb|desktop|laptop|notebook|workstation",
+    )
+    .expect("the keywords compile")
+});
+
+fn keywords(text: &str) -> u8 {
+    let mut found = 0;
+    for m in KEYWORDS.find_iter(text) {
+        let word = m.as_str();
+        let is = |w: &str| word.eq_ignore_ascii_case(w);
+        found |= if is("passport") || word == "护照" {
+            keyword::PASSPORT
+        } else if is("qq") {
+            keyword::QQ
+        } else if ["pc", "nb", "desktop", "laptop", "notebook", "workstation"]
+            .iter()
+            .any(|w| is(w))
+        {
+            keyword::MACHINE
+        } else {
+            keyword::PHONE
+        };
+    }
+    found
 }
 
 impl TextStats {
     pub(crate) fn of(text: &str) -> Self {
+        use class::*;
         let mut stats = TextStats::default();
         let (mut digit_run, mut hex_run) = (0, 0);
-        for b in text.bytes() {
-            stats.bits[usize::from(b >> 6)] |= 1 << (b & 63);
-            if b.is_ascii_digit() {
+        for &b in text.as_bytes() {
+            let c = CLASSES[usize::from(b)];
+            stats.classes |= c;
+            if c & DIGIT != 0 {
                 stats.digits += 1;
                 digit_run += 1;
-                stats.long_digit_runs += usize::from(digit_run == 4);
                 hex_run += 1;
+                stats.long_digit_runs += usize::from(digit_run == 4);
                 stats.max_digit_run = stats.max_digit_run.max(digit_run);
                 stats.max_hex_run = stats.max_hex_run.max(hex_run);
                 continue;
             }
             digit_run = 0;
-            if b.is_ascii_hexdigit() {
+            if c & HEX_LETTER != 0 {
                 hex_run += 1;
                 stats.max_hex_run = stats.max_hex_run.max(hex_run);
                 continue;
             }
+            stats.hex_quads += usize::from(hex_run == 4);
             hex_run = 0;
-            match b {
-                b':' => stats.colons += 1,
-                b'-' => stats.hyphens += 1,
-                b'.' => stats.dots += 1,
-                b'\\' => stats.backslashes += 1,
-                _ => {}
-            }
+            stats.colons += usize::from(c & COLON != 0);
+            stats.hyphens += usize::from(c & HYPHEN != 0);
+            stats.dots += usize::from(c & DOT != 0);
+            stats.backslashes += usize::from(c & BACKSLASH != 0);
         }
+        stats.hex_quads += usize::from(hex_run == 4);
         stats
     }
 
-    /// Whether the text holds any of `bytes`.
-    pub(crate) fn has(&self, bytes: &[u8]) -> bool {
-        bytes
-            .iter()
-            .any(|&b| self.bits[usize::from(b >> 6)] & (1 << (b & 63)) != 0)
+    /// Whether `text` (the text these are the stats of) holds a word of
+    /// the [`keyword`] group.
+    pub(crate) fn has_keyword(&self, text: &str, group: u8) -> bool {
+        let found = self.keywords.get().unwrap_or_else(|| {
+            let found = keywords(text);
+            self.keywords.set(Some(found));
+            found
+        });
+        found & group != 0
     }
 
-    pub(crate) fn has_upper(&self) -> bool {
-        // Bits 65..=90 of the second word.
-        self.bits[1] & 0x07FF_FFFE != 0
+    /// Whether the text holds a byte of any of `classes`.
+    pub(crate) fn any(&self, classes: u16) -> bool {
+        self.classes & classes != 0
     }
+}
+
+/// Whether `text` holds a province's character followed by an upper-case
+/// letter: where a vehicle plate starts.
+pub(crate) fn has_plate_start(text: &str) -> bool {
+    const PROVINCES: &str = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼";
+    let bytes = text.as_bytes();
+    (3..bytes.len()).any(|i| {
+        bytes[i].is_ascii_uppercase()
+            && text.is_char_boundary(i - 3)
+            && PROVINCES.contains(&text[i - 3..i])
+    })
 }
 
 /// Whether `hay[start..end]` is a token of its own: no ASCII letter or

@@ -15,6 +15,9 @@ mod checks;
 
 use std::sync::LazyLock;
 
+use checks::class::*;
+use checks::has_plate_start;
+use checks::keyword;
 pub(crate) use checks::{Check, TextStats};
 
 use crate::Rule;
@@ -25,9 +28,10 @@ pub(crate) struct Pass {
     pub pattern: &'static str,
     pub check: Check,
     /// Whether a text can hold a match the pass replaces, from its
-    /// [`TextStats`]; a text it does not admit skips the pass. It must
-    /// admit every match the pass replaces, taken alone.
-    pub admit: fn(&TextStats) -> bool,
+    /// [`TextStats`] and cheap looks at the text (a keyword it must hold); a
+    /// text it does not admit skips the pass. It must admit every match the
+    /// pass replaces, taken alone, and every text holding one.
+    pub admit: fn(&TextStats, &str) -> bool,
 }
 
 /// One default rule: its name (the key it is counted under), its
@@ -38,10 +42,6 @@ pub(crate) struct Default {
     pub replacement: &'static str,
     pub passes: &'static [Pass],
 }
-
-const SLASHES: &[u8] = b"\\/";
-/// Lead bytes of the CJK ideographs' UTF-8 (U+4E00–U+9FFF).
-const CJK_LEAD: &[u8] = &[0xE4, 0xE5, 0xE6, 0xE7, 0xE8, 0xE9];
 
 /// A user name in a path: what a Windows account name may hold.
 macro_rules! name {
@@ -84,13 +84,13 @@ pub(crate) const DEFAULTS: &[Default] = &[
                     "*){0,2}))"
                 ),
                 check: Check::UserPath,
-                admit: |s| s.has(SLASHES),
+                admit: |s, _| s.any(BACKSLASH | SLASH),
             },
             Pass {
                 // `/home/<name>`, `/Users/<name>` at the start of a path.
-                pattern: r"(?:^|[\s'(=:])/(?:home|Users)/(?P<t>[A-Za-z0-9][A-Za-z0-9._-]{0,31})",
+                pattern: r"(?:^|[\s'(=:：])/(?:home|Users)/(?P<t>[A-Za-z0-9][A-Za-z0-9._-]{0,31})",
                 check: Check::Target,
-                admit: |s| s.has(b"/"),
+                admit: |s, _| s.any(SLASH),
             },
         ],
     },
@@ -109,7 +109,7 @@ pub(crate) const DEFAULTS: &[Default] = &[
                 r"|(?P<share>[A-Za-z][A-Za-z0-9._-]{1,30})\$)"
             ),
             check: Check::HomeShare,
-            admit: |s| s.backslashes >= 2,
+            admit: |s, _| s.backslashes >= 2,
         }],
     },
     Default {
@@ -118,7 +118,7 @@ pub(crate) const DEFAULTS: &[Default] = &[
         passes: &[Pass {
             pattern: r"(?P<domain>[A-Z][A-Z0-9-]{1,14})\\(?P<name>[A-Za-z][A-Za-z0-9._-]{0,30}|\p{Han}{2,4})",
             check: Check::DomainUser,
-            admit: |s| s.backslashes >= 1 && s.has_upper(),
+            admit: |s, _| s.backslashes >= 1 && s.any(UPPER),
         }],
     },
     Default {
@@ -129,7 +129,7 @@ pub(crate) const DEFAULTS: &[Default] = &[
             // accounts (`S-1-12-1-…`); well-known SIDs name nobody.
             pattern: r"S-1-(?:5-21|12-1)(?:-[0-9]{1,10}){3,4}",
             check: Check::Sid,
-            admit: |s| s.has(b"S") && s.hyphens >= 5 && s.digits >= 7,
+            admit: |s, _| s.any(S) && s.hyphens >= 5 && s.digits >= 7,
         }],
     },
     Default {
@@ -140,7 +140,7 @@ pub(crate) const DEFAULTS: &[Default] = &[
             // `LAPTOP-LINA`, `DESKTOP-7F3K2LQ` (Windows' own default).
             pattern: r"(?i:(?:PC|DESKTOP|LAPTOP|NB|NOTEBOOK|WORKSTATION)-[A-Z0-9]{2,15}(?:-[0-9]{1,4})?|[A-Z0-9]{2,15}-(?:PC|LAPTOP|DESKTOP|NB))",
             check: Check::Hostname,
-            admit: |s| s.hyphens >= 1,
+            admit: |s, t| s.hyphens >= 1 && s.has_keyword(t, keyword::MACHINE),
         }],
     },
     Default {
@@ -158,7 +158,7 @@ pub(crate) const DEFAULTS: &[Default] = &[
                 r"|(?:[\p{L}\p{N}-]+\.)+(?:中国|中國|公司|网络|網絡|政务|公益|在线|集团))"
             ),
             check: Check::Email,
-            admit: |s| s.has(b"@"),
+            admit: |s, _| s.any(AT),
         }],
     },
     Default {
@@ -169,10 +169,10 @@ pub(crate) const DEFAULTS: &[Default] = &[
             pattern: r"[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){5}|[0-9A-Fa-f]{2}(?:-[0-9A-Fa-f]{2}){5}|[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}|[0-9A-Fa-f]{12}",
             check: Check::Mac,
             // The forms without a separator hold a digit (see the check).
-            admit: |s| {
+            admit: |s, _| {
                 s.colons >= 5
                     || s.hyphens >= 5
-                    || (s.dots >= 2 && s.digits >= 1)
+                    || (s.dots >= 2 && s.digits >= 1 && s.hex_quads >= 3)
                     || s.max_hex_run >= 12
             },
         }],
@@ -186,7 +186,7 @@ pub(crate) const DEFAULTS: &[Default] = &[
             // costs a bounded rescan.
             pattern: r"(?:[0-9A-Fa-f]{1,4})?(?:::?[0-9A-Fa-f]{1,4}){1,7}(?:(?:\.[0-9]{1,3}){3}|::)?(?:%[0-9A-Za-z]{1,16})?|[0-9A-Fa-f]{1,4}(?::[0-9A-Fa-f]{1,4}){0,6}::",
             check: Check::Ipv6,
-            admit: |s| s.colons >= 2 && s.digits >= 1,
+            admit: |s, _| s.colons >= 2 && s.digits >= 1,
         }],
     },
     Default {
@@ -195,7 +195,7 @@ pub(crate) const DEFAULTS: &[Default] = &[
         passes: &[Pass {
             pattern: r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}",
             check: Check::Ipv4,
-            admit: |s| s.dots >= 3 && s.digits >= 4,
+            admit: |s, _| s.dots >= 3 && s.digits >= 4,
         }],
     },
     Default {
@@ -207,7 +207,7 @@ pub(crate) const DEFAULTS: &[Default] = &[
             // grouped 6-8-4.
             pattern: r"[1-8][0-9]{5}[ -]?(?:18|19|20)[0-9]{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])[ -]?[0-9]{3}[0-9Xx]",
             check: Check::IdCard,
-            admit: |s| s.digits >= 17 && s.max_digit_run >= 8,
+            admit: |s, _| s.digits >= 17 && s.max_digit_run >= 8,
         }],
     },
     Default {
@@ -219,7 +219,7 @@ pub(crate) const DEFAULTS: &[Default] = &[
             pattern: r"[3-6][0-9]{3}(?:[ -][0-9]{4}){2,3}(?:[ -][0-9]{1,4})?|3[47][0-9]{2}[ -][0-9]{6}[ -][0-9]{5}|[3-6][0-9]{12,18}",
             check: Check::BankCard,
             // Whole, or in at least three groups of four or more.
-            admit: |s| s.digits >= 13 && (s.max_digit_run >= 13 || s.long_digit_runs >= 3),
+            admit: |s, _| s.digits >= 13 && (s.max_digit_run >= 13 || s.long_digit_runs >= 3),
         }],
     },
     Default {
@@ -231,14 +231,13 @@ pub(crate) const DEFAULTS: &[Default] = &[
                 // and Hong Kong and Macao travel permits (`C…`, `H…`, `M…`).
                 pattern: r"E[A-HJ-NP-Z][0-9]{7}|[EGCHM][0-9]{8}",
                 check: Check::Standalone,
-                admit: |s| s.has(b"EGCHM") && s.max_digit_run >= 7,
+                admit: |s, _| s.any(EGCHM) && s.max_digit_run >= 7,
             },
             Pass {
                 // Any other number named as a passport's.
-                pattern: r"(?i:passport(?:[ .]*(?:no\.?|number|#))?|护照(?:号码|号)?)[ ]*[:#]?[ ]*(?P<t>[A-Z0-9]{6,12})",
+                pattern: r"(?i:passport(?:[ .]*(?:no\.?|number|#))?|护照(?:号码|号)?)[ ]*[:：#]?[ ]*(?P<t>[A-Z0-9]{6,12})",
                 check: Check::PassportNamed,
-                // `p` of `passport`, the lead byte of `护`.
-                admit: |s| s.has(b"Pp\xE6") && s.digits >= 5,
+                admit: |s, t| s.digits >= 5 && s.has_keyword(t, keyword::PASSPORT),
             },
         ],
     },
@@ -260,22 +259,21 @@ pub(crate) const DEFAULTS: &[Default] = &[
                     r"|\(?[2-9][0-9]{2}\)?[ -]?[0-9]{3}-[0-9]{4}|[2-9][0-9]{2}\.[0-9]{3}\.[0-9]{4}"
                 ),
                 check: Check::Phone,
-                admit: |s| s.digits >= 10 && s.max_digit_run >= 3,
+                admit: |s, _| s.digits >= 10 && s.max_digit_run >= 3,
             },
             Pass {
                 // A local number named as a phone's: `电话：6552 9988`.
-                pattern: r"(?i:电话|座机|分机|手机|传真|tel|phone|fax)(?:号码)?\.?[ ]*[:#]?[ ]*(?P<t>[2-8][0-9]{2,3}[ .-]?[0-9]{4})",
+                pattern: r"(?i:电话|座机|分机|手机|传真|tel|phone|fax)(?:号码)?\.?[ ]*[:：#]?[ ]*(?P<t>[2-8][0-9]{2,3}[ .-]?[0-9]{4})",
                 check: Check::Target,
-                // The keywords' first letters and lead bytes.
-                admit: |s| {
-                    s.has(b"TtPpFf\xE4\xE5\xE6\xE7") && s.digits >= 7 && s.max_digit_run >= 3
+                admit: |s, t| {
+                    s.digits >= 7 && s.max_digit_run >= 3 && s.has_keyword(t, keyword::PHONE)
                 },
             },
             Pass {
                 // Any other international number: `+44 20 7946 0958`.
                 pattern: r"\+[1-9][0-9]{0,2}(?:[ -]?\(?[0-9]{1,4}\)?){2,5}",
                 check: Check::Phone,
-                admit: |s| s.has(b"+") && s.digits >= 7,
+                admit: |s, _| s.any(PLUS) && s.digits >= 7,
             },
         ],
     },
@@ -283,9 +281,9 @@ pub(crate) const DEFAULTS: &[Default] = &[
         name: "qq",
         replacement: "<qq>",
         passes: &[Pass {
-            pattern: r"(?i:QQ)(?:号码|号)?[ ]*[:#]?[ ]*(?P<t>[1-9][0-9]{4,10})",
+            pattern: r"(?i:QQ)(?:号码|号)?[ ]*[:：#]?[ ]*(?P<t>[1-9][0-9]{4,10})",
             check: Check::Qq,
-            admit: |s| s.has(b"Qq") && s.max_digit_run >= 5,
+            admit: |s, t| s.max_digit_run >= 5 && s.has_keyword(t, keyword::QQ),
         }],
     },
     Default {
@@ -295,7 +293,7 @@ pub(crate) const DEFAULTS: &[Default] = &[
             // Vehicle plates: province, city letter, five or six characters.
             pattern: r"[京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼][A-HJ-NP-Z][·•・. ]?[A-HJ-NP-Z0-9]{5,6}",
             check: Check::Plate,
-            admit: |s| s.digits >= 3 && s.has(CJK_LEAD) && s.has_upper(),
+            admit: |s, t| s.digits >= 3 && s.any(CJK) && s.any(UPPER) && has_plate_start(t),
         }],
     },
 ];
@@ -383,7 +381,7 @@ mod tests {
                         }
                         replaced += 1;
                         assert!(
-                            (pass.admit)(&TextStats::of(m.as_str())),
+                            (pass.admit)(&TextStats::of(m.as_str()), m.as_str()),
                             "{}: match {:?} is not admitted",
                             rule.name,
                             m.as_str()
