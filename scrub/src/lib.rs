@@ -12,8 +12,10 @@
 //!
 //! ```text
 //!  text ─▶ normalise (full-width forms, typographic spaces → ASCII; normalize.rs)
-//!       ─▶ each default rule, each of its passes in order: find, check in code,
-//!          hide what was taken from later passes (rules/)
+//!       ─▶ each default rule, each of its passes in order, if the text's byte
+//!          statistics admit it: find, check in code, hide what was taken
+//!          from later passes (rules/); another round while the last one
+//!          took something and turned a candidate down
 //!       ─▶ replace the taken spans in the original text
 //!       ─▶ custom rules, in order, on the result
 //! ```
@@ -38,7 +40,7 @@
 //! | `qq`          | the number after `QQ`/`QQ号`                                     | `<qq>`      |
 //! | `plate`       | vehicle plates `京A·12345`, `粤BD12345`                          | `<plate>`   |
 //!
-//! Before matching, full-width digits, letters and `＠．－（）：` become
+//! Before matching, full-width digits, letters and `＠．－（）＼／` become
 //! ASCII, and U+3000, U+00A0 and other typographic spaces a space
 //! (`１３８\u{3000}００１３\u{3000}８０００` is a phone number); the
 //! replacement is made in the original text, so the rest keeps its form.

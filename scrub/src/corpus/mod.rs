@@ -17,7 +17,7 @@
 //! times the scrubber on the same texts.
 //!
 //! The generator is deterministic: the same seed gives the same corpus. It
-//! grows by adding forms to [`pii`] and kinds to [`clean`]; each new form
+//! grows by adding forms to `pii.rs` and kinds to `clean.rs`; each new form
 //! keeps its category's recall measured from then on.
 
 mod clean;
