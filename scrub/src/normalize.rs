@@ -79,28 +79,30 @@ pub(crate) fn normalize(text: &str) -> Normalized<'_> {
         folded: false,
     };
     // Every folded character starts with one of these bytes (U+00A0,
-    // U+00AD; U+2000–U+2FFF; U+3000; U+FE00–U+FFFF): text without them,
-    // ASCII or ordinary Chinese, is not decoded.
-    let Some(lead) = text
-        .bytes()
-        .position(|b| matches!(b, 0xC2 | 0xE2 | 0xE3 | 0xEF))
-    else {
-        return unchanged;
-    };
-    let from = (0..=lead)
-        .rev()
-        .find(|&i| text.is_char_boundary(i))
-        .unwrap_or(0);
-    let Some(first) = text[from..]
-        .char_indices()
-        .map(|(i, c)| (from + i, c))
-        .find(|(_, c)| fold(*c).is_some())
-    else {
-        return unchanged;
+    // U+00AD; U+2000–U+2FFF; U+3000; U+FE00–U+FFFF), each the first byte of
+    // a character: only those characters are decoded, so text without a
+    // foldable one (ASCII, Chinese with `，` and `。`) is only scanned.
+    let bytes = text.as_bytes();
+    let mut from = 0;
+    let first = loop {
+        let Some(lead) = bytes[from..]
+            .iter()
+            .position(|b| matches!(b, 0xC2 | 0xE2 | 0xE3 | 0xEF))
+        else {
+            return unchanged;
+        };
+        let at = from + lead;
+        let Some(c) = text[at..].chars().next() else {
+            return unchanged;
+        };
+        if fold(c).is_some() {
+            break at;
+        }
+        from = at + c.len_utf8();
     };
     let mut out = String::with_capacity(text.len());
-    out.push_str(&text[..first.0]);
-    for c in text[first.0..].chars() {
+    out.push_str(&text[..first]);
+    for c in text[first..].chars() {
         match fold(c) {
             Some(Some(b)) => out.push(char::from(b)),
             Some(None) => {}

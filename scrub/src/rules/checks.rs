@@ -335,6 +335,13 @@ impl TextStats {
         for &b in text.as_bytes() {
             let c = CLASSES[usize::from(b)];
             stats.classes |= c;
+            if b >= 0x80 {
+                // Non-ASCII (Chinese): ends any run, counts nothing.
+                stats.hex_quads += usize::from(hex_run == 4);
+                digit_run = 0;
+                hex_run = 0;
+                continue;
+            }
             if c & DIGIT != 0 {
                 stats.digits += 1;
                 digit_run += 1;
