@@ -5,6 +5,7 @@ use std::io::{ErrorKind, Write};
 use std::path::Path;
 
 use crate::SpoolError;
+use crate::durable::sync_dir;
 
 pub(crate) const FILE_NAME: &str = "cursor";
 pub(crate) const TEMP_NAME: &str = "cursor.tmp";
@@ -65,11 +66,6 @@ pub(crate) fn store(dir: &Path, cursor: Cursor) -> Result<(), SpoolError> {
     fs::rename(&temp, dir.join(FILE_NAME))?;
     sync_dir(dir)?;
     Ok(())
-}
-
-/// Makes the folder's entries (created, renamed and removed files) durable.
-pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]

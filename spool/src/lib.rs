@@ -45,6 +45,12 @@
 //! * `peek` after a reopen continues exactly where the last successful `ack` left off.
 //! * The spool never holds more than `max_bytes` of segment data: `append` fails with
 //!   [`SpoolError::Full`] instead, and writes nothing.
+//! * On Windows the same steps hold, with the folder flushed the way Windows allows (a
+//!   directory handle opened with `FILE_FLAG_BACKUP_SEMANTICS` and write access; on NTFS this
+//!   writes the metadata journal). A file system that cannot flush a folder (FAT32, exFAT, some
+//!   network shares) leaves a just-created segment, the renamed cursor or a removal to its own
+//!   schedule: after a power cut the folder may show the state before the last step, never half
+//!   of one. What each platform promises is in `durable.rs`, the one place the steps differ.
 //!
 //! # On-disk format
 //!
@@ -87,6 +93,7 @@
 //! a consumed last segment smaller than `segment_bytes` stays until appends fill it.
 
 mod cursor;
+mod durable;
 mod segment;
 mod state;
 #[cfg(test)]

@@ -5,7 +5,8 @@ use std::fs::{self, File, TryLockError};
 use std::io::{self, BufReader, ErrorKind, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use crate::cursor::{self, Cursor, sync_dir};
+use crate::cursor::{self, Cursor};
+use crate::durable::sync_dir;
 use crate::segment::{self, RECORD_OVERHEAD};
 use crate::{Position, SpoolConfig, SpoolError};
 
