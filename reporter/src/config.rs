@@ -4,7 +4,7 @@
 //! endpoint = "https://telemetry.example.gov.cn"   # ingest base URL
 //! token = "grid-demo-token"                        # enrollment token
 //! consent = "required"                             # or "optional"
-//! queue_dir = "C:\\ProgramData\\Reporter\\queue"   # relative: to this file's folder
+//! queue_dir = "queue"                              # relative: to this file's folder
 //!
 //! [queue]
 //! max_bytes = 67108864                             # 64 MiB
@@ -21,6 +21,14 @@
 //! max_seconds = 60
 //! batch_size = 100
 //! ```
+//!
+//! On Windows the file is `%ProgramData%\Reporter\reporter.toml` unless
+//! `--config` or `$REPORTER_CONFIG` names another, and the machine has its
+//! say ([`crate::system`]): `Endpoint` and `Token` under
+//! `HKLM\SOFTWARE\Policies\Reporter` override the file's (so either may be
+//! left out of it), the registry's OS facts fill what `[os]` leaves open,
+//! and Group Policy's `AllowTelemetry` can lower the consent
+//! ([`crate::consent`]).
 
 use std::path::{Path, PathBuf};
 
@@ -28,8 +36,11 @@ use schemas::Consent;
 use serde::Deserialize;
 
 use crate::Error;
+use crate::consent::{self, Decision};
+use crate::system::{self, Machine};
 
-/// The file read when `--config` is not given and `$REPORTER_CONFIG` is unset.
+/// The file read when `--config` is not given and `$REPORTER_CONFIG` is unset
+/// (on Windows: `%ProgramData%\Reporter\reporter.toml`).
 pub const DEFAULT_PATH: &str = "reporter.toml";
 
 /// Most reports in one request to the batch endpoint.
@@ -40,8 +51,12 @@ pub const MAX_BATCH: usize = 100;
 pub struct Config {
     /// Base URL of ingest, e.g. `https://telemetry.example:8443`; the reporter
     /// posts to `{endpoint}/v1/reports/batch` and reads `{endpoint}/v1/policy`.
+    /// May be left out when Group Policy sets it.
+    #[serde(default)]
     pub endpoint: String,
-    /// The organisation's enrollment token (sent as a bearer token).
+    /// The organisation's enrollment token (sent as a bearer token). May be
+    /// left out when Group Policy sets it.
+    #[serde(default)]
     pub token: String,
     /// The consent level the machine's operator chose.
     pub consent: Consent,
@@ -53,6 +68,9 @@ pub struct Config {
     pub os: OsSettings,
     #[serde(default)]
     pub flush: FlushSettings,
+    /// What the machine says (registry on Windows); not part of the file.
+    #[serde(skip)]
+    pub machine: Machine,
 }
 
 /// How big and how old the queue may grow.
@@ -87,6 +105,20 @@ pub struct OsSettings {
     pub arch: Option<String>,
 }
 
+impl OsSettings {
+    /// Each fact of `self`, else that of `fallback`.
+    pub fn or(&self, fallback: &OsSettings) -> OsSettings {
+        let pick = |a: &Option<String>, b: &Option<String>| a.clone().or_else(|| b.clone());
+        OsSettings {
+            product: pick(&self.product, &fallback.product),
+            version: pick(&self.version, &fallback.version),
+            revision: self.revision.or(fallback.revision),
+            locale: pick(&self.locale, &fallback.locale),
+            arch: pick(&self.arch, &fallback.arch),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FlushSettings {
@@ -109,17 +141,30 @@ impl Config {
     /// Parses and checks a configuration text. A relative `queue_dir` stays
     /// relative (to the current folder); [`Config::load`] resolves it.
     pub fn from_toml(text: &str) -> Result<Config, Error> {
-        let config: Config = toml::from_str(text).map_err(|e| Error::Config(e.to_string()))?;
+        Self::from_toml_on(text, Machine::default())
+    }
+
+    /// Parses a configuration text on a machine that says `machine`: its
+    /// policy endpoint and token override the file's.
+    pub fn from_toml_on(text: &str, machine: Machine) -> Result<Config, Error> {
+        let mut config: Config = toml::from_str(text).map_err(|e| Error::Config(e.to_string()))?;
+        if let Some(endpoint) = &machine.endpoint {
+            config.endpoint.clone_from(endpoint);
+        }
+        if let Some(token) = &machine.token {
+            config.token.clone_from(token);
+        }
+        config.machine = machine;
         config.check()?;
         Ok(config)
     }
 
-    /// Reads the file at `path`; a relative `queue_dir` is taken relative to
-    /// the file's folder.
+    /// Reads the file at `path` on this machine ([`Machine::read`]); a
+    /// relative `queue_dir` is taken relative to the file's folder.
     pub fn load(path: &Path) -> Result<Config, Error> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
-        let mut config = Self::from_toml(&text)
+        let mut config = Self::from_toml_on(&text, Machine::read())
             .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
         if config.queue_dir.is_relative()
             && let Some(parent) = path.parent()
@@ -130,12 +175,20 @@ impl Config {
     }
 
     /// The file to read: `explicit`, else `$REPORTER_CONFIG`, else
+    /// `%ProgramData%\Reporter\reporter.toml` on Windows, else
     /// [`DEFAULT_PATH`].
     pub fn path(explicit: Option<&Path>) -> PathBuf {
         explicit
             .map(Path::to_path_buf)
             .or_else(|| std::env::var_os("REPORTER_CONFIG").map(PathBuf::from))
+            .or_else(|| system::program_data_dir().map(|dir| dir.join(DEFAULT_PATH)))
             .unwrap_or_else(|| PathBuf::from(DEFAULT_PATH))
+    }
+
+    /// The consent in force: the strictest of Group Policy, the file and the
+    /// organisation's cap (when known); see [`crate::consent`].
+    pub fn consent_decision(&self, organisation: Option<Consent>) -> Decision {
+        consent::decide(self.machine.allow_telemetry, self.consent, organisation)
     }
 
     fn check(&self) -> Result<(), Error> {
@@ -148,7 +201,11 @@ impl Config {
             ));
         }
         if self.token.trim().is_empty() {
-            return bad("token is empty".into());
+            return bad(
+                "token is empty (set it in the file, or by Group Policy: Token under \
+                 HKLM\\SOFTWARE\\Policies\\Reporter)"
+                    .into(),
+            );
         }
         if self.queue_dir.as_os_str().is_empty() {
             return bad("queue_dir is empty".into());
@@ -198,5 +255,25 @@ mod tests {
         assert!(err.contains("batch_size"), "{err}");
         let url = MINIMAL.replace("http://127.0.0.1:8080/", "127.0.0.1:8080");
         assert!(Config::from_toml(&url).is_err());
+    }
+
+    #[test]
+    fn group_policy_sets_endpoint_and_token_and_lowers_consent() {
+        let text = "consent = \"optional\"\nqueue_dir = \"queue\"\n";
+        assert!(Config::from_toml(text).is_err(), "no endpoint, no token");
+        let machine = Machine {
+            endpoint: Some("https://telemetry.example".into()),
+            token: Some("policy-token".into()),
+            allow_telemetry: Some(1),
+            ..Machine::default()
+        };
+        let config = Config::from_toml_on(text, machine.clone()).unwrap();
+        assert_eq!(config.base_url(), "https://telemetry.example");
+        assert_eq!(config.token, "policy-token");
+        let decision = config.consent_decision(None);
+        assert_eq!(decision.level, Some(Consent::Required));
+        // Policy wins over the file.
+        let config = Config::from_toml_on(MINIMAL, machine).unwrap();
+        assert_eq!(config.token, "policy-token");
     }
 }

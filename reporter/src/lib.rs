@@ -18,6 +18,12 @@
 //! that is not recognisably the edge's (see [`retry`]).
 //!
 //! - [`config`]: the configuration file;
+//! - [`system`]: what the machine says (the registry on Windows): OS facts,
+//!   Group Policy, `%ProgramData%`;
+//! - [`consent`]: the level in force, the strictest of Group Policy, the
+//!   file and the organisation, and who decided it;
+//! - [`install`]: `reporter install` / `uninstall` (a scheduled task, the
+//!   machine-wide folder and its ACL; Windows);
 //! - [`build`]: payloads, OS facts, envelopes, local checks;
 //! - [`wer`]: `Report.wer` parsing;
 //! - [`queue`]: the durable queue, its bounds and counters;
@@ -30,12 +36,15 @@
 
 pub mod build;
 pub mod config;
+pub mod consent;
 pub mod edge;
 pub mod fault;
+pub mod install;
 pub mod queue;
 pub mod retry;
 pub mod send;
 pub mod show;
+pub mod system;
 pub mod wer;
 
 use std::path::{Path, PathBuf};
@@ -140,12 +149,33 @@ impl Reporter {
         &self.machine_id
     }
 
+    /// The consent in force and who decided it (the organisation's cap as
+    /// the last flush found it).
+    pub fn consent(&self) -> consent::Decision {
+        self.config.consent_decision(self.queue.stats().consent_cap)
+    }
+
+    /// The OS facts: `os` (flags) over the configuration's `[os]` over what
+    /// the machine says.
+    pub fn os(&self, os: &OsSettings) -> Result<schemas::OsInfo, Error> {
+        let settings = self.config.os.or(&self.config.machine.os);
+        build::os_info(&settings, os)
+    }
+
     /// What every envelope carries, with the OS facts `os` overrides.
+    /// Refused (exit 3) while the consent in force is off.
     pub fn context(&self, os: &OsSettings) -> Result<build::Context, Error> {
+        let decision = self.consent();
+        let Some(consent) = decision.level else {
+            return Err(Error::Consent(format!(
+                "diagnostic data is off; nothing was queued: {}",
+                decision.describe()
+            )));
+        };
         Ok(build::Context {
             machine_id: self.machine_id.clone(),
-            consent: self.config.consent,
-            os: build::os_info(&self.config.os, os)?,
+            consent,
+            os: self.os(os)?,
         })
     }
 
@@ -237,6 +267,19 @@ impl Reporter {
             summary.pushed.dropped_expired += pushed.dropped_expired;
         }
         Ok(summary)
+    }
+
+    /// Queues today's heartbeat (UTC day) unless one was queued for today
+    /// already; `None` when there was.
+    pub fn daily_heartbeat(&mut self) -> Result<Option<Sent>, Error> {
+        let today = build::heartbeat(None, None);
+        let day = today["day"].as_str().map(str::to_string);
+        if day.is_some() && self.queue.stats().heartbeat_day == day {
+            return Ok(None);
+        }
+        let sent = self.send(SchemaId::HEARTBEAT_V1, today, &OsSettings::default())?;
+        self.queue.update_stats(|s| s.heartbeat_day = day)?;
+        Ok(Some(sent))
     }
 
     /// Writes the queue as [`show`] describes.

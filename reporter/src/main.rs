@@ -6,15 +6,17 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use reporter::{Config, Error, FlushOptions, OsSettings, Reporter, build};
-use schemas::SchemaId;
+use reporter::install::{self, InstallOptions};
+use reporter::{Config, Error, FlushOptions, OsSettings, Reporter, build, system};
+use schemas::{Consent, SchemaId};
 use serde_json::Value;
 
 /// Opt-in telemetry client: queues reports durably, shows them, sends them.
 #[derive(Debug, Parser)]
 #[command(name = "reporter", version)]
 struct Cli {
-    /// Configuration file [default: $REPORTER_CONFIG, else reporter.toml]
+    /// Configuration file [default: $REPORTER_CONFIG, else
+    /// %ProgramData%\Reporter\reporter.toml on Windows, reporter.toml elsewhere]
     #[arg(long, global = true)]
     config: Option<PathBuf>,
     #[command(subcommand)]
@@ -28,9 +30,10 @@ enum Command {
         #[command(subcommand)]
         report: SendKind,
     },
-    /// Queue a crash report for every crash Report.wer under DIR (once each).
+    /// Queue a crash report for every crash Report.wer under DIR (once each);
+    /// without DIR, under Windows Error Reporting's ReportArchive and ReportQueue.
     ImportWer {
-        dir: PathBuf,
+        dir: Option<PathBuf>,
         #[command(flatten)]
         os: OsFlags,
     },
@@ -48,6 +51,41 @@ enum Command {
         /// Reports per request, 1 to 100 [default: flush.batch_size, 100]
         #[arg(long)]
         batch_size: Option<usize>,
+    },
+    /// What the scheduled task runs: queue today's heartbeat (once a day),
+    /// import new WER crashes from their standard folders, then flush.
+    Run {
+        /// Longest the flush may take [default: flush.max_seconds, 60]
+        #[arg(long)]
+        max_seconds: Option<u64>,
+    },
+    /// (Windows, as administrator) Set up %ProgramData%\Reporter with an ACL
+    /// for SYSTEM and Administrators only, write its reporter.toml unless
+    /// there is one, and register the scheduled task that runs `reporter run`.
+    Install {
+        /// Ingest's URL for a new reporter.toml (or set by Group Policy).
+        #[arg(long)]
+        endpoint: Option<String>,
+        /// Enrollment token for a new reporter.toml (or set by Group Policy).
+        #[arg(long)]
+        token: Option<String>,
+        /// Consent for a new reporter.toml; Group Policy may lower it.
+        #[arg(long, value_parser = ["required", "optional"], default_value = "required")]
+        consent: String,
+        /// Hours between runs (1 to 24); each run starts at a random point of
+        /// its interval.
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=24))]
+        every_hours: u32,
+        /// Only print the task's definition (Task Scheduler XML, e.g. for a
+        /// Group Policy scheduled-task item) and change nothing.
+        #[arg(long)]
+        print_task: bool,
+    },
+    /// (Windows, as administrator) Remove the scheduled task.
+    Uninstall {
+        /// Also delete %ProgramData%\Reporter: queue, machine id, configuration.
+        #[arg(long)]
+        purge: bool,
     },
 }
 
@@ -198,6 +236,25 @@ fn send(reporter: &mut Reporter, kind: SendKind) -> Result<(), Error> {
     Ok(())
 }
 
+/// Which OS facts the machine gave, for `show`.
+fn registry_facts(os: &OsSettings) -> String {
+    let facts: Vec<&str> = [
+        ("product", os.product.is_some()),
+        ("version", os.version.is_some()),
+        ("revision", os.revision.is_some()),
+        ("locale", os.locale.is_some()),
+        ("arch", os.arch.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(name, known)| known.then_some(name))
+    .collect();
+    if facts.is_empty() {
+        "nothing".into()
+    } else {
+        facts.join(", ")
+    }
+}
+
 fn print_drops(full: u64, expired: u64) {
     if full > 0 {
         println!("dropped {full} oldest report(s) to stay within queue.max_bytes");
@@ -207,29 +264,141 @@ fn print_drops(full: u64, expired: u64) {
     }
 }
 
+fn program_data() -> Result<PathBuf, Error> {
+    system::program_data_dir()
+        .ok_or_else(|| Error::Usage("install and uninstall need Windows' %ProgramData%".into()))
+}
+
+/// Imports every crash Report.wer under `dirs`; whether none failed. A
+/// missing folder is skipped when `standard` (WER makes them on first use).
+fn import_wer(
+    reporter: &mut Reporter,
+    dirs: &[PathBuf],
+    os: &OsSettings,
+    standard: bool,
+) -> Result<bool, Error> {
+    let mut ok = true;
+    for dir in dirs {
+        if standard && !dir.is_dir() {
+            println!("{}: not there, nothing to import", dir.display());
+            continue;
+        }
+        let s = reporter.import_wer(dir, os)?;
+        println!(
+            "{}: {} Report.wer file(s): {} queued, {} imported before, {} not a crash, {} failed",
+            dir.display(),
+            s.found,
+            s.queued.len(),
+            s.already,
+            s.skipped.len(),
+            s.failed.len()
+        );
+        for (path, event_type) in &s.skipped {
+            println!("  skipped {} (EventType={event_type})", path.display());
+        }
+        for (path, why) in &s.failed {
+            eprintln!("  failed {}: {why}", path.display());
+        }
+        print_drops(s.pushed.dropped_full, s.pushed.dropped_expired);
+        ok &= s.failed.is_empty();
+    }
+    Ok(ok)
+}
+
 async fn run(cli: Cli) -> Result<bool, Error> {
+    match cli.command {
+        Command::Install {
+            endpoint,
+            token,
+            consent,
+            every_hours,
+            print_task,
+        } => {
+            let exe = std::env::current_exe().map_err(|source| Error::Io {
+                context: "finding reporter.exe".into(),
+                source,
+            })?;
+            let options = InstallOptions {
+                endpoint,
+                token,
+                consent: if consent == "optional" {
+                    Consent::Optional
+                } else {
+                    Consent::Required
+                },
+                every_hours,
+                exe,
+                dir: program_data()?,
+            };
+            if print_task {
+                let config = options.dir.join(reporter::config::DEFAULT_PATH);
+                print!("{}", install::task_xml(&options.exe, &config, every_hours));
+                return Ok(true);
+            }
+            let done = install::install(&options)?;
+            println!(
+                "installed: task {} runs `{} run` as SYSTEM every {every_hours} h; {} {}",
+                install::TASK_NAME,
+                options.exe.display(),
+                if done.wrote_config {
+                    "wrote"
+                } else {
+                    "kept the existing"
+                },
+                done.config.display()
+            );
+            if let Err(e) = Config::load(&done.config) {
+                eprintln!(
+                    "reporter: warning: the task cannot send yet: {e} \
+                     (give --endpoint and --token, edit the file, or set them by Group Policy)"
+                );
+            }
+            return Ok(true);
+        }
+        Command::Uninstall { purge } => {
+            let dir = program_data()?;
+            install::uninstall(&dir, purge)?;
+            println!(
+                "uninstalled: task {} removed{}",
+                install::TASK_NAME,
+                if purge {
+                    format!("; {} deleted", dir.display())
+                } else {
+                    String::new()
+                }
+            );
+            return Ok(true);
+        }
+        _ => {}
+    }
     let config = Config::load(&Config::path(cli.config.as_deref()))?;
     let mut reporter = Reporter::open(config)?;
     match cli.command {
+        Command::Install { .. } | Command::Uninstall { .. } => unreachable!("handled above"),
         Command::Send { report } => send(&mut reporter, report)?,
         Command::ImportWer { dir, os } => {
-            let s = reporter.import_wer(&dir, &os.into())?;
-            println!(
-                "{} Report.wer file(s): {} queued, {} imported before, {} not a crash, {} failed",
-                s.found,
-                s.queued.len(),
-                s.already,
-                s.skipped.len(),
-                s.failed.len()
-            );
-            for (path, event_type) in &s.skipped {
-                println!("  skipped {} (EventType={event_type})", path.display());
+            return match dir {
+                Some(dir) => import_wer(&mut reporter, &[dir], &os.into(), false),
+                None => import_wer(&mut reporter, &standard_wer_dirs()?, &os.into(), true),
+            };
+        }
+        Command::Run { max_seconds } => {
+            let mut ok = true;
+            if reporter.consent().level.is_some() {
+                if let Some(sent) = reporter.daily_heartbeat()? {
+                    println!("queued heartbeat/1 report {}", sent.report_id);
+                }
+                let dirs = system::wer_dirs();
+                ok &= import_wer(&mut reporter, &dirs, &OsSettings::default(), true)?;
+            } else {
+                println!("{}: nothing queued", reporter.consent().describe());
             }
-            for (path, why) in &s.failed {
-                eprintln!("  failed {}: {why}", path.display());
+            let mut options = FlushOptions::from_settings(&reporter.config().flush);
+            options.progress = false;
+            if let Some(secs) = max_seconds {
+                options.max_time = Duration::from_secs(secs.max(1));
             }
-            print_drops(s.pushed.dropped_full, s.pushed.dropped_expired);
-            return Ok(s.failed.is_empty());
+            return Ok(flush(&mut reporter, &options).await? && ok);
         }
         Command::Show { pretty } => {
             let mut out = std::io::stdout().lock();
@@ -244,13 +413,33 @@ async fn run(cli: Cli) -> Result<bool, Error> {
                 summary.scrubbed
             );
             eprintln!(
-                "dropped so far: {} for room, {} for age, {} refused by ingest, {} switched off by policy; {} sent",
+                "dropped so far: {} for room, {} for age, {} refused by ingest, {} switched off by policy, \
+                 {} over the consent; {} sent",
                 stats.dropped_full,
                 stats.dropped_expired,
                 stats.dropped_rejected,
                 stats.dropped_disabled,
+                stats.dropped_consent,
                 stats.sent
             );
+            eprintln!("{}", reporter.consent().describe());
+            let machine = &reporter.config().machine;
+            match reporter.os(&OsSettings::default()) {
+                Ok(os) => eprintln!(
+                    "os: {} {}(version {}, revision {}, {}, {}); the registry gave: {}",
+                    os.product,
+                    machine
+                        .display_version
+                        .as_deref()
+                        .map_or_else(String::new, |v| format!("{v} ")),
+                    os.version,
+                    os.revision,
+                    os.locale,
+                    os.arch,
+                    registry_facts(&machine.os)
+                ),
+                Err(e) => eprintln!("os: {e}"),
+            }
         }
         Command::Flush {
             max_seconds,
@@ -266,50 +455,71 @@ async fn run(cli: Cli) -> Result<bool, Error> {
                 }
                 options.batch_size = n;
             }
-            let r = reporter.flush(&options).await?;
-            println!(
-                "sent {} report(s) ({} already there) in {} request(s); {} refused for good; {} still queued",
-                r.accepted.len() + r.duplicates.len(),
-                r.duplicates.len(),
-                r.requests,
-                r.rejected.len(),
-                r.remaining
-            );
-            for rejected in &r.rejected {
-                println!(
-                    "  refused {} {}: {} {}",
-                    rejected.schema, rejected.report_id, rejected.error, rejected.message
-                );
-            }
-            for (schema, n) in &r.disabled {
-                println!(
-                    "  dropped {n} {schema} report(s): the organisation switched this type off"
-                );
-            }
-            if r.expired > 0 {
-                println!(
-                    "  dropped {} report(s) older than queue.max_age_days",
-                    r.expired
-                );
-            }
-            if r.stopped {
-                eprintln!(
-                    "reporter: flush stopped on an answer it cannot act on; \
-                     nothing was dropped for it, {} report(s) still queued: {}",
-                    r.remaining,
-                    r.last_error
-                        .as_ref()
-                        .map_or_else(String::new, ToString::to_string)
-                );
-            } else if !r.complete()
-                && let Some(e) = &r.last_error
-            {
-                eprintln!("reporter: flush incomplete: {e}");
-            }
-            return Ok(r.complete());
+            return flush(&mut reporter, &options).await;
         }
     }
     Ok(true)
+}
+
+/// WER's standard folders, or a usage error where there are none.
+fn standard_wer_dirs() -> Result<Vec<PathBuf>, Error> {
+    let dirs = system::wer_dirs();
+    if dirs.is_empty() {
+        return Err(Error::Usage(
+            "give the folder to import: %ProgramData% is not set".into(),
+        ));
+    }
+    Ok(dirs)
+}
+
+/// Flushes and says what happened; whether everything was sent.
+async fn flush(reporter: &mut Reporter, options: &FlushOptions) -> Result<bool, Error> {
+    let r = reporter.flush(options).await?;
+    println!(
+        "sent {} report(s) ({} already there) in {} request(s); {} refused for good; {} still queued",
+        r.accepted.len() + r.duplicates.len(),
+        r.duplicates.len(),
+        r.requests,
+        r.rejected.len(),
+        r.remaining
+    );
+    for rejected in &r.rejected {
+        println!(
+            "  refused {} {}: {} {}",
+            rejected.schema, rejected.report_id, rejected.error, rejected.message
+        );
+    }
+    for (schema, n) in &r.disabled {
+        println!("  dropped {n} {schema} report(s): the organisation switched this type off");
+    }
+    if r.expired > 0 {
+        println!(
+            "  dropped {} report(s) older than queue.max_age_days",
+            r.expired
+        );
+    }
+    if r.over_consent > 0 {
+        println!(
+            "  dropped {} report(s) the consent in force no longer covers: {}",
+            r.over_consent,
+            reporter.consent().describe()
+        );
+    }
+    if r.stopped {
+        eprintln!(
+            "reporter: flush stopped on an answer it cannot act on; \
+             nothing was dropped for it, {} report(s) still queued: {}",
+            r.remaining,
+            r.last_error
+                .as_ref()
+                .map_or_else(String::new, ToString::to_string)
+        );
+    } else if !r.complete()
+        && let Some(e) = &r.last_error
+    {
+        eprintln!("reporter: flush incomplete: {e}");
+    }
+    Ok(r.complete())
 }
 
 fn main() -> ExitCode {

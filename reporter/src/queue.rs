@@ -65,8 +65,15 @@ pub struct Stats {
     pub dropped_disabled: u64,
     /// Records on disk that did not decode.
     pub dropped_corrupt: u64,
+    /// Queued reports the consent in force no longer covers (it was lowered
+    /// after they were queued).
+    pub dropped_consent: u64,
     /// Reports ingest accepted (or had already).
     pub sent: u64,
+    /// The organisation's consent cap as the last flush found it.
+    pub consent_cap: Option<schemas::Consent>,
+    /// The last day (`YYYY-MM-DD`, UTC) `reporter run` queued a heartbeat for.
+    pub heartbeat_day: Option<String>,
     /// When the last batch was sent (for the policy's `min_interval_secs`).
     #[serde(with = "time::serde::rfc3339::option")]
     pub last_batch_at: Option<OffsetDateTime>,

@@ -20,6 +20,7 @@
 //! | anything else: a proxy's 404, 405, 415, an HTML 400, the edge's `not_found`, `unsupported_media_type`, `malformed_json` … | everything kept; the flush stops and says why |
 //! | type switched off by the policy (or over the organisation's consent cap) | dropped and counted, never sent |
 //! | queued longer than `max_age_days` | dropped and counted, never sent |
+//! | not covered by the consent in force now ([`crate::consent`]: Group Policy or the file lowered it since) | dropped and counted, never sent |
 //!
 //! The policy's `min_interval_secs` is kept between two batches (also across
 //! runs: the last batch's time is in `stats.json`); a pause that would end
@@ -87,6 +88,8 @@ pub struct FlushReport {
     pub disabled: BTreeMap<String, u64>,
     /// Reports dropped for their age (or undecodable).
     pub expired: u64,
+    /// Reports dropped because the consent in force no longer covers them.
+    pub over_consent: u64,
     pub requests: u64,
     pub policy: Option<Policy>,
     /// Reports still queued.
@@ -228,6 +231,13 @@ pub async fn flush(
         }
     }
     let policy = report.policy.clone();
+    let cap = policy
+        .as_ref()
+        .map(|p| crate::consent::from_cap(&p.consent_cap));
+    if cap.is_some() && cap != queue.stats().consent_cap {
+        queue.update_stats(|s| s.consent_cap = cap)?;
+    }
+    let consent = config.consent_decision(queue.stats().consent_cap).level;
     let bar = progress_bar(queue.len(), options.progress);
     let full_size = options.batch_size.clamp(1, MAX_BATCH);
     let mut batch_size = full_size;
@@ -242,12 +252,15 @@ pub async fn flush(
             break;
         }
         let now = OffsetDateTime::now_utc();
-        let (mut expired, mut disabled) = (0u64, 0u64);
+        let (mut expired, mut disabled, mut over_consent) = (0u64, 0u64, 0u64);
         let mut to_send: Vec<&Queued> = Vec::new();
         for entry in &entries {
             match &entry.report {
                 Some(q) if !queue.is_expired(q.queued_at, now) => {
-                    if policy.as_ref().is_none_or(|p| p.allows(&q.envelope.schema)) {
+                    let kind = q.envelope.schema.parse::<schemas::SchemaId>().ok();
+                    if !consent.is_some_and(|c| kind.is_none_or(|k| c.allows(k.kind))) {
+                        over_consent += 1;
+                    } else if policy.as_ref().is_none_or(|p| p.allows(&q.envelope.schema)) {
                         to_send.push(q);
                     } else {
                         disabled += 1;
@@ -261,11 +274,13 @@ pub async fn flush(
             }
         }
         report.expired += expired;
+        report.over_consent += over_consent;
         if to_send.is_empty() {
             queue.settle(&entries, &[])?;
             queue.update_stats(|s| {
                 s.dropped_expired += expired;
                 s.dropped_disabled += disabled;
+                s.dropped_consent += over_consent;
             })?;
             bar.inc(entries.len() as u64);
             continue;
@@ -301,6 +316,7 @@ pub async fn flush(
                     s.dropped_rejected += sorted.rejected;
                     s.dropped_expired += expired;
                     s.dropped_disabled += disabled;
+                    s.dropped_consent += over_consent;
                     s.last_batch_at = Some(sent_at);
                 })?;
                 bar.inc((entries.len() - sorted.retry.len()) as u64);
@@ -347,6 +363,7 @@ pub async fn flush(
                     s.dropped_rejected += n;
                     s.dropped_expired += expired;
                     s.dropped_disabled += disabled;
+                    s.dropped_consent += over_consent;
                 })?;
                 bar.inc(entries.len() as u64);
             }

@@ -5,12 +5,15 @@
 //! server has not accepted (or refused for good) is still queued. In the
 //! end every report is accepted exactly once by distinct id (duplicates
 //! allowed: the edge de-duplicates) or refused, and none is lost.
-#![cfg(unix)]
+//!
+//! It runs on Windows semantics too: `scripts/windows` runs it built for
+//! Windows under Wine, where the queue's files are replaced and removed the
+//! way Windows does it.
 
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
 use std::sync::{Arc, Mutex};
 
 use common::{TestServer, json, policy, queue_heartbeats, queued, reporter, setup, text};
@@ -49,6 +52,20 @@ fn answer(ledger: &mut Ledger, id: Uuid) -> serde_json::Value {
         ledger.accepted.insert(id);
         json!({"status": "accepted"})
     }
+}
+
+/// Whether the process ended by `std::process::abort` (the fault point).
+#[cfg(unix)]
+fn aborted(status: ExitStatus) -> bool {
+    use std::os::unix::process::ExitStatusExt;
+    status.signal() == Some(6)
+}
+
+/// Whether the process ended by `std::process::abort` (the fault point):
+/// on Windows that is a fail-fast exception, `STATUS_STACK_BUFFER_OVERRUN`.
+#[cfg(windows)]
+fn aborted(status: ExitStatus) -> bool {
+    status.code().map(|c| c as u32) == Some(0xC000_0409)
 }
 
 #[test]
@@ -104,7 +121,7 @@ fn killed_inside_settle_at_every_step_the_queue_loses_nothing() {
             assert!(lost.is_empty(), "after {fault}: lost {lost:?}");
             assert!(left_set.is_subset(&all), "after {fault}: a report appeared");
         }
-        if out.status.signal() == Some(6) {
+        if aborted(out.status) {
             kills += 1;
             *killed_at.entry(point).or_default() += 1;
             continue;
