@@ -210,6 +210,26 @@ impl Client {
         })
     }
 
+    /// Posts `{"machine_id"}` to `/v1/machines/{action}` (`export` or
+    /// `erase`) and returns the edge's JSON answer.
+    pub async fn machine(
+        &self,
+        action: &str,
+        machine_id: &str,
+        timeout: Duration,
+    ) -> Result<serde_json::Value, SendError> {
+        let url = format!("{}/v1/machines/{action}", self.base);
+        let request = self
+            .http
+            .post(&url)
+            .json(&serde_json::json!({ "machine_id": machine_id }));
+        let response = self.call(request, &url, timeout).await?;
+        response.json().await.map_err(|e| SendError::Protocol {
+            url,
+            message: format!("not the edge's JSON answer: {e}"),
+        })
+    }
+
     /// Posts `reports`; `Ok` only for a `2xx` whose body is a batch result
     /// with exactly one item per report, in order, each naming its report's
     /// id if it names one.

@@ -80,6 +80,12 @@ pub enum Error {
     },
     #[error("ingest refused this machine's enrollment token; nothing was dropped: {0}")]
     Send(SendError),
+    #[error("ingest did not {action}: {source}")]
+    Edge {
+        action: &'static str,
+        #[source]
+        source: SendError,
+    },
 }
 
 impl Error {
@@ -89,7 +95,7 @@ impl Error {
         match self {
             Error::Config(_) | Error::Usage(_) | Error::Invalid(_) => 2,
             Error::Consent(_) => 3,
-            Error::Queue(_) | Error::Io { .. } | Error::Send(_) => 1,
+            Error::Queue(_) | Error::Io { .. } | Error::Send(_) | Error::Edge { .. } => 1,
         }
     }
 }
@@ -288,6 +294,36 @@ impl Reporter {
     }
 
     /// Sends the queue; see [`send`].
+    /// Everything the pipeline holds about this machine, as the edge
+    /// answers `POST /v1/machines/export`.
+    pub async fn export(&self, timeout: std::time::Duration) -> Result<Value, Error> {
+        edge::Client::new(&self.config)
+            .machine("export", self.machine_id(), timeout)
+            .await
+            .map_err(|source| Error::Edge {
+                action: "export this machine's data",
+                source,
+            })
+    }
+
+    /// Asks the edge to erase everything stored about this machine, then
+    /// empties the local queue, so that nothing queued before the request
+    /// arrives after it. Returns the edge's answer (`erasure_id`) and how
+    /// many queued reports were dropped. The queue is kept if the edge
+    /// did not take the request.
+    pub async fn erase(&mut self, timeout: std::time::Duration) -> Result<(Value, usize), Error> {
+        let answer = edge::Client::new(&self.config)
+            .machine("erase", self.machine_id(), timeout)
+            .await
+            .map_err(|source| Error::Edge {
+                action: "take the erasure request",
+                source,
+            })?;
+        let queued = self.queue.all()?;
+        self.queue.settle(&queued, &[])?;
+        Ok((answer, queued.len()))
+    }
+
     pub async fn flush(&mut self, options: &FlushOptions) -> Result<FlushReport, Error> {
         send::flush(&self.config, &mut self.queue, options).await
     }

@@ -52,6 +52,21 @@ enum Command {
         #[arg(long)]
         batch_size: Option<usize>,
     },
+    /// Print, as JSON, everything the pipeline holds about this machine
+    /// (its rows of every table, the aggregates that count it).
+    Export {
+        /// Write the JSON to this file instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Have everything the pipeline holds about this machine erased, and
+    /// empty the local queue. Switch telemetry off too (Group Policy
+    /// AllowTelemetry = 0, or uninstall), or it reports again.
+    Erase {
+        /// Confirm: the erasure cannot be undone.
+        #[arg(long)]
+        yes: bool,
+    },
     /// What the scheduled task runs: queue today's heartbeat (once a day),
     /// import new WER crashes from their standard folders, then flush.
     Run {
@@ -174,6 +189,9 @@ impl From<OsFlags> for OsSettings {
         }
     }
 }
+
+/// Longest an export or erasure request may take.
+const RIGHTS_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn payload(json: Option<PathBuf>, from_flags: impl FnOnce() -> Value) -> Result<Value, Error> {
     json.map_or_else(|| Ok(from_flags()), |path| build::payload_from_file(&path))
@@ -399,6 +417,34 @@ async fn run(cli: Cli) -> Result<bool, Error> {
                 options.max_time = Duration::from_secs(secs.max(1));
             }
             return Ok(flush(&mut reporter, &options).await? && ok);
+        }
+        Command::Export { out } => {
+            let export = reporter.export(RIGHTS_TIMEOUT).await?;
+            let text = serde_json::to_string_pretty(&export).expect("JSON encodes");
+            match out {
+                Some(path) => {
+                    std::fs::write(&path, text + "\n").map_err(|source| Error::Io {
+                        context: format!("writing {}", path.display()),
+                        source,
+                    })?;
+                    println!("exported to {}", path.display());
+                }
+                None => println!("{text}"),
+            }
+        }
+        Command::Erase { yes } => {
+            if !yes {
+                return Err(Error::Usage(
+                    "erasing this machine's data cannot be undone; run `reporter erase --yes`"
+                        .into(),
+                ));
+            }
+            let (answer, dropped) = reporter.erase(RIGHTS_TIMEOUT).await?;
+            println!(
+                "erasure {} taken by ingest: every report of this machine is removed within minutes; \
+                 {dropped} queued report(s) dropped here",
+                answer["erasure_id"].as_str().unwrap_or("(no id)")
+            );
         }
         Command::Show { pretty } => {
             let mut out = std::io::stdout().lock();

@@ -321,3 +321,99 @@ async fn an_erasure_request_is_checked_like_any_other() {
     ingest.running.shutdown().await.expect("ingest stops");
     env.cleanup().await;
 }
+
+/// The operator's side: `reporter export` and `reporter erase`, through the
+/// reporter library against the real ingest, Kafka, processor and
+/// ClickHouse.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reporter_exports_and_erases_its_own_machine() {
+    use reporter::{Backoff, Config, FlushOptions, OsSettings, Reporter, build};
+    use schemas::SchemaId;
+
+    let env = TestEnv::new();
+    let mut config = env.ingest_config();
+    config.warehouse = Some(ingest::config::WarehouseSettings {
+        url: e2e::clickhouse_url(),
+        database: env.database.clone(),
+        user: "default".into(),
+        password: String::new(),
+    });
+    let ingest = start_ingest(config).await;
+    let processor = start_processor(env.processor_config());
+    let store = env.clickhouse().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let reporter_config = Config::from_toml(&format!(
+        "endpoint = {:?}\ntoken = {:?}\nconsent = \"optional\"\nqueue_dir = {:?}\n\
+         [os]\nlocale = \"zh-CN\"\nrevision = 3570\n",
+        ingest.url,
+        env.token("grid"),
+        dir.path().join("queue").to_str().expect("UTF-8 temp path")
+    ))
+    .expect("reporter configuration is valid");
+    let mut reporter = Reporter::open(reporter_config).expect("reporter opens");
+    let os = OsSettings::default();
+    let today = time::OffsetDateTime::now_utc().date().to_string();
+    reporter
+        .send(
+            SchemaId::HEARTBEAT_V1,
+            build::heartbeat(Some(&today), None),
+            &os,
+        )
+        .expect("queued");
+    reporter
+        .send(
+            SchemaId::FEEDBACK_V1,
+            build::feedback(5, "update", None),
+            &os,
+        )
+        .expect("queued");
+    let options = FlushOptions {
+        max_time: Duration::from_secs(30),
+        batch_size: 100,
+        backoff: Backoff {
+            base: Duration::from_millis(50),
+            max: Duration::from_millis(500),
+        },
+        progress: false,
+    };
+    assert!(reporter.flush(&options).await.expect("flush").complete());
+    env.caught_up(WAIT).await;
+
+    let export = reporter.export(WAIT).await.expect("export");
+    assert_eq!(
+        export["tables"]["heartbeats"].as_array().map(Vec::len),
+        Some(1)
+    );
+    assert_eq!(
+        export["tables"]["feedback"].as_array().map(Vec::len),
+        Some(1)
+    );
+    assert_eq!(export["tables"]["crash_reports"], json!([]));
+
+    // One more report waits in the queue: erasing drops it here too.
+    reporter
+        .send(SchemaId::HEARTBEAT_V1, build::heartbeat(None, Some(5)), &os)
+        .expect("queued");
+    let (answer, dropped) = reporter.erase(WAIT).await.expect("erase");
+    assert_eq!(dropped, 1);
+    assert!(reporter.queue().is_empty());
+    let erasure_id = answer["erasure_id"]
+        .as_str()
+        .expect("erasure id")
+        .to_string();
+    let recorded =
+        format!("SELECT raw_rows FROM erasures WHERE erasure_id = toUUID('{erasure_id}')");
+    let raw_rows = eventually("the erasure is recorded", WAIT, || async {
+        e2e::try_scalar(&store, &recorded).await
+    })
+    .await;
+    assert_eq!(raw_rows, 2);
+    let export = reporter.export(WAIT).await.expect("export");
+    for table in schemas::erasure::RAW_MACHINE_TABLES {
+        assert_eq!(export["tables"][table], json!([]), "{table}");
+    }
+
+    processor.shutdown().await.expect("processor stops");
+    ingest.running.shutdown().await.expect("ingest stops");
+    env.cleanup().await;
+}
