@@ -127,6 +127,7 @@ struct Pass {
     regex: Regex,
     check: Check,
     admit: fn(&TextStats, &str) -> bool,
+    needs: u16,
     /// The check reads groups, or the replacement refers to them.
     needs_groups: bool,
 }
@@ -192,6 +193,7 @@ impl Scrubber {
                                 regex: compile(pass.pattern)?,
                                 check: pass.check,
                                 admit: pass.admit,
+                                needs: pass.needs,
                                 needs_groups: expands || pass.check.reads_groups(),
                             })
                         })
@@ -347,6 +349,9 @@ fn scrub_defaults(
 ) -> Option<String> {
     let normal = normalize::normalize(text);
     let stats = TextStats::of(&normal.text);
+    if !stats.any(rules::ANY_NEEDS) {
+        return None;
+    }
     let mut hidden: Option<String> = None;
     let mut taken: Vec<Taken> = Vec::new();
     // Rounds until one takes nothing. A candidate a pass turned down
@@ -364,7 +369,7 @@ fn scrub_defaults(
             };
             let mut n = 0u32;
             for pass in passes {
-                if !(pass.admit)(&stats, &normal.text) {
+                if !stats.any(pass.needs) || !(pass.admit)(&stats, &normal.text) {
                     continue;
                 }
                 let hay = hidden.as_deref().unwrap_or(&normal.text);

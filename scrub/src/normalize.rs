@@ -82,6 +82,9 @@ pub(crate) fn normalize(text: &str) -> Normalized<'_> {
     // U+00AD; U+2000–U+2FFF; U+3000; U+FE00–U+FFFF), each the first byte of
     // a character: only those characters are decoded, so text without a
     // foldable one (ASCII, Chinese with `，` and `。`) is only scanned.
+    if text.is_ascii() {
+        return unchanged;
+    }
     let bytes = text.as_bytes();
     let mut from = 0;
     let first = loop {

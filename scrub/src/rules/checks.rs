@@ -330,11 +330,21 @@ fn keywords(text: &str) -> u8 {
 impl TextStats {
     pub(crate) fn of(text: &str) -> Self {
         use class::*;
-        let mut stats = TextStats::default();
+        let classes = text
+            .bytes()
+            .fold(0, |classes, b| classes | CLASSES[usize::from(b)]);
+        let mut stats = TextStats {
+            classes,
+            ..TextStats::default()
+        };
+        // Every pass needs one of these; a text without any (most symbols
+        // and module names) needs no counting.
+        if classes & (DIGIT | SLASH | BACKSLASH | AT | HYPHEN | COLON) == 0 {
+            return stats;
+        }
         let (mut digit_run, mut hex_run) = (0, 0);
         for &b in text.as_bytes() {
             let c = CLASSES[usize::from(b)];
-            stats.classes |= c;
             if b >= 0x80 {
                 // Non-ASCII (Chinese): ends any run, counts nothing.
                 stats.hex_quads += usize::from(hex_run == 4);

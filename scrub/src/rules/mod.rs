@@ -19,6 +19,8 @@ use checks::class::*;
 use checks::has_plate_start;
 use checks::keyword;
 pub(crate) use checks::{Check, TextStats};
+/// Classes of bytes some pass needs one of: a text with none is left as it is.
+pub(crate) const ANY_NEEDS: u16 = DIGIT | SLASH | BACKSLASH | AT | HYPHEN | COLON;
 
 use crate::Rule;
 
@@ -32,6 +34,9 @@ pub(crate) struct Pass {
     /// text it does not admit skips the pass. It must admit every match the
     /// pass replaces, taken alone, and every text holding one.
     pub admit: fn(&TextStats, &str) -> bool,
+    /// Classes of bytes (`checks::class`) of which `admit` needs one: a
+    /// text with none skips the pass without asking.
+    pub needs: u16,
 }
 
 /// One default rule: its name (the key it is counted under), its
@@ -85,12 +90,14 @@ pub(crate) const DEFAULTS: &[Default] = &[
                 ),
                 check: Check::UserPath,
                 admit: |s, _| s.any(BACKSLASH | SLASH),
+                needs: BACKSLASH | SLASH,
             },
             Pass {
                 // `/home/<name>`, `/Users/<name>` at the start of a path.
                 pattern: r"(?:^|[\s'(=:：])/(?:home|Users)/(?P<t>[A-Za-z0-9][A-Za-z0-9._-]{0,31})",
                 check: Check::Target,
                 admit: |s, _| s.any(SLASH),
+                needs: SLASH,
             },
         ],
     },
@@ -110,6 +117,7 @@ pub(crate) const DEFAULTS: &[Default] = &[
             ),
             check: Check::HomeShare,
             admit: |s, _| s.backslashes >= 2,
+            needs: BACKSLASH,
         }],
     },
     Default {
@@ -119,6 +127,7 @@ pub(crate) const DEFAULTS: &[Default] = &[
             pattern: r"(?P<domain>[A-Z][A-Z0-9-]{1,14})\\(?P<name>[A-Za-z][A-Za-z0-9._-]{0,30}|\p{Han}{2,4})",
             check: Check::DomainUser,
             admit: |s, _| s.backslashes >= 1 && s.any(UPPER),
+            needs: BACKSLASH,
         }],
     },
     Default {
@@ -130,6 +139,7 @@ pub(crate) const DEFAULTS: &[Default] = &[
             pattern: r"S-1-(?:5-21|12-1)(?:-[0-9]{1,10}){3,4}",
             check: Check::Sid,
             admit: |s, _| s.any(S) && s.hyphens >= 5 && s.digits >= 7,
+            needs: DIGIT,
         }],
     },
     Default {
@@ -141,6 +151,7 @@ pub(crate) const DEFAULTS: &[Default] = &[
             pattern: r"(?i:(?:PC|DESKTOP|LAPTOP|NB|NOTEBOOK|WORKSTATION)-[A-Z0-9]{2,15}(?:-[0-9]{1,4})?|[A-Z0-9]{2,15}-(?:PC|LAPTOP|DESKTOP|NB))",
             check: Check::Hostname,
             admit: |s, t| s.hyphens >= 1 && s.has_keyword(t, keyword::MACHINE),
+            needs: HYPHEN,
         }],
     },
     Default {
@@ -159,6 +170,7 @@ pub(crate) const DEFAULTS: &[Default] = &[
             ),
             check: Check::Email,
             admit: |s, _| s.any(AT),
+            needs: AT,
         }],
     },
     Default {
@@ -175,6 +187,7 @@ pub(crate) const DEFAULTS: &[Default] = &[
                     || (s.dots >= 2 && s.digits >= 1 && s.hex_quads >= 3)
                     || s.max_hex_run >= 12
             },
+            needs: COLON | HYPHEN | DIGIT,
         }],
     },
     Default {
@@ -187,6 +200,7 @@ pub(crate) const DEFAULTS: &[Default] = &[
             pattern: r"(?:[0-9A-Fa-f]{1,4})?(?:::?[0-9A-Fa-f]{1,4}){1,7}(?:(?:\.[0-9]{1,3}){3}|::)?(?:%[0-9A-Za-z]{1,16})?|[0-9A-Fa-f]{1,4}(?::[0-9A-Fa-f]{1,4}){0,6}::",
             check: Check::Ipv6,
             admit: |s, _| s.colons >= 2 && s.digits >= 1,
+            needs: COLON,
         }],
     },
     Default {
@@ -196,6 +210,7 @@ pub(crate) const DEFAULTS: &[Default] = &[
             pattern: r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}",
             check: Check::Ipv4,
             admit: |s, _| s.dots >= 3 && s.digits >= 4,
+            needs: DIGIT,
         }],
     },
     Default {
@@ -208,6 +223,7 @@ pub(crate) const DEFAULTS: &[Default] = &[
             pattern: r"[1-8][0-9]{5}[ -]?(?:18|19|20)[0-9]{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])[ -]?[0-9]{3}[0-9Xx]",
             check: Check::IdCard,
             admit: |s, _| s.digits >= 17 && s.max_digit_run >= 8,
+            needs: DIGIT,
         }],
     },
     Default {
@@ -220,6 +236,7 @@ pub(crate) const DEFAULTS: &[Default] = &[
             check: Check::BankCard,
             // Whole, or in at least three groups of four or more.
             admit: |s, _| s.digits >= 13 && (s.max_digit_run >= 13 || s.long_digit_runs >= 3),
+            needs: DIGIT,
         }],
     },
     Default {
@@ -232,12 +249,14 @@ pub(crate) const DEFAULTS: &[Default] = &[
                 pattern: r"E[A-HJ-NP-Z][0-9]{7}|[EGCHM][0-9]{8}",
                 check: Check::Standalone,
                 admit: |s, _| s.any(EGCHM) && s.max_digit_run >= 7,
+                needs: DIGIT,
             },
             Pass {
                 // Any other number named as a passport's.
                 pattern: r"(?i:passport(?:[ .]*(?:no\.?|number|#))?|护照(?:号码|号)?)[ ]*[:：#]?[ ]*(?P<t>[A-Z0-9]{6,12})",
                 check: Check::PassportNamed,
                 admit: |s, t| s.digits >= 5 && s.has_keyword(t, keyword::PASSPORT),
+                needs: DIGIT,
             },
         ],
     },
@@ -260,6 +279,7 @@ pub(crate) const DEFAULTS: &[Default] = &[
                 ),
                 check: Check::Phone,
                 admit: |s, _| s.digits >= 10 && s.max_digit_run >= 3,
+                needs: DIGIT,
             },
             Pass {
                 // A local number named as a phone's: `电话：6552 9988`.
@@ -268,12 +288,14 @@ pub(crate) const DEFAULTS: &[Default] = &[
                 admit: |s, t| {
                     s.digits >= 7 && s.max_digit_run >= 3 && s.has_keyword(t, keyword::PHONE)
                 },
+                needs: DIGIT,
             },
             Pass {
                 // Any other international number: `+44 20 7946 0958`.
                 pattern: r"\+[1-9][0-9]{0,2}(?:[ -]?\(?[0-9]{1,4}\)?){2,5}",
                 check: Check::Phone,
                 admit: |s, _| s.any(PLUS) && s.digits >= 7,
+                needs: DIGIT,
             },
         ],
     },
@@ -284,6 +306,7 @@ pub(crate) const DEFAULTS: &[Default] = &[
             pattern: r"(?i:QQ)(?:号码|号)?[ ]*[:：#]?[ ]*(?P<t>[1-9][0-9]{4,10})",
             check: Check::Qq,
             admit: |s, t| s.max_digit_run >= 5 && s.has_keyword(t, keyword::QQ),
+            needs: DIGIT,
         }],
     },
     Default {
@@ -294,6 +317,7 @@ pub(crate) const DEFAULTS: &[Default] = &[
             pattern: r"[京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼][A-HJ-NP-Z][·•・. ]?[A-HJ-NP-Z0-9]{5,6}",
             check: Check::Plate,
             admit: |s, t| s.digits >= 3 && s.any(CJK) && s.any(UPPER) && has_plate_start(t),
+            needs: DIGIT,
         }],
     },
 ];
@@ -380,6 +404,12 @@ mod tests {
                             continue;
                         }
                         replaced += 1;
+                        assert!(
+                            TextStats::of(m.as_str()).any(pass.needs),
+                            "{}: match {:?} has none of the needed bytes",
+                            rule.name,
+                            m.as_str()
+                        );
                         assert!(
                             (pass.admit)(&TextStats::of(m.as_str()), m.as_str()),
                             "{}: match {:?} is not admitted",
