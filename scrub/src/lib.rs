@@ -33,7 +33,7 @@
 //! | `mac`         | `00:1A:2B:3C:4D:5E`, `00-1A-…`, `001a.2b3c.4d5e`, `001A2B3C4D5E`  | `<mac>`     |
 //! | `ipv6`        | `fe80::1ff:fe23:4567:890a%12`, `2001:db8::8a2e:370:7334`, `::ffff:192.168.1.20` | `<ipv6>` |
 //! | `ipv4`        | `192.168.1.20`, `backup_10.0.0.1_full.zip`                       | `<ipv4>`    |
-//! | `id_card`     | 18-digit resident identity numbers with a valid ISO 7064 MOD 11-2 check character (`X` too), whole or 6-8-4 | `<id_card>` |
+//! | `id_card`     | 18-digit resident identity numbers with a valid ISO 7064 MOD 11-2 check character (`X` too), whole or 6-8-4; any 18 or 15 digits after `身份证`/`证件`/`ID card` | `<id_card>` |
 //! | `bank_card`   | 13–19 digits passing Luhn, whole or in groups                    | `<bank_card>` |
 //! | `passport`    | `E12345678`, `EA1234567`, `G12345678`, `C/H/M` + 8 digits; any number after `护照`/`passport` | `<passport>` |
 //! | `phone`       | Chinese mobiles (`+86 138 0013 8000`, `138-0013-8000`, `138.0013.8000`), landlines (`010-6552 9988`, `(010) 6552 9988`, `+86 10 6552 9988`), local numbers after `电话`/`tel`, North American, any `+CC` number | `<phone>` |
@@ -59,8 +59,9 @@
 //! `Controls_6.0.0.0_x-ww` stay. Known false positive: a bare four-part
 //! version of small numbers (`upgraded to 1.2.3.4`, `setup_1.2.3.4.msi`).
 //!
-//! Other known limits: 15-digit identity numbers (issued before 1999),
-//! Taiwan and foreign passport numbers without the word `passport`/`护照`,
+//! Other known limits: 15-digit identity numbers (issued before 1999) and
+//! mistyped 18-digit ones unless named as such (`身份证 …`), Taiwan and
+//! foreign passport numbers without the word `passport`/`护照`,
 //! local phone numbers without an area code or a word naming them,
 //! relative paths and personal names outside paths and accounts are not
 //! found. A bare profile name at the end of a path takes the following

@@ -42,6 +42,9 @@ fn identity_card_bank_card_and_passport_numbers() {
         ("护照 E12345678 已过期", "护照 <passport> 已过期", &[("passport", 1)]),
         ("EA1234567、G12345678", "<passport>、<passport>", &[("passport", 2)]),
         ("passport no. 123456789", "passport no. <passport>", &[("passport", 1)]),
+        // Named as an identity number: a mistyped check character, the old 15 digits.
+        ("身份证号码：110105194912310021", "身份证号码：<id_card>", &[("id_card", 1)]),
+        ("15位身份证 110105491231002", "15位身份证 <id_card>", &[("id_card", 1)]),
     ]);
 }
 
@@ -54,6 +57,7 @@ fn full_width_forms_and_separators() {
         ("邮箱 zhangwei＠sgcc.com.cn。", "邮箱 <email>。", &[("email", 1)]),
         ("+86 138 0013 8000", "<phone>", &[("phone", 1)]),
         ("138-0013-8000 138.0013.8000", "<phone> <phone>", &[("phone", 2)]),
+        ("138  0013  8000", "<phone>", &[("phone", 1)]),
         ("138\u{3000}0013\u{3000}8000 和 138\u{a0}0013\u{a0}8000", "<phone> 和 <phone>", &[("phone", 2)]),
         ("办公电话 010-6552 9988 转 3", "办公电话 <phone> 转 3", &[("phone", 1)]),
         ("（010）6552 9988", "<phone>", &[("phone", 1)]),

@@ -409,7 +409,7 @@ fn id_card(rng: &mut Rng, turn: usize) -> Generated {
     let first17 = format!("{region}{year}{month:02}{day:02}{}", rng.digits(3));
     let id = format!("{first17}{}", id_check(&first17));
     let digits = vec![Secret::Digits(first17.clone())];
-    match turn % 6 {
+    match turn % 8 {
         0 | 1 => ("plain", id, digits),
         2 => ("lower_x", id.to_ascii_lowercase(), digits),
         3 => (
@@ -418,7 +418,29 @@ fn id_card(rng: &mut Rng, turn: usize) -> Generated {
             digits,
         ),
         4 => ("full_width", full_width(&id), digits),
-        _ => ("underscored_file", format!("身份证_{id}.jpg"), digits),
+        5 => ("underscored_file", format!("身份证_{id}.jpg"), digits),
+        6 => {
+            // A mistyped check character, named as an identity number.
+            let wrong = if id.ends_with('0') { '1' } else { '0' };
+            (
+                "named_mistyped",
+                format!("身份证号码：{first17}{wrong}"),
+                digits,
+            )
+        }
+        _ => {
+            // The 15 digits issued before 1999: region, YYMMDD, sequence.
+            let old = format!(
+                "{region}{:02}{month:02}{day:02}{}",
+                year % 100,
+                rng.digits(3)
+            );
+            (
+                "named_15_digits",
+                format!("身份证 {old}"),
+                vec![Secret::Digits(old.clone())],
+            )
+        }
     }
 }
 
@@ -486,7 +508,8 @@ fn phone(rng: &mut Rng, turn: usize) -> Generated {
     let local = format!("{}{}", rng.range(2, 8), rng.digits(local_len - 1));
     let (l1, l2) = local.split_at(local.len() - 4);
     let l = vec![Secret::Digits(local.clone())];
-    match turn % 16 {
+    match turn % 17 {
+        16 => ("mobile_double_spaces", format!("{prefix}  {mid}  {end}"), m),
         0 => ("mobile_plain", mobile, m),
         1 => (
             "mobile_plus86_spaces",

@@ -296,12 +296,13 @@ pub(crate) mod keyword {
     pub const PHONE: u8 = 1 << 1;
     pub const QQ: u8 = 1 << 2;
     pub const MACHINE: u8 = 1 << 3;
+    pub const ID_CARD: u8 = 1 << 4;
 }
 
 /// Every keyword in one pattern: a single literal search (Teddy) per text.
 static KEYWORDS: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        "(?i)passport|护照|电话|座机|分机|手机|传真|tel|phone|fax|qq|pc|nb|desktop|laptop|notebook|workstation",
+        "(?i)passport|护照|电话|座机|分机|手机|传真|tel|phone|fax|qq|pc|nb|desktop|laptop|notebook|workstation|身份证|身份證|证件|identity card|id card",
     )
     .expect("the keywords compile")
 });
@@ -313,6 +314,11 @@ fn keywords(text: &str) -> u8 {
         let is = |w: &str| word.eq_ignore_ascii_case(w);
         found |= if is("passport") || word == "护照" {
             keyword::PASSPORT
+        } else if ["身份证", "身份證", "证件"].contains(&word)
+            || is("identity card")
+            || is("id card")
+        {
+            keyword::ID_CARD
         } else if is("qq") {
             keyword::QQ
         } else if ["pc", "nb", "desktop", "laptop", "notebook", "workstation"]

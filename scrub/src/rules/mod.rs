@@ -216,15 +216,25 @@ pub(crate) const DEFAULTS: &[Default] = &[
     Default {
         name: "id_card",
         replacement: "<id_card>",
-        passes: &[Pass {
-            // Resident identity card (GB 11643): region, birth date,
-            // sequence, ISO 7064 MOD 11-2 check character; whole or
-            // grouped 6-8-4.
-            pattern: r"[1-8][0-9]{5}[ -]?(?:18|19|20)[0-9]{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])[ -]?[0-9]{3}[0-9Xx]",
-            check: Check::IdCard,
-            admit: |s, _| s.digits >= 17 && s.max_digit_run >= 8,
-            needs: DIGIT,
-        }],
+        passes: &[
+            Pass {
+                // Resident identity card (GB 11643): region, birth date,
+                // sequence, ISO 7064 MOD 11-2 check character; whole or
+                // grouped 6-8-4.
+                pattern: r"[1-8][0-9]{5}[ -]?(?:18|19|20)[0-9]{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])[ -]?[0-9]{3}[0-9Xx]",
+                check: Check::IdCard,
+                admit: |s, _| s.digits >= 17 && s.max_digit_run >= 8,
+                needs: DIGIT,
+            },
+            Pass {
+                // Any 18- or 15-digit number (issued before 1999) named as an
+                // identity number, its check character right or mistyped.
+                pattern: r"(?i:身份证|身份證|证件|identity card|id card)(?:号码|号|號碼|號| no\.?| number)?[ ]*[:：#]?[ ]*(?P<t>[0-9]{17}[0-9Xx]|[0-9]{15})",
+                check: Check::Target,
+                admit: |s, t| s.digits >= 15 && s.has_keyword(t, keyword::ID_CARD),
+                needs: DIGIT,
+            },
+        ],
     },
     Default {
         name: "bank_card",
@@ -273,7 +283,7 @@ pub(crate) const DEFAULTS: &[Default] = &[
                 // with an extension); North American (`(555) 123-4567`,
                 // `555-123-4567`, `555.123.4567`).
                 pattern: concat!(
-                    r"(?:(?:\+|00)86[ -]?|\(\+?86\)[ -]?|86-)?(?:1[3-9][0-9](?:[ .-]?[0-9]{4}){2}|1[3-9][0-9]{2}[ .-][0-9]{3}[ .-][0-9]{4})",
+                    r"(?:(?:\+|00)86[ -]?|\(\+?86\)[ -]?|86-)?(?:1[3-9][0-9](?:(?:[.-]| {1,3})?[0-9]{4}){2}|1[3-9][0-9]{2}(?:[.-]| {1,3})[0-9]{3}(?:[.-]| {1,3})[0-9]{4})",
                     r"|(?:(?:\+|00)86[ -]?(?:\(0?[1-9][0-9]{1,2}\)|0?[1-9][0-9]{1,2})|\(0[1-9][0-9]{1,2}\)|0[1-9][0-9]{1,2})[ .-]?[2-8][0-9]{2,3}[ .-]?[0-9]{4}(?:(?:-|转|(?i:ext)\.? ?|x|#)[0-9]{1,5})?",
                     r"|\(?[2-9][0-9]{2}\)?[ -]?[0-9]{3}-[0-9]{4}|[2-9][0-9]{2}\.[0-9]{3}\.[0-9]{4}"
                 ),
@@ -379,6 +389,7 @@ mod tests {
             [
                 "see /home/zhangwei/.bashrc",
                 "passport no. 123456789 and 护照号码 K12345678",
+                "身份证号码：110105194912310021，ID card 110105491231002",
                 "call +44 20 7946 0958 or (555) 123-4567 or 555.123.4567",
                 "AB:CD:EF:AB:CD:EF",
             ]
