@@ -446,8 +446,11 @@ impl Pass {
                 }
                 _ => Cow::Borrowed(replacement),
             };
+            // Resume where the taken span ends: a check may take less than
+            // the match (a bare user name before prose), and what follows
+            // may hold another.
+            pos = span.end;
             taken.push(Taken { span, replacement });
-            pos = m.end();
         }
         Found { turned_down }
     }

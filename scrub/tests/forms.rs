@@ -123,6 +123,7 @@ fn a_second_scrub_changes_nothing() {
         r"\\fs01\home$\zhangwei\x",
         "x@y.cn13800138000",
         "1.2.3.4.13800138000",
+        r"\\pc\c$\Users\wang&y C:\Users\Puba\x",
     ] {
         let once = scrubber.scrub_text(text, &mut BTreeMap::new());
         let mut counts = BTreeMap::new();
