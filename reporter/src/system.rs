@@ -98,6 +98,15 @@ pub fn os_settings(raw: &RawOs) -> OsSettings {
         .map(|p| match p.strip_prefix("Windows 10") {
             Some(rest) if build.is_some_and(|b| b >= 22000) => format!("Windows 11{rest}"),
             _ => p.to_string(),
+        })
+        // The edge takes only editions' words; an edition named otherwise
+        // is sent as `Windows`, not refused with the report.
+        .map(|p| {
+            if schemas::forms::os_product(&p) {
+                p
+            } else {
+                "Windows".to_string()
+            }
         });
     let arch = raw
         .processor_architecture
@@ -119,19 +128,10 @@ pub fn os_settings(raw: &RawOs) -> OsSettings {
             .locale
             .as_deref()
             .map(str::trim)
-            .filter(|l| is_locale(l))
+            .filter(|l| schemas::forms::locale(l))
             .map(str::to_string),
         arch,
     }
-}
-
-/// A BCP 47 tag as the envelope takes it (`zh-CN`, `en-US`).
-fn is_locale(tag: &str) -> bool {
-    let mut parts = tag.split('-');
-    let lang = parts.next().unwrap_or_default();
-    (2..=3).contains(&lang.len())
-        && lang.bytes().all(|b| b.is_ascii_alphabetic())
-        && parts.all(|p| (2..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphanumeric()))
 }
 
 /// `%ProgramData%\Reporter`: the machine-wide folder of the configuration,
@@ -180,6 +180,22 @@ mod tests {
         assert_eq!(os.revision, Some(3570));
         assert_eq!(os.locale.as_deref(), Some("zh-CN"));
         assert_eq!(os.arch.as_deref(), Some("x64"));
+    }
+
+    #[test]
+    fn only_what_the_edge_takes_is_sent() {
+        // An edition named in words the edge does not take (here a
+        // customised build carrying a person's name) is sent as `Windows`,
+        // and a locale in another case is left to the configuration: the
+        // edge would refuse the report for either.
+        let raw = RawOs {
+            product_name: Some("Windows 10 Enterprise for Zhang Wei".into()),
+            locale: Some("zh-cn".into()),
+            ..windows10()
+        };
+        let os = os_settings(&raw);
+        assert_eq!(os.product.as_deref(), Some("Windows"));
+        assert_eq!(os.locale, None);
     }
 
     #[test]

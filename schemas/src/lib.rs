@@ -16,13 +16,15 @@
 //!   the one place where ClickHouse version differences are decided;
 //! - [`erasure`]: a machine's erasure request and the SQL that carries it
 //!   out;
-//! - [`hex`]: the one spelling of exception codes and offsets.
+//! - [`hex`]: the one spelling of exception codes and offsets;
+//! - [`forms`]: the forms the schemas pin OS facts to, checked in code.
 //!
 //! Ingest and processor depend on this crate; it depends on neither, and on
 //! no network client.
 
 pub mod clickhouse;
 pub mod erasure;
+pub mod forms;
 pub mod hex;
 pub mod json_schema;
 pub mod outcome;

@@ -96,12 +96,12 @@ fn uuid(text: &str) -> Option<Uuid> {
 
 fn os(os: &OsInfo) -> bool {
     chars_within(&os.product, 1, 128)
-        && product(&os.product)
+        && schemas::forms::os_product(&os.product)
         && chars_within(&os.version, 0, 32)
         && windows_version(&os.version)
         && os.build <= 99_999
         && os.revision <= 999_999
-        && locale(&os.locale)
+        && schemas::forms::locale(&os.locale)
         && matches!(os.arch.as_str(), "x64" | "x86" | "arm64")
 }
 
@@ -139,7 +139,10 @@ fn feature_request_ok(request: &FeatureRequestPayload) -> bool {
             .as_deref()
             .is_none_or(|b| chars_within(b, 0, 10_000))
         && category(&request.category)
-        && request.language.as_deref().is_none_or(locale)
+        && request
+            .language
+            .as_deref()
+            .is_none_or(schemas::forms::locale)
 }
 
 fn feedback_ok(feedback: &FeedbackPayload) -> bool {
@@ -184,77 +187,6 @@ fn hex_code(text: &str, max: usize) -> bool {
         return false;
     };
     (1..=max).contains(&hex.len()) && hex.bytes().all(|b| b.is_ascii_hexdigit())
-}
-
-/// The edition's words (`os.product`'s pattern):
-/// `^(Microsoft )?Windows( (7|8|8\.1|10|11|20[0-9]{2}|<word>)){0,8}$`.
-fn product(text: &str) -> bool {
-    const WORDS: [&str; 47] = [
-        "R2",
-        "Server",
-        "Enterprise",
-        "Education",
-        "Professional",
-        "Pro",
-        "Home",
-        "Ultimate",
-        "Premium",
-        "Basic",
-        "Starter",
-        "Business",
-        "Standard",
-        "Datacenter",
-        "Essentials",
-        "Foundation",
-        "Embedded",
-        "IoT",
-        "Core",
-        "LTSC",
-        "LTSB",
-        "G",
-        "N",
-        "KN",
-        "S",
-        "SE",
-        "Team",
-        "China",
-        "Government",
-        "Edition",
-        "Single",
-        "Language",
-        "for",
-        "Workstations",
-        "Virtual",
-        "Desktops",
-        "multi-session",
-        "Evaluation",
-        "Insider",
-        "Preview",
-        "Azure",
-        "Stack",
-        "HCI",
-        "Web",
-        "Storage",
-        "Holographic",
-        "Mobile",
-    ];
-    let text = text.strip_prefix("Microsoft ").unwrap_or(text);
-    let Some(rest) = text.strip_prefix("Windows") else {
-        return false;
-    };
-    if rest.is_empty() {
-        return true;
-    }
-    let Some(rest) = rest.strip_prefix(' ') else {
-        return false;
-    };
-    let words: Vec<&str> = rest.split(' ').collect();
-    words.len() <= 8
-        && words.iter().all(|word| {
-            matches!(*word, "7" | "8" | "8.1" | "10" | "11")
-                || (word.len() == 4 && word.starts_with("20") && digits(word, 4, 4))
-                || WORDS.contains(word)
-        })
 }
 
 /// `^(5|6|10)\.[0-9]\.[0-9]{1,5}$`.
@@ -307,30 +239,6 @@ fn dotted_for_something_else(parts: &[&str]) -> bool {
     }
 }
 
-/// `^[a-z]{2,3}(-(<script>))?(-([A-Z]{2}|[0-9]{3}))?$`: a language, an
-/// optional script of those Windows locales use, an optional region.
-fn locale(text: &str) -> bool {
-    const SCRIPTS: [&str; 36] = [
-        "Adlm", "Arab", "Beng", "Cans", "Cher", "Cyrl", "Deva", "Ethi", "Geor", "Grek", "Gujr",
-        "Guru", "Hans", "Hant", "Hebr", "Jpan", "Khmr", "Knda", "Kore", "Laoo", "Latn", "Mlym",
-        "Mong", "Mymr", "Olck", "Orya", "Sinh", "Syrc", "Taml", "Telu", "Tfng", "Thaa", "Thai",
-        "Tibt", "Vaii", "Yiii",
-    ];
-    let script = |s: &str| SCRIPTS.contains(&s);
-    let region =
-        |s: &str| (s.len() == 2 && s.bytes().all(|b| b.is_ascii_uppercase())) || digits(s, 3, 3);
-    let parts: Vec<&str> = text.split('-').collect();
-    let language = parts[0];
-    (2..=3).contains(&language.len())
-        && language.bytes().all(|b| b.is_ascii_lowercase())
-        && match parts[1..] {
-            [] => true,
-            [one] => script(one) || region(one),
-            [one, two] => script(one) && region(two),
-            _ => false,
-        }
-}
-
 /// `^[a-z]+[0-9]{0,2}(_[a-z]+[0-9]{0,2})*(\.[a-z]+[0-9]{0,2}(_[a-z]+[0-9]{0,2})*)*$`,
 /// at most 64 characters: dot-separated names of words joined by `_`,
 /// each word lower-case letters and at most two digits at its end.
@@ -358,25 +266,56 @@ mod tests {
                 && !windows_version("138.0013.8000")
         );
         assert!(!windows_version("10.0.19045.1") && !windows_version("11.0.22000"));
-        assert!(locale("zh-CN") && locale("en") && locale("sr-Latn-RS") && locale("zh-Hans-CN"));
-        assert!(locale("es-419") && locale("zh-Hans"));
-        assert!(!locale("z") && !locale("zh_CN") && !locale("zh-") && !locale("zh-C"));
-        assert!(!locale("zh-CN-zhangwei") && !locale("zh-13800138") && !locale("zh-CN-CN"));
-        assert!(!locale("PC-LINA") && !locale("zh-Wang-CN") && !locale("ZH-cn"));
+        assert!(
+            schemas::forms::locale("zh-CN")
+                && schemas::forms::locale("en")
+                && schemas::forms::locale("sr-Latn-RS")
+                && schemas::forms::locale("zh-Hans-CN")
+        );
+        assert!(schemas::forms::locale("es-419") && schemas::forms::locale("zh-Hans"));
+        assert!(
+            !schemas::forms::locale("z")
+                && !schemas::forms::locale("zh_CN")
+                && !schemas::forms::locale("zh-")
+                && !schemas::forms::locale("zh-C")
+        );
+        assert!(
+            !schemas::forms::locale("zh-CN-zhangwei")
+                && !schemas::forms::locale("zh-13800138")
+                && !schemas::forms::locale("zh-CN-CN")
+        );
+        assert!(
+            !schemas::forms::locale("PC-LINA")
+                && !schemas::forms::locale("zh-Wang-CN")
+                && !schemas::forms::locale("ZH-cn")
+        );
         assert!(category("shell.taskbar") && category("update") && category("win10.start_menu"));
         assert!(!category("Shell") && !category("") && !category("13800138000"));
         assert!(
             !category("zhang.wei@x") && !category("a.b123") && !category(".a") && !category("a..b")
         );
-        assert!(product("Windows 10 Enterprise G") && product("Windows"));
-        assert!(product("Windows Server 2022 Datacenter") && product("Windows 8.1 Pro"));
         assert!(
-            product("Microsoft Windows 7")
-                && !product("Microsoft")
-                && !product("Microsoft  Windows")
+            schemas::forms::os_product("Windows 10 Enterprise G")
+                && schemas::forms::os_product("Windows")
         );
-        assert!(!product("Windows 10 Enterprise G (Zhang Wei)") && !product("Windows  10"));
-        assert!(!product("Windows 13800138000") && !product("windows 10") && !product("Windows "));
+        assert!(
+            schemas::forms::os_product("Windows Server 2022 Datacenter")
+                && schemas::forms::os_product("Windows 8.1 Pro")
+        );
+        assert!(
+            schemas::forms::os_product("Microsoft Windows 7")
+                && !schemas::forms::os_product("Microsoft")
+                && !schemas::forms::os_product("Microsoft  Windows")
+        );
+        assert!(
+            !schemas::forms::os_product("Windows 10 Enterprise G (Zhang Wei)")
+                && !schemas::forms::os_product("Windows  10")
+        );
+        assert!(
+            !schemas::forms::os_product("Windows 13800138000")
+                && !schemas::forms::os_product("windows 10")
+                && !schemas::forms::os_product("Windows ")
+        );
         assert!(
             file_version("10.0.19041.3570") && file_version("12.1.0.16120") && file_version("1")
         );
