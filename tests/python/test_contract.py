@@ -36,6 +36,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import urllib.request
 
 import pytest
@@ -65,7 +66,18 @@ def ingest_binary() -> pathlib.Path:
     return target / "debug" / "ingest"
 
 
-def config_text(spool: pathlib.Path, suffix: str) -> str:
+def clickhouse_url() -> str:
+    return os.environ.get("CLICKHOUSE_URL", "http://127.0.0.1:8123")
+
+
+def clickhouse(sql: str, database: str = "default") -> None:
+    query = urllib.parse.urlencode({"database": database})
+    request = urllib.request.Request(f"{clickhouse_url()}/?{query}", data=sql.encode(), method="POST")
+    with urllib.request.urlopen(request, timeout=60) as response:
+        response.read()
+
+
+def config_text(spool: pathlib.Path, suffix: str, database: str) -> str:
     token_hash = hashlib.sha256(TOKEN.encode()).hexdigest()
     return f"""
 listen = "127.0.0.1:0"
@@ -85,6 +97,10 @@ shutdown_grace_secs = 5
 
 [spool]
 dir = "{spool}"
+
+[warehouse]
+url = "{clickhouse_url()}"
+database = "{database}"
 
 [[organisation]]
 id = "contract"
@@ -118,13 +134,19 @@ def delete_topics(pattern: str, logs: pathlib.Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def ingest(tmp_path_factory):
-    """The ingest binary on a free port; yields its base URL."""
+def ingest(tmp_path_factory, ddl_files):
+    """The ingest binary on a free port, its exports reading a database of
+    its own with every migration applied; yields its base URL."""
     binary = ingest_binary()
     work = tmp_path_factory.mktemp("contract")
     suffix = secrets.token_hex(6)
+    database = f"contract_{suffix}"
+    clickhouse(f"CREATE DATABASE {database}")
+    for entry in ddl_files:
+        for statement in entry["statements"]:
+            clickhouse(statement, database)
     config = work / "ingest.toml"
-    config.write_text(config_text(work / "spool", suffix), encoding="utf-8")
+    config.write_text(config_text(work / "spool", suffix, database), encoding="utf-8")
     env = dict(os.environ, LOG_FORMAT="json", RUST_LOG="info")
     process = subprocess.Popen(
         [str(binary), "--config", str(config)],
@@ -173,6 +195,7 @@ def ingest(tmp_path_factory):
             process.kill()
             process.wait()
         delete_topics(f"contract\\..*\\.{suffix}", work)
+        clickhouse(f"DROP DATABASE IF EXISTS {database}")
 
 
 def test_the_running_ingest_keeps_its_documented_contract(ingest, tmp_path):
