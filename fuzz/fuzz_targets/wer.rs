@@ -1,9 +1,9 @@
 //! `Report.wer` parsing (the reporter's `import-wer`) on any bytes.
 //!
-//! Holds: nothing panics; a crash carries a normalised exception code and
-//! offset and one frame at the faulting module; and a text reads the same
-//! whether it comes as UTF-8 or as UTF-16LE with a byte-order mark, as WER
-//! writes it.
+//! Holds: nothing panics; a crash carries its exception code and offset in
+//! the one spelling of `schemas::hex`, and one frame at the faulting module;
+//! and a text reads the same whether it comes as UTF-8 or as UTF-16LE with
+//! a byte-order mark, as WER writes it.
 
 #![no_main]
 
@@ -14,18 +14,24 @@ fuzz_target!(|data: &[u8]| {
     let parsed = wer::parse(data);
     if let Ok(WerReport::Crash(crash)) = &parsed {
         let payload = &crash.payload;
-        let code = payload.exception_code.strip_prefix("0x").expect("0x code");
-        assert!(
-            code.len() == 8
-                && code
+        // The one spelling (schemas::hex): `0x`, upper-case hex digits,
+        // no leading zeros; at most 8 digits for a code, 16 for an offset.
+        let one_spelling = |value: &str, max: usize| {
+            let digits = value.strip_prefix("0x").unwrap_or_default();
+            (1..=max).contains(&digits.len())
+                && digits
                     .bytes()
-                    .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase()),
+                    .all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b))
+                && (digits == "0" || !digits.starts_with('0'))
+                && schemas::hex::normalise(value) == value
+        };
+        assert!(
+            one_spelling(&payload.exception_code, 8),
             "exception code {:?}",
             payload.exception_code
         );
-        let offset = payload.module.offset.strip_prefix("0x").expect("0x offset");
         assert!(
-            (1..=16).contains(&offset.len()) && offset.bytes().all(|b| b.is_ascii_hexdigit()),
+            one_spelling(&payload.module.offset, 16),
             "offset {:?}",
             payload.module.offset
         );
