@@ -1,40 +1,25 @@
 //! Every metric ingest exposes on `GET /metrics`, named and described in one
-//! place, in Prometheus' text format. Labels are bounded: outcomes, error
-//! codes, report kinds and route names are fixed sets.
+//! place, kept and encoded by `prometheus-client` in Prometheus' text format
+//! (0.0.4). Labels are bounded: outcomes, error codes, report kinds, routes,
+//! statuses and reload results are fixed sets.
+//!
+//! Counters are registered without their `_total` suffix: the encoder adds
+//! it, so `reports` is exposed as `ingest_reports_total`.
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::Mutex;
-
-use crate::lock;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 use schemas::Outcome;
 
 /// Upper bounds of the request-duration histogram, in seconds.
 const BUCKETS: [f64; 12] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
 ];
-
-#[derive(Debug, Default)]
-struct Histogram {
-    counts: [u64; BUCKETS.len()],
-    sum: f64,
-    count: u64,
-}
-
-impl Histogram {
-    fn observe(&mut self, seconds: f64) {
-        for (bound, count) in BUCKETS.iter().zip(self.counts.iter_mut()) {
-            if seconds <= *bound {
-                *count += 1;
-            }
-        }
-        self.sum += seconds;
-        self.count += 1;
-    }
-}
 
 /// Gauges read when `/metrics` is rendered.
 #[derive(Debug, Clone, Copy, Default)]
@@ -48,223 +33,231 @@ pub struct Gauges {
     pub kafka_ready: u64,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReportLabels {
+    outcome: &'static str,
+    reason: &'static str,
+    kind: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: &'static str,
+    status: u16,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+type GaugeU64 = Gauge<u64, std::sync::atomic::AtomicU64>;
+
+fn request_histogram() -> Histogram {
+    Histogram::new(BUCKETS)
+}
+
+#[derive(Debug)]
 pub struct Metrics {
-    reports: Mutex<BTreeMap<(Outcome, &'static str, &'static str), u64>>,
-    requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
-    durations: Mutex<BTreeMap<&'static str, Histogram>>,
-    reloads: Mutex<BTreeMap<&'static str, u64>>,
-    kafka_failures: AtomicU64,
-    forwarded: AtomicU64,
-    outcome_events_failed: AtomicU64,
-    spool_read_errors: AtomicU64,
-    quarantined: AtomicU64,
-    topic_setup_failures: AtomicU64,
+    registry: Registry,
+    reports: Family<ReportLabels, Counter>,
+    requests: Family<RequestLabels, Counter>,
+    durations: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    reloads: Family<ResultLabels, Counter>,
+    kafka_failures: Counter,
+    forwarded: Counter,
+    outcome_events_failed: Counter,
+    spool_read_errors: Counter,
+    quarantined: Counter,
+    topic_setup_failures: Counter,
+    kafka_ready: GaugeU64,
+    spool_records: GaugeU64,
+    quarantine_records: GaugeU64,
+    spool_bytes: GaugeU64,
+    in_flight_reports: GaugeU64,
+    in_flight_bytes: GaugeU64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("ingest");
+        let reports = Family::default();
+        registry.register(
+            "reports",
+            "Reports seen, by the one outcome each ended in",
+            reports.clone(),
+        );
+        let requests = Family::default();
+        registry.register(
+            "requests",
+            "HTTP requests answered, by route and status",
+            requests.clone(),
+        );
+        let durations = Family::new_with_constructor(request_histogram as fn() -> Histogram);
+        registry.register(
+            "request_duration_seconds",
+            "Time from request to response, by route",
+            durations.clone(),
+        );
+        let reloads = Family::default();
+        registry.register(
+            "config_reloads",
+            "Configuration reloads, by result (applied or failed)",
+            reloads.clone(),
+        );
+        let mut counter = |name: &str, help: &str| {
+            let counter = Counter::default();
+            registry.register(name, help, counter.clone());
+            counter
+        };
+        let kafka_failures = counter(
+            "kafka_delivery_failures",
+            "Reports Kafka did not acknowledge in time (they went to the spool or were refused)",
+        );
+        let forwarded = counter("spool_forwarded", "Spooled reports forwarded to Kafka");
+        let outcome_events_failed = counter(
+            "outcome_events_failed",
+            "Outcome events that could not be queued for the outcomes topic",
+        );
+        let spool_read_errors = counter(
+            "spool_read_errors",
+            "Failed reads of the spool by the forwarder (each is retried)",
+        );
+        let quarantined = counter(
+            "spool_quarantined",
+            "Spooled reports Kafka refused for good, moved to the quarantine",
+        );
+        let topic_setup_failures = counter(
+            "kafka_topic_setup_failures",
+            "Failed attempts to reach Kafka and create the topics at start (each is retried)",
+        );
+        let mut gauge = |name: &str, help: &str| {
+            let gauge = GaugeU64::default();
+            registry.register(name, help, gauge.clone());
+            gauge
+        };
+        let kafka_ready = gauge(
+            "kafka_ready",
+            "1 once Kafka was reached and the topics exist, else 0",
+        );
+        let spool_records = gauge("spool_records", "Reports in the spool, waiting for Kafka");
+        let quarantine_records = gauge(
+            "quarantine_records",
+            "Reports in the quarantine: Kafka refused them for good",
+        );
+        let spool_bytes = gauge("spool_bytes", "Bytes the spool holds on disk");
+        let in_flight_reports = gauge("in_flight_reports", "Reports being handled right now");
+        let in_flight_bytes = gauge(
+            "in_flight_bytes",
+            "Bytes of request bodies reserved right now (read and inflated)",
+        );
+        Self {
+            registry,
+            reports,
+            requests,
+            durations,
+            reloads,
+            kafka_failures,
+            forwarded,
+            outcome_events_failed,
+            spool_read_errors,
+            quarantined,
+            topic_setup_failures,
+            kafka_ready,
+            spool_records,
+            quarantine_records,
+            spool_bytes,
+            in_flight_reports,
+            in_flight_bytes,
+        }
+    }
 }
 
 impl Metrics {
     /// One report ended in `outcome`; `reason` is the error code (empty for
     /// kept reports), `kind` the report type or `unknown`.
     pub fn report(&self, outcome: Outcome, reason: &'static str, kind: &'static str) {
-        *lock(&self.reports)
-            .entry((outcome, reason, kind))
-            .or_default() += 1;
+        self.reports
+            .get_or_create(&ReportLabels {
+                outcome: outcome.as_str(),
+                reason,
+                kind,
+            })
+            .inc();
     }
 
     /// One HTTP request answered.
     pub fn request(&self, route: &'static str, status: u16, elapsed: Duration) {
-        *lock(&self.requests).entry((route, status)).or_default() += 1;
-        lock(&self.durations)
-            .entry(route)
-            .or_default()
+        self.requests
+            .get_or_create(&RequestLabels { route, status })
+            .inc();
+        self.durations
+            .get_or_create(&RouteLabels { route })
             .observe(elapsed.as_secs_f64());
     }
 
     pub fn reload(&self, result: &'static str) {
-        *lock(&self.reloads).entry(result).or_default() += 1;
+        self.reloads.get_or_create(&ResultLabels { result }).inc();
     }
 
     pub fn kafka_failure(&self) {
-        self.kafka_failures.fetch_add(1, Ordering::Relaxed);
+        self.kafka_failures.inc();
     }
 
     pub fn forwarded(&self, records: u64) {
-        self.forwarded.fetch_add(records, Ordering::Relaxed);
+        self.forwarded.inc_by(records);
     }
 
     pub fn outcome_event_failed(&self) {
-        self.outcome_events_failed.fetch_add(1, Ordering::Relaxed);
+        self.outcome_events_failed.inc();
     }
 
     pub fn spool_read_error(&self) {
-        self.spool_read_errors.fetch_add(1, Ordering::Relaxed);
+        self.spool_read_errors.inc();
     }
 
     pub fn spool_read_errors(&self) -> u64 {
-        self.spool_read_errors.load(Ordering::Relaxed)
+        self.spool_read_errors.get()
     }
 
     pub fn quarantined(&self) {
-        self.quarantined.fetch_add(1, Ordering::Relaxed);
+        self.quarantined.inc();
     }
 
     pub fn topic_setup_failure(&self) {
-        self.topic_setup_failures.fetch_add(1, Ordering::Relaxed);
+        self.topic_setup_failures.inc();
     }
 
-    /// How many reports ended in `outcome`, over all reasons and kinds.
+    /// How many reports ended in `outcome`, over all reasons and kinds
+    /// (read back from the rendered text: the label sets are not listed).
+    #[cfg(test)]
     pub fn reports_with(&self, outcome: Outcome) -> u64 {
-        lock(&self.reports)
-            .iter()
-            .filter(|((o, _, _), _)| *o == outcome)
-            .map(|(_, n)| n)
+        let prefix = format!("ingest_reports_total{{outcome=\"{}\",", outcome.as_str());
+        self.render(Gauges::default())
+            .lines()
+            .filter(|line| line.starts_with(&prefix))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
             .sum()
     }
 
+    /// The text served on `/metrics`, with the gauges set to `gauges`.
     pub fn render(&self, gauges: Gauges) -> String {
+        self.kafka_ready.set(gauges.kafka_ready);
+        self.spool_records.set(gauges.spool_records);
+        self.quarantine_records.set(gauges.quarantine_records);
+        self.spool_bytes.set(gauges.spool_bytes);
+        self.in_flight_reports.set(gauges.in_flight);
+        self.in_flight_bytes.set(gauges.bytes_in_flight);
         let mut out = String::new();
-        header(
-            &mut out,
-            "ingest_reports_total",
-            "counter",
-            "Reports seen, by the one outcome each ended in.",
-        );
-        for ((outcome, reason, kind), n) in lock(&self.reports).iter() {
-            let _ = writeln!(
-                out,
-                "ingest_reports_total{{outcome=\"{}\",reason=\"{reason}\",kind=\"{kind}\"}} {n}",
-                outcome.as_str()
-            );
-        }
-        header(
-            &mut out,
-            "ingest_requests_total",
-            "counter",
-            "HTTP requests answered, by route and status.",
-        );
-        for ((route, status), n) in lock(&self.requests).iter() {
-            let _ = writeln!(
-                out,
-                "ingest_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
-            );
-        }
-        header(
-            &mut out,
-            "ingest_request_duration_seconds",
-            "histogram",
-            "Time from request to response, by route.",
-        );
-        for (route, h) in lock(&self.durations).iter() {
-            for (bound, count) in BUCKETS.iter().zip(h.counts.iter()) {
-                let _ = writeln!(
-                    out,
-                    "ingest_request_duration_seconds_bucket{{route=\"{route}\",le=\"{bound}\"}} {count}"
-                );
-            }
-            let _ = writeln!(
-                out,
-                "ingest_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {}\n\
-                 ingest_request_duration_seconds_sum{{route=\"{route}\"}} {}\n\
-                 ingest_request_duration_seconds_count{{route=\"{route}\"}} {}",
-                h.count, h.sum, h.count
-            );
-        }
-        header(
-            &mut out,
-            "ingest_config_reloads_total",
-            "counter",
-            "Configuration reloads, by result (applied or failed).",
-        );
-        for (result, n) in lock(&self.reloads).iter() {
-            let _ = writeln!(
-                out,
-                "ingest_config_reloads_total{{result=\"{result}\"}} {n}"
-            );
-        }
-        let scalars = [
-            (
-                "ingest_kafka_delivery_failures_total",
-                "counter",
-                "Reports Kafka did not acknowledge in time (they went to the spool or were refused).",
-                self.kafka_failures.load(Ordering::Relaxed),
-            ),
-            (
-                "ingest_spool_forwarded_total",
-                "counter",
-                "Spooled reports forwarded to Kafka.",
-                self.forwarded.load(Ordering::Relaxed),
-            ),
-            (
-                "ingest_outcome_events_failed_total",
-                "counter",
-                "Outcome events that could not be queued for the outcomes topic.",
-                self.outcome_events_failed.load(Ordering::Relaxed),
-            ),
-            (
-                "ingest_spool_read_errors_total",
-                "counter",
-                "Failed reads of the spool by the forwarder (each is retried).",
-                self.spool_read_errors.load(Ordering::Relaxed),
-            ),
-            (
-                "ingest_spool_quarantined_total",
-                "counter",
-                "Spooled reports Kafka refused for good, moved to the quarantine.",
-                self.quarantined.load(Ordering::Relaxed),
-            ),
-            (
-                "ingest_kafka_topic_setup_failures_total",
-                "counter",
-                "Failed attempts to reach Kafka and create the topics at start (each is retried).",
-                self.topic_setup_failures.load(Ordering::Relaxed),
-            ),
-            (
-                "ingest_kafka_ready",
-                "gauge",
-                "1 once Kafka was reached and the topics exist, else 0.",
-                gauges.kafka_ready,
-            ),
-            (
-                "ingest_spool_records",
-                "gauge",
-                "Reports in the spool, waiting for Kafka.",
-                gauges.spool_records,
-            ),
-            (
-                "ingest_quarantine_records",
-                "gauge",
-                "Reports in the quarantine: Kafka refused them for good.",
-                gauges.quarantine_records,
-            ),
-            (
-                "ingest_spool_bytes",
-                "gauge",
-                "Bytes the spool holds on disk.",
-                gauges.spool_bytes,
-            ),
-            (
-                "ingest_in_flight_reports",
-                "gauge",
-                "Reports being handled right now.",
-                gauges.in_flight,
-            ),
-            (
-                "ingest_in_flight_bytes",
-                "gauge",
-                "Bytes of request bodies reserved right now (read and inflated).",
-                gauges.bytes_in_flight,
-            ),
-        ];
-        for (name, kind, help, value) in scalars {
-            header(&mut out, name, kind, help);
-            let _ = writeln!(out, "{name} {value}");
-        }
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry);
         out
     }
-}
-
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
 #[cfg(test)]
@@ -278,29 +271,26 @@ mod tests {
         metrics.report(Outcome::Accepted, "", "crash");
         metrics.report(Outcome::Rejected, "invalid", "unknown");
         metrics.request("reports", 202, Duration::from_millis(3));
+        metrics.forwarded(5);
+        metrics.reload("applied");
         let text = metrics.render(Gauges {
             spool_records: 4,
             ..Gauges::default()
         });
-        assert!(
-            text.contains(
-                "ingest_reports_total{outcome=\"accepted\",reason=\"\",kind=\"crash\"} 2"
-            )
-        );
-        assert!(text.contains(
-            "ingest_reports_total{outcome=\"rejected\",reason=\"invalid\",kind=\"unknown\"} 1"
-        ));
-        assert!(
-            text.contains(
-                "ingest_request_duration_seconds_bucket{route=\"reports\",le=\"0.005\"} 1"
-            )
-        );
-        assert!(
-            text.contains(
-                "ingest_request_duration_seconds_bucket{route=\"reports\",le=\"0.0025\"} 0"
-            )
-        );
-        assert!(text.contains("ingest_spool_records 4"));
+        for line in [
+            "ingest_reports_total{outcome=\"accepted\",reason=\"\",kind=\"crash\"} 2",
+            "ingest_reports_total{outcome=\"rejected\",reason=\"invalid\",kind=\"unknown\"} 1",
+            "ingest_requests_total{route=\"reports\",status=\"202\"} 1",
+            "ingest_request_duration_seconds_bucket{route=\"reports\",le=\"0.005\"} 1",
+            "ingest_request_duration_seconds_bucket{route=\"reports\",le=\"0.0025\"} 0",
+            "ingest_request_duration_seconds_count{route=\"reports\"} 1",
+            "ingest_spool_forwarded_total 5",
+            "ingest_spool_records 4",
+            "ingest_kafka_ready 0",
+            "ingest_config_reloads_total{result=\"applied\"} 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
+        }
         assert_eq!(metrics.reports_with(Outcome::Accepted), 2);
         // Every sample line belongs to a declared metric.
         let declared: Vec<&str> = text
@@ -308,6 +298,7 @@ mod tests {
             .filter_map(|l| l.strip_prefix("# TYPE "))
             .filter_map(|l| l.split(' ').next())
             .collect();
+        assert_eq!(declared.len(), 16);
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             assert!(
                 declared.iter().any(|name| line.starts_with(name)),

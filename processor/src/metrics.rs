@@ -1,52 +1,136 @@
 //! Every metric the processor exposes, named and described in one place,
-//! served as Prometheus text on `metrics_listen` (with `/healthz`) when set.
+//! kept by `prometheus-client` and served as Prometheus text (0.0.4) on
+//! `metrics_listen` (with `/healthz` and `/readyz`) when set.
 
 use std::collections::BTreeMap;
-use std::fmt::Write;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::routing::get;
+use prometheus_client::encoding::{EncodeLabelSet, prometheus_text};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 
 use crate::batch::TopicPartition;
 use crate::lag::PartitionLag;
 
-/// Counters, each a plain atomic: the label sets are fixed, so each labelled
-/// series is a field of its own.
-#[derive(Debug, Default)]
-pub struct Metrics {
-    pub rows_inserted: AtomicU64,
-    pub duplicates_skipped: AtomicU64,
-    pub aggregates_refed: AtomicU64,
-    pub dead_letters: AtomicU64,
-    pub batches: AtomicU64,
-    pub insert_failures: AtomicU64,
-    pub offset_resets: AtomicU64,
-    pub partitions_revoked: AtomicU64,
-    pub partitions_assigned: AtomicU64,
-    pub retention_partitions_dropped: AtomicU64,
-    pub scheduled_runs: AtomicU64,
-    pub scheduled_failures: AtomicU64,
-    pub cluster_signatures_loaded: AtomicU64,
-    pub startup_retries: AtomicU64,
-    pub erasures: AtomicU64,
-    /// Whether the processor consumes: connected, migrated, topics there.
-    ready: std::sync::atomic::AtomicBool,
-    /// The group's lag per partition at the last look ([`crate::lag`]).
-    lag: Mutex<BTreeMap<TopicPartition, PartitionLag>>,
+/// Declares the counters once: each is a public field, registered under
+/// `processor_<field>_total` with its help text.
+macro_rules! counters {
+    ($($field:ident: $help:literal,)*) => {
+        /// Every counter, plus the readiness flag and the lag gauges.
+        #[derive(Debug)]
+        pub struct Metrics {
+            $(pub $field: Counter,)*
+            /// Whether the processor consumes: connected, migrated, topics there.
+            ready: AtomicBool,
+            /// The group's lag per partition at the last look ([`crate::lag`]).
+            lag: Mutex<BTreeMap<TopicPartition, PartitionLag>>,
+            lag_gauges: LagGauges,
+            registry: Registry,
+        }
+
+        impl Default for Metrics {
+            fn default() -> Self {
+                let mut registry = Registry::with_prefix("processor");
+                $(
+                    let $field = Counter::default();
+                    registry.register(stringify!($field), $help, $field.clone());
+                )*
+                Self {
+                    $($field,)*
+                    ready: AtomicBool::default(),
+                    lag: Mutex::default(),
+                    lag_gauges: LagGauges::register(&mut registry),
+                    registry,
+                }
+            }
+        }
+    };
+}
+
+counters! {
+    rows_inserted: "Rows written to ClickHouse, all tables",
+    duplicates_skipped: "Reports and events not written again because their id was already stored",
+    aggregates_refed: "Stored reports whose aggregate rows were fed again (idempotently) when they arrived again",
+    erasures: "Machines erased on their operator's request",
+    dead_letters: "Messages set aside on the dead-letter topic",
+    batches: "Batches written",
+    insert_failures: "Failed batch inserts (retried with backoff)",
+    offset_resets: "Partitions whose committed offset was out of range and restarted from the earliest available",
+    partitions_revoked: "Partitions taken away by a rebalance",
+    partitions_assigned: "Partitions given by a rebalance",
+    retention_partitions_dropped: "Table partitions dropped for age",
+    scheduled_runs: "Scheduled jobs (retention, regressions) that completed",
+    scheduled_failures: "Scheduled jobs that failed",
+    cluster_signatures_loaded: "Stored request signatures added to the clustering index (at start, and from other instances)",
+    startup_retries: "Start-up steps (migrations, Kafka topics) that failed and were tried again",
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PartitionLabels {
+    topic: String,
+    partition: i32,
+}
+
+impl From<&TopicPartition> for PartitionLabels {
+    fn from((topic, partition): &TopicPartition) -> Self {
+        Self {
+            topic: topic.clone(),
+            partition: *partition,
+        }
+    }
+}
+
+type Seconds = Gauge<f64, AtomicU64>;
+
+/// The per-partition gauges of [`crate::lag`].
+#[derive(Debug)]
+struct LagGauges {
+    messages: Family<PartitionLabels, Gauge>,
+    oldest: Family<PartitionLabels, Seconds>,
+    oldest_overall: Seconds,
+}
+
+impl LagGauges {
+    fn register(registry: &mut Registry) -> Self {
+        let gauges = Self {
+            messages: Family::default(),
+            oldest: Family::default(),
+            oldest_overall: Seconds::default(),
+        };
+        registry.register(
+            "partition_lag_messages",
+            "Messages of the partition after the group's committed offset, as the brokers see it",
+            gauges.messages.clone(),
+        );
+        registry.register(
+            "partition_oldest_uncommitted_seconds",
+            "How long the partition's oldest uncommitted message has existed (0 when none waits)",
+            gauges.oldest.clone(),
+        );
+        registry.register(
+            "oldest_uncommitted_seconds",
+            "The oldest uncommitted message's age over every partition",
+            gauges.oldest_overall.clone(),
+        );
+        gauges
+    }
 }
 
 impl Metrics {
-    pub fn add(counter: &AtomicU64, n: u64) {
-        counter.fetch_add(n, Ordering::Relaxed);
+    pub fn add(counter: &Counter, n: u64) {
+        counter.inc_by(n);
     }
 
-    pub fn get(counter: &AtomicU64) -> u64 {
-        counter.load(Ordering::Relaxed)
+    pub fn get(counter: &Counter) -> u64 {
+        counter.get()
     }
 
     pub fn set_ready(&self, ready: bool) {
@@ -57,9 +141,30 @@ impl Metrics {
         self.ready.load(Ordering::Relaxed)
     }
 
-    /// Replaces the lag figures with one look's.
+    /// Replaces the lag figures with one look's; partitions no longer
+    /// seen leave the gauges.
     pub fn set_lag(&self, lag: BTreeMap<TopicPartition, PartitionLag>) {
-        *self.lag.lock().unwrap_or_else(|e| e.into_inner()) = lag;
+        let mut last = self.lag.lock().unwrap_or_else(|e| e.into_inner());
+        let gauges = &self.lag_gauges;
+        for gone in last.keys().filter(|p| !lag.contains_key(*p)) {
+            gauges.messages.remove(&gone.into());
+            gauges.oldest.remove(&gone.into());
+        }
+        for (partition, figures) in &lag {
+            let labels = PartitionLabels::from(partition);
+            gauges.messages.get_or_create(&labels).set(figures.messages);
+            gauges
+                .oldest
+                .get_or_create(&labels)
+                .set(figures.oldest_uncommitted.as_secs_f64());
+        }
+        let oldest = lag
+            .values()
+            .map(|l| l.oldest_uncommitted)
+            .max()
+            .unwrap_or_default();
+        gauges.oldest_overall.set(oldest.as_secs_f64());
+        *last = lag;
     }
 
     /// The lag figures of the last look.
@@ -67,131 +172,11 @@ impl Metrics {
         self.lag.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// The per-partition gauges: lag, the age of the oldest uncommitted
-    /// message, and that age's largest value over all partitions.
-    fn render_lag(&self, out: &mut String) {
-        let lag = self.lag();
-        let _ = writeln!(
-            out,
-            "# HELP processor_partition_lag_messages Messages of the partition after the group's committed offset, as the brokers see it.\n\
-             # TYPE processor_partition_lag_messages gauge"
-        );
-        for ((topic, partition), lag) in &lag {
-            let _ = writeln!(
-                out,
-                "processor_partition_lag_messages{{topic=\"{topic}\",partition=\"{partition}\"}} {}",
-                lag.messages
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP processor_partition_oldest_uncommitted_seconds How long the partition's oldest uncommitted message has existed (0 when none waits).\n\
-             # TYPE processor_partition_oldest_uncommitted_seconds gauge"
-        );
-        for ((topic, partition), lag) in &lag {
-            let _ = writeln!(
-                out,
-                "processor_partition_oldest_uncommitted_seconds{{topic=\"{topic}\",partition=\"{partition}\"}} {:.3}",
-                lag.oldest_uncommitted.as_secs_f64()
-            );
-        }
-        let oldest = lag
-            .values()
-            .map(|l| l.oldest_uncommitted)
-            .max()
-            .unwrap_or_default();
-        let _ = writeln!(
-            out,
-            "# HELP processor_oldest_uncommitted_seconds The oldest uncommitted message's age over every partition.\n\
-             # TYPE processor_oldest_uncommitted_seconds gauge\n\
-             processor_oldest_uncommitted_seconds {:.3}",
-            oldest.as_secs_f64()
-        );
-    }
-
+    /// The text served on `/metrics`, Prometheus' text format (0.0.4).
     pub fn render(&self) -> String {
-        let series: [(&str, &str, &AtomicU64); 15] = [
-            (
-                "processor_rows_inserted_total",
-                "Rows written to ClickHouse, all tables.",
-                &self.rows_inserted,
-            ),
-            (
-                "processor_duplicates_skipped_total",
-                "Reports and events not written again because their id was already stored.",
-                &self.duplicates_skipped,
-            ),
-            (
-                "processor_aggregates_refed_total",
-                "Stored reports whose aggregate rows were fed again (idempotently) when they arrived again.",
-                &self.aggregates_refed,
-            ),
-            (
-                "processor_erasures_total",
-                "Machines erased on their operator's request.",
-                &self.erasures,
-            ),
-            (
-                "processor_dead_letters_total",
-                "Messages set aside on the dead-letter topic.",
-                &self.dead_letters,
-            ),
-            ("processor_batches_total", "Batches written.", &self.batches),
-            (
-                "processor_insert_failures_total",
-                "Failed batch inserts (retried with backoff).",
-                &self.insert_failures,
-            ),
-            (
-                "processor_offset_resets_total",
-                "Partitions whose committed offset was out of range and restarted from the earliest available.",
-                &self.offset_resets,
-            ),
-            (
-                "processor_partitions_revoked_total",
-                "Partitions taken away by a rebalance.",
-                &self.partitions_revoked,
-            ),
-            (
-                "processor_partitions_assigned_total",
-                "Partitions given by a rebalance.",
-                &self.partitions_assigned,
-            ),
-            (
-                "processor_retention_partitions_dropped_total",
-                "Table partitions dropped for age.",
-                &self.retention_partitions_dropped,
-            ),
-            (
-                "processor_scheduled_runs_total",
-                "Scheduled jobs (retention, regressions) that completed.",
-                &self.scheduled_runs,
-            ),
-            (
-                "processor_scheduled_failures_total",
-                "Scheduled jobs that failed.",
-                &self.scheduled_failures,
-            ),
-            (
-                "processor_cluster_signatures_loaded_total",
-                "Stored request signatures added to the clustering index (at start, and from other instances).",
-                &self.cluster_signatures_loaded,
-            ),
-            (
-                "processor_startup_retries_total",
-                "Start-up steps (migrations, Kafka topics) that failed and were tried again.",
-                &self.startup_retries,
-            ),
-        ];
         let mut out = String::new();
-        for (name, help, counter) in series {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-                Self::get(counter)
-            );
-        }
-        self.render_lag(&mut out);
+        // Writing into a String cannot fail.
+        let _ = prometheus_text::encode(&mut out, &self.registry);
         out
     }
 }
@@ -220,7 +205,12 @@ pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>, stop: CancellationTo
             "/metrics",
             get(move || {
                 let metrics = Arc::clone(&metrics);
-                async move { metrics.render() }
+                async move {
+                    (
+                        [(header::CONTENT_TYPE, prometheus_text::CONTENT_TYPE)],
+                        metrics.render(),
+                    )
+                }
             }),
         );
     let listener = match tokio::net::TcpListener::bind(addr).await {
@@ -246,8 +236,10 @@ mod tests {
         Metrics::add(&metrics.rows_inserted, 3);
         let text = metrics.render();
         assert!(text.contains("processor_rows_inserted_total 3"));
-        assert_eq!(text.matches("# TYPE ").count(), 18);
-        assert_eq!(text.matches("# HELP ").count(), 18);
+        // 15 counters and the overall lag gauge; the per-partition gauges
+        // show once a partition is seen (`lag_is_rendered_per_partition`).
+        assert_eq!(text.matches("# TYPE ").count(), 16);
+        assert_eq!(text.matches("# HELP ").count(), 16);
     }
 
     #[test]
@@ -273,8 +265,20 @@ mod tests {
         assert!(text.contains("processor_partition_lag_messages{topic=\"r\",partition=\"0\"} 7\n"));
         assert!(text.contains("processor_partition_lag_messages{topic=\"r\",partition=\"1\"} 0\n"));
         assert!(text.contains(
-            "processor_partition_oldest_uncommitted_seconds{topic=\"r\",partition=\"0\"} 61.500\n"
+            "processor_partition_oldest_uncommitted_seconds{topic=\"r\",partition=\"0\"} 61.5\n"
         ));
-        assert!(text.contains("processor_oldest_uncommitted_seconds 61.500\n"));
+        assert!(text.contains("processor_oldest_uncommitted_seconds 61.5\n"));
+        // A partition no longer seen leaves the gauges.
+        metrics.set_lag(BTreeMap::from([(
+            ("r".to_string(), 1),
+            PartitionLag {
+                messages: 2,
+                oldest_uncommitted: std::time::Duration::from_secs(1),
+            },
+        )]));
+        let text = metrics.render();
+        assert!(!text.contains("partition=\"0\""), "{text}");
+        assert!(text.contains("processor_partition_lag_messages{topic=\"r\",partition=\"1\"} 2\n"));
+        assert!(text.contains("processor_oldest_uncommitted_seconds 1.0\n"));
     }
 }
