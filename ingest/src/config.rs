@@ -28,6 +28,8 @@ pub struct Config {
     pub topics: Topics,
     /// Secret key of the HMAC that replaces machine ids. One per deployment;
     /// at least 32 characters. Changing it changes every machine's hash.
+    /// A secret: inline, `{ env = "NAME" }` or `{ file = "/path" }`.
+    #[serde(deserialize_with = "pipeline::config::secret")]
     pub machine_id_key: String,
     /// The keyed hash: `hmac-sha256` (the default) or `hmac-sm3`. Changing
     /// it changes every machine's hash, as changing the key does.
@@ -199,7 +201,8 @@ pub struct WarehouseSettings {
     pub database: String,
     #[serde(default = "default_warehouse_user")]
     pub user: String,
-    #[serde(default)]
+    /// A secret: inline, `{ env = "NAME" }` or `{ file = "/path" }`.
+    #[serde(default, deserialize_with = "pipeline::config::secret")]
     pub password: String,
 }
 
@@ -301,18 +304,7 @@ pub struct Token {
     pub revoked: bool,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("reading {path}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("parsing configuration: {0}")]
-    Parse(#[from] toml::de::Error),
-    #[error("invalid configuration: {0}")]
-    Invalid(String),
-}
+pub use pipeline::config::ConfigError;
 
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8080))
@@ -332,18 +324,15 @@ fn default_segment_bytes() -> u64 {
 
 impl Config {
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
-        let config: Config = toml::from_str(text)?;
+        let config: Config = pipeline::config::from_toml(text)?;
         config.check()?;
         Ok(config)
     }
 
     /// Reads and checks the file, remembering it for reloads.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
-        let mut config = Self::from_toml(&text)?;
+        let mut config: Config = pipeline::config::load(path)?;
+        config.check()?;
         config.source = Some(path.to_path_buf());
         Ok(config)
     }

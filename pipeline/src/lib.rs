@@ -1,5 +1,7 @@
 //! Plumbing that ingest and processor share, so that neither repeats it.
 //!
+//! - [`config`]: how both services read their TOML file, with secrets
+//!   from the environment or from files ([`config::secret`]);
 //! - [`kafka`]: librdkafka client settings from one [`KafkaConfig`], and
 //!   [`ensure_topics`], the only way topics come to exist (the broker's
 //!   automatic creation is off);
@@ -9,6 +11,7 @@
 //!
 //! No report logic lives here.
 
+pub mod config;
 pub mod kafka;
 pub mod logging;
 pub mod shutdown;

@@ -127,7 +127,8 @@ pub struct ClickHouseConfig {
     pub database: String,
     #[serde(default = "default_user")]
     pub user: String,
-    #[serde(default)]
+    /// A secret: inline, `{ env = "NAME" }` or `{ file = "/path" }`.
+    #[serde(default, deserialize_with = "pipeline::config::secret")]
     pub password: String,
 }
 
@@ -193,46 +194,31 @@ fn default_user() -> String {
     "default".to_string()
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("reading {path}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("parsing configuration: {0}")]
-    Parse(#[from] toml::de::Error),
-    #[error("invalid configuration: {0}")]
-    Invalid(&'static str),
-}
+pub use pipeline::config::ConfigError;
 
 impl Config {
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
-        let config: Config = toml::from_str(text)?;
-        if config.retention.raw_days == 0
-            || config.retention.aggregate_days < config.retention.raw_days
-        {
-            return Err(ConfigError::Invalid(
-                "retention: need 0 < raw_days <= aggregate_days",
-            ));
-        }
-        if config.batch.max_rows == 0 {
-            return Err(ConfigError::Invalid("batch.max_rows must be at least 1"));
-        }
-        if !is_identifier(&config.clickhouse.database) {
-            return Err(ConfigError::Invalid(
-                "clickhouse.database must be letters, digits and underscores",
-            ));
-        }
-        Ok(config)
+        pipeline::config::from_toml::<Config>(text)?.checked()
     }
 
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
-        Self::from_toml(&text)
+        pipeline::config::load::<Config>(path)?.checked()
+    }
+
+    /// Checks what the types cannot: retention, batch size, a database
+    /// name that is safe in SQL.
+    fn checked(self) -> Result<Self, ConfigError> {
+        let invalid = |m: &str| Err(ConfigError::Invalid(m.into()));
+        if self.retention.raw_days == 0 || self.retention.aggregate_days < self.retention.raw_days {
+            return invalid("retention: need 0 < raw_days <= aggregate_days");
+        }
+        if self.batch.max_rows == 0 {
+            return invalid("batch.max_rows must be at least 1");
+        }
+        if !is_identifier(&self.clickhouse.database) {
+            return invalid("clickhouse.database must be letters, digits and underscores");
+        }
+        Ok(self)
     }
 }
 
