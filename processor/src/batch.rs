@@ -1,10 +1,21 @@
 //! Rows waiting for their insert, the offsets they cover, and the two ways
 //! a batch shrinks before it is written: rows of partitions this instance
 //! no longer owns, and reports already in their table.
+//!
+//! The registry of raw tables lives here (`raw_tables!`): one line per
+//! table names the message it comes from ([`Routed`]), its field in
+//! [`Batch`] and its row type; the row type names its table in
+//! [`schemas::tables`]. Batching, dropping a lost partition's rows and
+//! writing iterate over that list, so a new report type is one line here
+//! (and its row in `rows.rs`, and its arm in `route.rs`, which the compiler
+//! asks for).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use clickhouse::Row;
 use schemas::erasure::ErasureRequest;
+use schemas::tables::{RawTable, Topic};
+use serde::Serialize;
 use tokio::time::Instant;
 use uuid::Uuid;
 
@@ -12,27 +23,143 @@ use crate::rows::{
     CrashRow, FeatureRequestRow, FeedbackRow, HeartbeatRow, OutcomeRow, ProcessingErrorRow,
     SignatureRow, Source,
 };
+use crate::store::StoreError;
 
 /// (topic, partition).
 pub type TopicPartition = (String, i32);
 
-#[derive(Debug, Default)]
-pub struct Batch {
-    pub crashes: Vec<CrashRow>,
-    pub feature_requests: Vec<FeatureRequestRow>,
-    pub signatures: Vec<SignatureRow>,
-    pub feedback: Vec<FeedbackRow>,
-    pub heartbeats: Vec<HeartbeatRow>,
-    pub outcomes: Vec<OutcomeRow>,
-    pub errors: Vec<ProcessingErrorRow>,
-    /// Erasures, carried out after the rows (the consumer closes a batch on
-    /// one, so no row of the batch was sent after it).
-    pub erasures: Vec<Erasure>,
-    /// (topic, partition) → offset of the next message to read, once this
-    /// batch is in.
-    pub next_offsets: BTreeMap<TopicPartition, i64>,
-    pub messages: usize,
-    pub started: Option<Instant>,
+/// Declares the raw tables: for each, the [`Routed`] variant a message
+/// becomes, the [`Batch`] field its rows wait in and their type, and
+/// optionally a companion table whose rows go with them ([`Companion`]).
+/// Everything that must name every table is generated from this list.
+macro_rules! raw_tables {
+    ($(
+        $(#[$doc:meta])*
+        $variant:ident($field:ident: $row:ty $(, $companions:ident: $companion:ty)?)
+    ),* $(,)?) => {
+        /// What one message turned into.
+        #[derive(Debug)]
+        pub enum Routed {
+            $( $(#[$doc])* $variant($row $(, $companion)?), )*
+            /// A machine's operator asked for its data to be erased.
+            Erasure(ErasureRequest),
+        }
+
+        /// The rows read since the last write, table by table, and what
+        /// else the write must do.
+        #[derive(Debug, Default)]
+        pub struct Batch {
+            $( pub $field: Vec<$row>, $( pub $companions: Vec<$companion>, )? )*
+            pub errors: Vec<ProcessingErrorRow>,
+            /// Erasures, carried out after the rows (the consumer closes a
+            /// batch on one, so no row of the batch was sent after it).
+            pub erasures: Vec<Erasure>,
+            /// (topic, partition) → offset of the next message to read, once
+            /// this batch is in.
+            pub next_offsets: BTreeMap<TopicPartition, i64>,
+            pub messages: usize,
+            pub started: Option<Instant>,
+        }
+
+        impl Batch {
+            /// Adds what one message from `partition` turned into.
+            pub fn push(&mut self, routed: Routed, partition: u32) {
+                match routed {
+                    $( Routed::$variant(row $(, $companions)?) => {
+                        self.$field.push(row);
+                        $( self.$companions.push($companions); )?
+                    } )*
+                    Routed::Erasure(request) => self.erasures.push(Erasure { request, partition }),
+                }
+            }
+
+            /// Keeps the rows for which `keep(table, partition)` holds, and
+            /// the companions of the rows kept.
+            fn retain_rows(&mut self, keep: impl Fn(&RawTable, u32) -> bool) {
+                $( self.$field.retain(|row| keep(<$row as Keyed>::TABLE, row.partition())); )*
+                self.keep_companions();
+            }
+
+            /// Drops the companions whose row is no longer in the batch.
+            pub(crate) fn keep_companions(&mut self) {
+                $( $( keep_companions(&self.$field, &mut self.$companions); )? )*
+            }
+
+            /// Hands each raw table's rows to `visit`, in the order above.
+            pub(crate) async fn each_table<V: EachTable>(
+                &mut self,
+                visit: &mut V,
+            ) -> Result<(), StoreError> {
+                $( visit.rows(&mut self.$field).await?; )*
+                Ok(())
+            }
+
+            /// Hands each companion table's rows to `visit`.
+            pub(crate) async fn each_companion<V: EachTable>(
+                &mut self,
+                visit: &mut V,
+            ) -> Result<(), StoreError> {
+                $( $( visit.companions(&mut self.$companions).await?; )? )*
+                Ok(())
+            }
+
+            /// The rows of every raw table.
+            pub fn rows(&self) -> usize {
+                0 $( + self.$field.len() )*
+            }
+        }
+    };
+}
+
+raw_tables! {
+    Crash(crashes: CrashRow),
+    /// With the request's clustering signature.
+    FeatureRequest(feature_requests: FeatureRequestRow, signatures: SignatureRow),
+    Feedback(feedback: FeedbackRow),
+    Heartbeat(heartbeats: HeartbeatRow),
+    Outcome(outcomes: OutcomeRow),
+}
+
+/// What the writer does with each table of a batch ([`Batch::each_table`]);
+/// called once per table with its concrete row type, so nothing is
+/// dispatched per row.
+pub(crate) trait EachTable {
+    async fn rows<T>(&mut self, rows: &mut Vec<T>) -> Result<(), StoreError>
+    where
+        T: Keyed + Insertable;
+
+    async fn companions<C>(&mut self, _rows: &mut Vec<C>) -> Result<(), StoreError>
+    where
+        C: Companion + Insertable,
+    {
+        Ok(())
+    }
+}
+
+/// A row the client can insert as it is.
+pub trait Insertable: Row + Serialize + for<'a> Row<Value<'a> = Self> + std::fmt::Debug {}
+
+impl<T> Insertable for T where T: Row + Serialize + for<'a> Row<Value<'a> = T> + std::fmt::Debug {}
+
+/// A row of another table that goes with a raw row: written before it
+/// (so the raw row is never stored without it), and only while the raw row
+/// is new. A feature request's clustering signature is one.
+pub trait Companion {
+    const TABLE: &'static str;
+    /// The id ([`Keyed::id`]) of the raw row it goes with.
+    fn row_id(&self) -> Uuid;
+}
+
+impl Companion for SignatureRow {
+    const TABLE: &'static str = schemas::tables::FEATURE_REQUEST_SIGNATURES;
+    fn row_id(&self) -> Uuid {
+        self.report_id
+    }
+}
+
+fn keep_companions<T: Keyed, C: Companion>(rows: &[T], companions: &mut Vec<C>) {
+    let ids: HashSet<Uuid> = rows.iter().map(Keyed::id).collect();
+    companions.retain(|c| ids.contains(&c.row_id()));
 }
 
 /// An erasure request and the reports-topic partition it came from.
@@ -48,15 +175,10 @@ pub struct Erasure {
 pub type RowKey = (Uuid, String);
 
 /// Rows that carry the key they are unique by, and the partition they came
-/// from; stored in `TABLE`, where the id is the column `ID_COLUMN`.
+/// from; stored in the raw table `TABLE`, which says which columns hold the
+/// key.
 pub trait Keyed {
-    const TABLE: &'static str;
-    const ID_COLUMN: &'static str;
-    /// SQL for the machine part of the key: a column, or `''`.
-    const MACHINE_SQL: &'static str;
-    /// SQL for what the table's views count the row by
-    /// ([`schemas::report_key`]); the id where no view reads the table.
-    const COUNTED_SQL: &'static str;
+    const TABLE: &'static RawTable;
     fn id(&self) -> Uuid;
     fn machine(&self) -> &str;
     fn key(&self) -> RowKey {
@@ -70,63 +192,6 @@ pub trait Keyed {
     /// clock does.
     fn partition_order(&self) -> i32 {
         0
-    }
-}
-
-/// A raw report table's row: unique by report id and machine, counted by
-/// its report key.
-macro_rules! report_keyed {
-    ($row:ty, $table:literal) => {
-        report_keyed!($row, $table, |_row| 0);
-    };
-    ($row:ty, $table:literal, |$r:ident| $order:expr) => {
-        impl Keyed for $row {
-            const TABLE: &'static str = $table;
-            const ID_COLUMN: &'static str = "report_id";
-            const MACHINE_SQL: &'static str = "machine_hash";
-            const COUNTED_SQL: &'static str = "report_key";
-            fn id(&self) -> Uuid {
-                self.report_id
-            }
-            fn machine(&self) -> &str {
-                &self.machine_hash
-            }
-            fn partition(&self) -> u32 {
-                self.kafka_partition
-            }
-            fn offset(&self) -> u64 {
-                self.kafka_offset
-            }
-            fn partition_order(&self) -> i32 {
-                let $r = self;
-                $order
-            }
-        }
-    };
-}
-
-report_keyed!(CrashRow, "crash_reports");
-report_keyed!(FeatureRequestRow, "feature_requests");
-report_keyed!(FeedbackRow, "feedback");
-report_keyed!(HeartbeatRow, "heartbeats", |row| row.day.to_julian_day());
-
-/// An outcome is unique by the id the edge gave it; no view reads it.
-impl Keyed for OutcomeRow {
-    const TABLE: &'static str = "outcomes";
-    const ID_COLUMN: &'static str = "event_id";
-    const MACHINE_SQL: &'static str = "''";
-    const COUNTED_SQL: &'static str = "event_id";
-    fn id(&self) -> Uuid {
-        self.event_id
-    }
-    fn machine(&self) -> &str {
-        ""
-    }
-    fn partition(&self) -> u32 {
-        self.kafka_partition
-    }
-    fn offset(&self) -> u64 {
-        self.kafka_offset
     }
 }
 
@@ -159,23 +224,12 @@ impl Batch {
             .filter(|(t, _)| t != reports_topic)
             .filter_map(|(_, p)| u32::try_from(*p).ok())
             .collect();
-        let requests_before: HashSet<Uuid> =
-            self.feature_requests.iter().map(|r| r.report_id).collect();
-        self.crashes
-            .retain(|r| !lost_reports.contains(&r.partition()));
-        self.feature_requests
-            .retain(|r| !lost_reports.contains(&r.partition()));
-        self.feedback
-            .retain(|r| !lost_reports.contains(&r.partition()));
-        self.heartbeats
-            .retain(|r| !lost_reports.contains(&r.partition()));
-        self.outcomes
-            .retain(|r| !lost_outcomes.contains(&r.partition()));
+        self.retain_rows(|table, partition| match table.topic() {
+            Topic::Reports => !lost_reports.contains(&partition),
+            Topic::Outcomes => !lost_outcomes.contains(&partition),
+        });
         self.erasures
             .retain(|e| !lost_reports.contains(&e.partition));
-        let kept: HashSet<Uuid> = self.feature_requests.iter().map(|r| r.report_id).collect();
-        self.signatures
-            .retain(|s| !requests_before.contains(&s.report_id) || kept.contains(&s.report_id));
         self.errors.retain(|e| {
             !lost
                 .iter()

@@ -26,11 +26,11 @@ use time::OffsetDateTime;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::batch::{Batch, Erasure, TopicPartition};
+use crate::batch::{Batch, TopicPartition};
 use crate::config::Config;
 use crate::dead_letter::DeadLetters;
 use crate::metrics::Metrics;
-use crate::route::{Enricher, Routed, Stream};
+use crate::route::{Enricher, Stream};
 use crate::rows::{ProcessingErrorRow, Source};
 use crate::store::Store;
 use crate::writer::{InFlight, Retry, SetAside, Writer};
@@ -321,18 +321,7 @@ async fn take(
     let value = message.payload().unwrap_or_default();
     let now = OffsetDateTime::now_utc();
     match enricher.route(stream, value, source, now) {
-        Ok(Routed::Crash(row)) => batch.crashes.push(row),
-        Ok(Routed::FeatureRequest(row, signature)) => {
-            batch.feature_requests.push(row);
-            batch.signatures.push(signature);
-        }
-        Ok(Routed::Feedback(row)) => batch.feedback.push(row),
-        Ok(Routed::Heartbeat(row)) => batch.heartbeats.push(row),
-        Ok(Routed::Outcome(row)) => batch.outcomes.push(row),
-        Ok(Routed::Erasure(request)) => batch.erasures.push(Erasure {
-            request,
-            partition: u32::try_from(source.partition).unwrap_or_default(),
-        }),
+        Ok(routed) => batch.push(routed, u32::try_from(source.partition).unwrap_or_default()),
         Err(dead) => {
             tracing::warn!(
                 topic = message.topic(),

@@ -19,6 +19,7 @@
 use clickhouse::Row;
 use schemas::clickhouse::uuid_literals;
 use schemas::erasure::{ErasureRequest, MACHINE_TABLES, RAW_MACHINE_TABLES, erasure_statements};
+use schemas::tables::{ERASURES, FEATURE_REQUESTS, PROCESSING_ERRORS};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -58,7 +59,7 @@ pub async fn erase(
     let recorded = count(
         store,
         &format!(
-            "SELECT count() FROM erasures WHERE erasure_id = toUUID('{}')",
+            "SELECT count() FROM {ERASURES} WHERE erasure_id = toUUID('{}')",
             request.erasure_id
         ),
     )
@@ -96,7 +97,8 @@ pub async fn erase(
     let requests: Vec<Uuid> = store
         .client()
         .query(&format!(
-            "SELECT report_id AS id FROM feature_requests WHERE machine_hash = {machine}"
+            "SELECT report_id AS id FROM {} WHERE machine_hash = {machine}",
+            FEATURE_REQUESTS.name
         ))
         .fetch_all::<Id>()
         .await
@@ -106,7 +108,7 @@ pub async fn erase(
         .collect();
     let errors = count(
         store,
-        &format!("SELECT count() FROM processing_errors WHERE position(detail, {machine}) > 0"),
+        &format!("SELECT count() FROM {PROCESSING_ERRORS} WHERE position(detail, {machine}) > 0"),
     )
     .await?;
     // Nothing names the machine (a request read again after it was carried
@@ -148,7 +150,7 @@ pub async fn erase(
         aggregate_rows,
         merged_rows,
     };
-    store.insert("erasures", std::slice::from_ref(&row)).await?;
+    store.insert(ERASURES, std::slice::from_ref(&row)).await?;
     tracing::info!(
         erasure_id = %row.erasure_id,
         org_id = %row.org_id,

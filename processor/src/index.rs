@@ -7,6 +7,7 @@
 use std::collections::HashSet;
 
 use clickhouse::Row;
+use schemas::tables::FEATURE_REQUEST_SIGNATURES;
 use serde::{Deserialize, Deserializer};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -48,16 +49,12 @@ pub async fn refresh(
     enricher: &mut Enricher,
     since: Option<OffsetDateTime>,
 ) -> Result<usize, StoreError> {
+    let select = format!("SELECT cluster_id, report_id, minhash FROM {FEATURE_REQUEST_SIGNATURES}");
     let query = match since {
-        None => store
-            .client()
-            .query("SELECT cluster_id, report_id, minhash FROM feature_request_signatures"),
+        None => store.client().query(&select),
         Some(since) => store
             .client()
-            .query(
-                "SELECT cluster_id, report_id, minhash FROM feature_request_signatures \
-                 WHERE inserted_at >= toDateTime(?)",
-            )
+            .query(&format!("{select} WHERE inserted_at >= toDateTime(?)"))
             .bind(since.unix_timestamp()),
     };
     let stored: Vec<Stored> = query.fetch_all().await?;

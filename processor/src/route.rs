@@ -12,6 +12,7 @@ use serde_json::value::RawValue;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::batch::Routed;
 use crate::dead_letter::{DeadLetter, Stage};
 use crate::rows::{
     CrashRow, FeatureRequestRow, FeedbackRow, HeartbeatRow, OutcomeRow, SignatureRow, Source,
@@ -23,18 +24,6 @@ use crate::rows::{
 pub enum Stream {
     Reports,
     Outcomes,
-}
-
-/// What one message turned into.
-#[derive(Debug)]
-pub enum Routed {
-    Crash(CrashRow),
-    FeatureRequest(FeatureRequestRow, SignatureRow),
-    Feedback(FeedbackRow),
-    Heartbeat(HeartbeatRow),
-    Outcome(OutcomeRow),
-    /// A machine's operator asked for its data to be erased.
-    Erasure(ErasureRequest),
 }
 
 /// The state enrichment needs: grouping settings and the clustering index.

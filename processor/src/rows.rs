@@ -1,11 +1,13 @@
 //! Rows of the raw tables, made from accepted reports.
 //!
 //! Every raw table has the same envelope columns around its own; the
-//! `raw_row!` macro writes them once, in the order the migrations give.
+//! `raw_row!` macro writes them once, in the order the migrations give,
+//! and names the row's table in the registry ([`schemas::tables`]).
 
 use clickhouse::Row;
 use clustering::Assignment;
 use grouping::{BuildVersion, Signer};
+use schemas::tables::RawTable;
 use schemas::{
     AcceptedReport, CrashPayload, FeatureRequestPayload, FeedbackPayload, HeartbeatPayload,
     OutcomeEvent,
@@ -13,6 +15,8 @@ use schemas::{
 use serde::Serialize;
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
+
+use crate::batch::Keyed;
 
 /// Where a message came from in Kafka.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,10 +32,15 @@ struct Envelope<'a> {
     now: OffsetDateTime,
 }
 
+/// A raw row of one report type: its struct, with the envelope columns
+/// around its own, and its [`Keyed`] impl naming its table in
+/// [`schemas::tables`] (unique by report id and machine; `by` orders rows
+/// for inserts, see [`Keyed::partition_order`]).
 macro_rules! raw_row {
     (
         $(#[$meta:meta])*
-        $name:ident { $( $(#[$fmeta:meta])* $field:ident : $ty:ty ),* $(,)? }
+        $name:ident in $table:ident $(, by |$r:ident| ($order:expr))?
+        { $( $(#[$fmeta:meta])* $field:ident : $ty:ty ),* $(,)? }
     ) => {
         $(#[$meta])*
         #[derive(Debug, Clone, PartialEq, Row, Serialize)]
@@ -93,12 +102,34 @@ macro_rules! raw_row {
                 }
             }
         }
+
+        impl Keyed for $name {
+            const TABLE: &'static RawTable = &schemas::tables::$table;
+            fn id(&self) -> Uuid {
+                self.report_id
+            }
+            fn machine(&self) -> &str {
+                &self.machine_hash
+            }
+            fn partition(&self) -> u32 {
+                self.kafka_partition
+            }
+            fn offset(&self) -> u64 {
+                self.kafka_offset
+            }
+            $(
+                fn partition_order(&self) -> i32 {
+                    let $r = self;
+                    $order
+                }
+            )?
+        }
     };
 }
 
 raw_row!(
     /// One row of `crash_reports`.
-    CrashRow {
+    CrashRow in CRASH_REPORTS {
         app_name: String,
         app_version: String,
         exception_code: String,
@@ -116,7 +147,7 @@ raw_row!(
 
 raw_row!(
     /// One row of `feature_requests`.
-    FeatureRequestRow {
+    FeatureRequestRow in FEATURE_REQUESTS {
         title: String,
         body: String,
         category: String,
@@ -128,7 +159,7 @@ raw_row!(
 
 raw_row!(
     /// One row of `feedback`.
-    FeedbackRow {
+    FeedbackRow in FEEDBACK {
         rating: u8,
         text: String,
         category: String,
@@ -136,8 +167,9 @@ raw_row!(
 );
 
 raw_row!(
-    /// One row of `heartbeats`.
-    HeartbeatRow {
+    /// One row of `heartbeats`, inserted in the order of the machine's
+    /// day (the partition of the view it feeds).
+    HeartbeatRow in HEARTBEATS, by |row| (row.day.to_julian_day()) {
         #[serde(with = "clickhouse::serde::time::date")]
         day: Date,
         uptime_minutes: Option<u32>,
@@ -290,6 +322,23 @@ pub struct OutcomeRow {
     pub kafka_offset: u64,
     #[serde(with = "clickhouse::serde::time::datetime")]
     pub inserted_at: OffsetDateTime,
+}
+
+/// An outcome is unique by the id the edge gave it.
+impl Keyed for OutcomeRow {
+    const TABLE: &'static RawTable = &schemas::tables::OUTCOMES;
+    fn id(&self) -> Uuid {
+        self.event_id
+    }
+    fn machine(&self) -> &str {
+        ""
+    }
+    fn partition(&self) -> u32 {
+        self.kafka_partition
+    }
+    fn offset(&self) -> u64 {
+        self.kafka_offset
+    }
 }
 
 impl OutcomeRow {

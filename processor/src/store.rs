@@ -5,7 +5,8 @@ use std::collections::{HashMap, HashSet};
 
 use clickhouse::{Client, Compression, Row};
 use schemas::ServerVersion;
-use schemas::clickhouse::{stored_reports, uuid_in, uuid_literals, view_feeds};
+use schemas::clickhouse::{stored_reports, uuid_in, uuid_literals};
+use schemas::tables::RawTable;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -158,7 +159,7 @@ impl Store {
 
     /// Where the server is and who logs in.
     fn server(config: &ClickHouseConfig) -> Client {
-        Client::default()
+        pipeline::clickhouse::client(config.ca_file.as_ref())
             .with_url(&config.url)
             .with_user(&config.user)
             .with_password(&config.password)
@@ -192,7 +193,7 @@ impl Store {
 
     /// Which rows like `rows` are already in their table: each stored key
     /// ([`Keyed::key`]) with what the table's views count it by
-    /// ([`Keyed::COUNTED_SQL`]). Looked up by id, the table's sorting key,
+    /// ([`schemas::tables::RawTable::counted_sql`]). Looked up by id, the table's sorting key,
     /// then matched on the machine here.
     pub async fn stored<T: Keyed>(&self, rows: &[T]) -> Result<HashMap<RowKey, Uuid>, StoreError> {
         #[derive(Row, Deserialize)]
@@ -214,11 +215,11 @@ impl Store {
         for chunk in ids.chunks(LOOKUP_CHUNK) {
             let sql = format!(
                 "SELECT {id} AS id, {machine} AS machine, {counted} AS counted FROM {table} WHERE {}",
-                uuid_in(T::ID_COLUMN, &uuid_literals(chunk)),
-                id = T::ID_COLUMN,
-                machine = T::MACHINE_SQL,
-                counted = T::COUNTED_SQL,
-                table = T::TABLE,
+                uuid_in(T::TABLE.id_column, &uuid_literals(chunk)),
+                id = T::TABLE.id_column,
+                machine = T::TABLE.machine_sql,
+                counted = T::TABLE.counted_sql,
+                table = T::TABLE.name,
             );
             let rows: Vec<Found> = self.lookup(&sql).fetch_all().await?;
             found.extend(
@@ -235,8 +236,12 @@ impl Store {
     /// A report found stored when it arrives again may be one whose insert
     /// failed after its raw row was written but before every view took it;
     /// feeding again mends that, and counts nothing twice.
-    pub async fn refeed(&self, table: &str, stored: &[(Uuid, Uuid)]) -> Result<(), StoreError> {
-        for feed in view_feeds().iter().filter(|feed| feed.source == table) {
+    pub async fn refeed(
+        &self,
+        table: &RawTable,
+        stored: &[(Uuid, Uuid)],
+    ) -> Result<(), StoreError> {
+        for feed in table.views() {
             for chunk in stored.chunks(LOOKUP_CHUNK) {
                 let ids: Vec<Uuid> = chunk.iter().map(|(id, _)| *id).collect();
                 let keys: Vec<Uuid> = chunk.iter().map(|(_, key)| *key).collect();

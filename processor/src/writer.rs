@@ -30,7 +30,6 @@
 //! wait blocks the consumer's thread, which is why the writer has its own
 //! thread, runtime and ClickHouse connections.
 
-use std::collections::HashSet;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -43,11 +42,10 @@ use uuid::Uuid;
 
 use std::ops::Range;
 
-use clickhouse::Row;
-use serde::Serialize;
+use schemas::tables::{PROCESSING_ERRORS, Topic};
 use time::OffsetDateTime;
 
-use crate::batch::{Batch, Keyed, keep_new};
+use crate::batch::{Batch, Companion, EachTable, Insertable, Keyed, keep_new};
 use crate::consumer::Context;
 use crate::dead_letter::{DeadLetter, DeadLetters, Origin, Stage};
 use crate::metrics::Metrics;
@@ -252,6 +250,7 @@ async fn write_with_retry(
 #[derive(Debug)]
 pub(crate) struct Refused {
     pub table: &'static str,
+    pub topic: Topic,
     pub partition: u32,
     pub offset: u64,
     pub row: String,
@@ -270,10 +269,9 @@ async fn record_refused(
     let now = OffsetDateTime::now_utc();
     let mut errors = Vec::with_capacity(refused.len());
     for culprit in refused {
-        let topic = if culprit.table == crate::rows::OutcomeRow::TABLE {
-            &set_aside.outcomes_topic
-        } else {
-            &set_aside.reports_topic
+        let topic = match culprit.topic {
+            Topic::Reports => &set_aside.reports_topic,
+            Topic::Outcomes => &set_aside.outcomes_topic,
         };
         tracing::warn!(
             table = culprit.table,
@@ -310,7 +308,7 @@ async fn record_refused(
     }
     let mut backoff = retry.min_backoff;
     loop {
-        match store.insert("processing_errors", &errors).await {
+        match store.insert(PROCESSING_ERRORS, &errors).await {
             Ok(()) => return true,
             Err(error) => {
                 tracing::warn!(%error, retry_in = ?backoff, "processing errors not written")
@@ -332,44 +330,81 @@ async fn write(
     metrics: &Metrics,
     batch: &mut Batch,
 ) -> Result<(u64, Vec<Refused>), StoreError> {
-    let skipped = skip_stored(store, metrics, &mut batch.crashes).await?
-        + skip_stored(store, metrics, &mut batch.feature_requests).await?
-        + skip_stored(store, metrics, &mut batch.feedback).await?
-        + skip_stored(store, metrics, &mut batch.heartbeats).await?
-        + skip_stored(store, metrics, &mut batch.outcomes).await?;
-    Metrics::add(&metrics.duplicates_skipped, skipped as u64);
-    let new_requests: HashSet<Uuid> = batch.feature_requests.iter().map(|r| r.report_id).collect();
-    batch
-        .signatures
-        .retain(|s| new_requests.contains(&s.report_id));
+    let mut skip = SkipStored {
+        store,
+        metrics,
+        skipped: 0,
+    };
+    batch.each_table(&mut skip).await?;
+    Metrics::add(&metrics.duplicates_skipped, skip.skipped as u64);
+    batch.keep_companions();
 
-    // Signatures before their requests: a request stored without its
+    // Companions before their rows: a feature request stored without its
     // signature would be missing from a rebuilt clustering index. Neither
-    // signatures nor processing errors carry a value from a machine, so
+    // companions nor processing errors carry a value from a machine, so
     // nothing in them can be refused for good.
-    store
-        .insert("feature_request_signatures", &batch.signatures)
-        .await?;
-    let mut refused = Vec::new();
-    refused.extend(insert_isolating(store, &mut batch.crashes).await?);
-    refused.extend(insert_isolating(store, &mut batch.feature_requests).await?);
-    refused.extend(insert_isolating(store, &mut batch.feedback).await?);
-    refused.extend(insert_isolating(store, &mut batch.heartbeats).await?);
-    refused.extend(insert_isolating(store, &mut batch.outcomes).await?);
-    store.insert("processing_errors", &batch.errors).await?;
-    let written = (batch.crashes.len()
-        + batch.feature_requests.len()
-        + batch.feedback.len()
-        + batch.heartbeats.len()
-        + batch.outcomes.len()
-        + batch.errors.len()
-        - refused.len()) as u64;
+    batch.each_companion(&mut InsertAll { store }).await?;
+    let mut insert = InsertIsolating {
+        store,
+        refused: Vec::new(),
+    };
+    batch.each_table(&mut insert).await?;
+    let refused = insert.refused;
+    store.insert(PROCESSING_ERRORS, &batch.errors).await?;
+    let written = (batch.rows() + batch.errors.len() - refused.len()) as u64;
     Ok((written, refused))
+}
+
+/// Drops from each table the rows already stored ([`skip_stored`]).
+struct SkipStored<'a> {
+    store: &'a Store,
+    metrics: &'a Metrics,
+    skipped: usize,
+}
+
+impl EachTable for SkipStored<'_> {
+    async fn rows<T: Keyed + Insertable>(&mut self, rows: &mut Vec<T>) -> Result<(), StoreError> {
+        self.skipped += skip_stored(self.store, self.metrics, rows).await?;
+        Ok(())
+    }
+}
+
+/// Inserts each table's rows, setting aside those refused for good
+/// ([`insert_isolating`]).
+struct InsertIsolating<'a> {
+    store: &'a Store,
+    refused: Vec<Refused>,
+}
+
+impl EachTable for InsertIsolating<'_> {
+    async fn rows<T: Keyed + Insertable>(&mut self, rows: &mut Vec<T>) -> Result<(), StoreError> {
+        let refused = insert_isolating(self.store, rows).await?;
+        self.refused.extend(refused);
+        Ok(())
+    }
+}
+
+/// Inserts each companion table's rows in one insert.
+struct InsertAll<'a> {
+    store: &'a Store,
+}
+
+impl EachTable for InsertAll<'_> {
+    async fn rows<T: Keyed + Insertable>(&mut self, rows: &mut Vec<T>) -> Result<(), StoreError> {
+        self.store.insert(T::TABLE.name, rows).await
+    }
+
+    async fn companions<C: Companion + Insertable>(
+        &mut self,
+        rows: &mut Vec<C>,
+    ) -> Result<(), StoreError> {
+        self.store.insert(C::TABLE, rows).await
+    }
 }
 
 /// Inserts `rows` into their table, finding the rows refused for good.
 ///
-/// The rows are first ordered by the partition they fall in (a heartbeat's
+/// The rows are first ordered by the partition they fall in (a machine's
 /// day), so that a split for too many partitions yields inserts that each
 /// touch few. A transient failure ends the call (the caller retries the
 /// whole write, and rows written so far are then found stored). A
@@ -398,7 +433,8 @@ where
             Failure::Permanent | Failure::TooManyPartitions if part.len() == 1 => {
                 let row = &part[0];
                 refused.push(Refused {
-                    table: T::TABLE,
+                    table: T::TABLE.name,
+                    topic: T::TABLE.topic(),
                     partition: row.partition(),
                     offset: row.offset(),
                     row: format!("{row:?}"),
@@ -423,10 +459,10 @@ trait Inserts<T> {
 
 impl<T> Inserts<T> for Store
 where
-    T: Keyed + Row + Serialize + for<'a> Row<Value<'a> = T>,
+    T: Keyed + Insertable,
 {
     async fn insert(&self, rows: &[T]) -> Result<(), StoreError> {
-        Store::insert(self, T::TABLE, rows).await
+        Store::insert(self, T::TABLE.name, rows).await
     }
 }
 
@@ -457,6 +493,7 @@ mod tests {
     use super::*;
     use crate::rows::OutcomeRow;
     use std::cell::RefCell;
+    use std::collections::HashSet;
     use std::future::Future;
 
     /// A table that, like current ClickHouse, refuses an insert touching

@@ -9,6 +9,8 @@ use std::fmt;
 
 use uuid::Uuid;
 
+use crate::tables;
+
 /// One versioned SQL file from `schemas/migrations/`, named
 /// `<version>_<name>.sql`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,15 +89,16 @@ pub enum Kept {
     Aggregate,
 }
 
-/// Every table that grows, with how it is partitioned and kept. A test
-/// checks this list against the DDL.
-pub const RETAINED_TABLES: &[(&str, Partitioned, Kept)] = &[
-    ("crash_reports", Partitioned::ByDay, Kept::Raw),
-    ("feature_requests", Partitioned::ByDay, Kept::Raw),
-    ("feedback", Partitioned::ByDay, Kept::Raw),
-    ("heartbeats", Partitioned::ByDay, Kept::Raw),
-    ("outcomes", Partitioned::ByDay, Kept::Raw),
-    ("processing_errors", Partitioned::ByDay, Kept::Raw),
+/// Every table that grows, with how it is partitioned and kept: the raw
+/// tables of the registry ([`crate::tables::RAW_TABLES`]: by day, kept
+/// `retention.raw_days`), then [`DERIVED_TABLES`]. A test checks this list
+/// against the DDL.
+pub const RETAINED_TABLES: &[(&str, Partitioned, Kept)] = &retained_tables();
+
+/// The tables that grow and hold no report of their own: the processor's
+/// records, the offline jobs' runs and the aggregates.
+pub const DERIVED_TABLES: &[(&str, Partitioned, Kept)] = &[
+    (tables::PROCESSING_ERRORS, Partitioned::ByDay, Kept::Raw),
     ("crash_regressions_runs", Partitioned::ByDay, Kept::Raw),
     ("analytics_runs", Partitioned::ByDay, Kept::Raw),
     (
@@ -106,7 +109,7 @@ pub const RETAINED_TABLES: &[(&str, Partitioned, Kept)] = &[
     ("crash_daily_agg", Partitioned::ByMonth, Kept::Aggregate),
     ("machine_days_agg", Partitioned::ByMonth, Kept::Aggregate),
     (
-        "feature_request_signatures",
+        tables::FEATURE_REQUEST_SIGNATURES,
         Partitioned::ByMonth,
         Kept::Aggregate,
     ),
@@ -116,8 +119,26 @@ pub const RETAINED_TABLES: &[(&str, Partitioned, Kept)] = &[
         Kept::Aggregate,
     ),
     ("feedback_daily_agg", Partitioned::ByMonth, Kept::Aggregate),
-    ("erasures", Partitioned::ByMonth, Kept::Aggregate),
+    (tables::ERASURES, Partitioned::ByMonth, Kept::Aggregate),
 ];
+
+const RETAINED_COUNT: usize = tables::RAW_TABLES.len() + DERIVED_TABLES.len();
+
+/// [`RETAINED_TABLES`], put together at compile time.
+const fn retained_tables() -> [(&'static str, Partitioned, Kept); RETAINED_COUNT] {
+    let mut all = [("", Partitioned::ByDay, Kept::Raw); RETAINED_COUNT];
+    let mut i = 0;
+    while i < tables::RAW_TABLES.len() {
+        all[i] = (tables::RAW_TABLES[i].name, Partitioned::ByDay, Kept::Raw);
+        i += 1;
+    }
+    let mut j = 0;
+    while j < DERIVED_TABLES.len() {
+        all[i + j] = DERIVED_TABLES[j];
+        j += 1;
+    }
+    all
+}
 
 /// A materialised view as the migrations define it: the raw table that feeds
 /// it, the aggregate table it writes to, and its SELECT.

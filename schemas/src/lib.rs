@@ -12,6 +12,8 @@
 //! - [`outcome`]: what the edge did with each report, and the events it
 //!   publishes for the refused ones;
 //! - [`topics`]: Kafka topic names;
+//! - [`tables`]: the registry of raw tables, one entry per report kind
+//!   and one for the outcomes;
 //! - [`clickhouse`]: the DDL as ordered migrations, and [`ServerVersion`],
 //!   the one place where ClickHouse version differences are decided;
 //! - [`erasure`]: a machine's erasure request and the SQL that carries it
@@ -31,6 +33,7 @@ pub mod outcome;
 pub mod probes;
 pub mod received;
 pub mod report;
+pub mod tables;
 pub mod topics;
 
 pub use clickhouse::{MIGRATIONS, Migration, ServerVersion};
