@@ -14,6 +14,7 @@ use std::time::Duration;
 use pipeline::KafkaConfig;
 
 use crate::privacy::MachineIdHash;
+pub use crate::tls::TlsSettings;
 use schemas::{Consent, ReportKind};
 use serde::{Deserialize, Deserializer};
 
@@ -50,6 +51,9 @@ pub struct Config {
     pub warehouse: Option<WarehouseSettings>,
     #[serde(default)]
     pub scrub: ScrubSettings,
+    /// Serve HTTPS with these files (read again when they change).
+    #[serde(default)]
+    pub tls: Option<TlsSettings>,
     /// How often the file is checked for changes, in milliseconds; 0 turns
     /// the check off (SIGHUP still reloads).
     #[serde(default = "default_reload_interval")]

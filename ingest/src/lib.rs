@@ -46,6 +46,7 @@ mod rights;
 mod server;
 mod sink;
 mod state;
+mod tls;
 pub mod validate;
 
 pub use outcome::SUMMARY_INTERVAL;
@@ -76,6 +77,8 @@ pub enum ServeError {
     Spool(#[from] spool::SpoolError),
     #[error(transparent)]
     Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
 }
 
 /// Serves the API on `listener` until `shutdown` resolves. Then readiness
@@ -88,6 +91,10 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    let tls = match &config.tls {
+        Some(settings) => Some(Arc::new(tls::Tls::load(settings)?)),
+        None => None,
+    };
     let metrics = Arc::new(metrics::Metrics::default());
     let spool = match &config.spool {
         Some(settings) => Some(open_spool(settings).await?),
@@ -132,6 +139,11 @@ pub async fn serve(
         ));
     }
 
+    if let Some(tls) = &tls {
+        let interval = Duration::from_millis(config.reload_interval_ms);
+        tokio::spawn(Arc::clone(tls).watch(interval, background.clone()));
+    }
+
     let accepting = CancellationToken::new();
     let trigger = accepting.clone();
     let signal_state = Arc::clone(&state);
@@ -149,7 +161,8 @@ pub async fn serve(
         header_read_timeout: Duration::from_millis(config.limits.header_read_timeout_ms),
         grace,
     };
-    server::run(listener, api::router(Arc::clone(&state)), limits, accepting).await;
+    let router = api::router(Arc::clone(&state));
+    server::run(listener, router, limits, tls, accepting).await;
 
     background.cancel();
     let _ = forwarder.await;

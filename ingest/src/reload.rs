@@ -1,6 +1,7 @@
 //! Reloading the configuration while serving: on SIGHUP, and when the
 //! file's modification time or length changes. A file that does not load
-//! leaves the settings in force as they were.
+//! leaves the settings in force as they were. The TLS certificate is
+//! reloaded on the same triggers ([`Triggers`]), by [`crate::tls`].
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -11,20 +12,37 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::state::{AppState, Settings};
 
-/// Watches `path` until `stop`.
-pub async fn watch(
-    state: Arc<AppState>,
-    path: PathBuf,
-    interval: Duration,
-    stop: CancellationToken,
-) {
+/// Wakes a watcher on SIGHUP and every `interval` (never, if it is zero).
+/// Both the configuration and the TLS files ([`crate::tls`]) are watched
+/// this way.
+#[derive(Debug)]
+pub(crate) struct Triggers {
     #[cfg(unix)]
-    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-    let mut seen = stamp(&path);
-    loop {
+    hangup: Option<tokio::signal::unix::Signal>,
+    interval: Duration,
+}
+
+/// Why a watcher woke.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wake {
+    Hangup,
+    Tick,
+}
+
+impl Triggers {
+    pub(crate) fn new(interval: Duration) -> Triggers {
+        Triggers {
+            #[cfg(unix)]
+            hangup: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok(),
+            interval,
+        }
+    }
+
+    /// The next wake, or `None` once `stop` is cancelled.
+    pub(crate) async fn next(&mut self, stop: &CancellationToken) -> Option<Wake> {
         #[cfg(unix)]
         let hup = async {
-            match hangup.as_mut() {
+            match self.hangup.as_mut() {
                 Some(signal) => {
                     signal.recv().await;
                 }
@@ -33,6 +51,7 @@ pub async fn watch(
         };
         #[cfg(not(unix))]
         let hup = std::future::pending::<()>();
+        let interval = self.interval;
         let tick = async {
             if interval.is_zero() {
                 std::future::pending::<()>().await;
@@ -40,13 +59,30 @@ pub async fn watch(
             tokio::time::sleep(interval).await;
         };
         tokio::select! {
-            () = stop.cancelled() => return,
-            () = hup => {
+            () = stop.cancelled() => None,
+            () = hup => Some(Wake::Hangup),
+            () = tick => Some(Wake::Tick),
+        }
+    }
+}
+
+/// Watches `path` until `stop`.
+pub async fn watch(
+    state: Arc<AppState>,
+    path: PathBuf,
+    interval: Duration,
+    stop: CancellationToken,
+) {
+    let mut triggers = Triggers::new(interval);
+    let mut seen = stamp(&path);
+    while let Some(wake) = triggers.next(&stop).await {
+        match wake {
+            Wake::Hangup => {
                 tracing::info!(path = %path.display(), "SIGHUP: reloading configuration");
                 seen = stamp(&path);
                 reload(&state, &path);
             }
-            () = tick => {
+            Wake::Tick => {
                 let now = stamp(&path);
                 if now != seen {
                     seen = now;

@@ -5,6 +5,9 @@
 //! token = "grid-demo-token"                        # enrollment token
 //! consent = "required"                             # or "optional"
 //! queue_dir = "queue"                              # relative: to this file's folder
+//! ca_file = "org-ca.pem"                           # optional: CAs trusted besides the system's
+//! client_cert_file = "machine.pem"                 # optional, with client_key_file:
+//! client_key_file = "machine.key"                  #   presented to the edge (mutual TLS)
 //!
 //! [queue]
 //! max_bytes = 67108864                             # 64 MiB
@@ -29,6 +32,12 @@
 //! left out of it), the registry's OS facts fill what `[os]` leaves open,
 //! and Group Policy's `AllowTelemetry` can lower the consent
 //! ([`crate::consent`]).
+//!
+//! Over HTTPS the edge's certificate is checked by the operating system
+//! (on Windows, the machine's certificate store, where Group Policy
+//! installs an organisation's CA) and against `ca_file`; see
+//! [`crate::edge::tls`]. The three files' relative paths are taken
+//! relative to this file's folder, like `queue_dir`.
 
 use std::path::{Path, PathBuf};
 
@@ -37,6 +46,7 @@ use serde::Deserialize;
 
 use crate::Error;
 use crate::consent::{self, Decision};
+use crate::edge::tls::Tls;
 use crate::system::{self, Machine};
 
 /// The file read when `--config` is not given and `$REPORTER_CONFIG` is unset
@@ -62,6 +72,17 @@ pub struct Config {
     pub consent: Consent,
     /// Folder of the queue, the machine id and the import ledger.
     pub queue_dir: PathBuf,
+    /// A PEM file of CA certificates trusted for an `https://` endpoint
+    /// besides the system's (e.g. the organisation's own CA).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// A PEM certificate chain presented when the edge asks for a client
+    /// certificate (mutual TLS); needs `client_key_file`.
+    #[serde(default)]
+    pub client_cert_file: Option<PathBuf>,
+    /// The PEM private key of `client_cert_file`.
+    #[serde(default)]
+    pub client_key_file: Option<PathBuf>,
     #[serde(default)]
     pub queue: QueueBounds,
     #[serde(default)]
@@ -71,6 +92,10 @@ pub struct Config {
     /// What the machine says (registry on Windows); not part of the file.
     #[serde(skip)]
     pub machine: Machine,
+    /// The TLS settings read from the files above, for an `https://`
+    /// endpoint; not part of the file.
+    #[serde(skip)]
+    pub tls: Option<Tls>,
 }
 
 /// How big and how old the queue may grow.
@@ -147,6 +172,12 @@ impl Config {
     /// Parses a configuration text on a machine that says `machine`: its
     /// policy endpoint and token override the file's.
     pub fn from_toml_on(text: &str, machine: Machine) -> Result<Config, Error> {
+        Self::parse(text, machine, None)
+    }
+
+    /// Parses `text`; relative paths are taken relative to `folder`, if
+    /// given.
+    fn parse(text: &str, machine: Machine, folder: Option<&Path>) -> Result<Config, Error> {
         let mut config: Config = toml::from_str(text).map_err(|e| Error::Config(e.to_string()))?;
         if let Some(endpoint) = &machine.endpoint {
             config.endpoint.clone_from(endpoint);
@@ -155,23 +186,49 @@ impl Config {
             config.token.clone_from(token);
         }
         config.machine = machine;
+        if let Some(folder) = folder {
+            for path in [
+                Some(&mut config.queue_dir),
+                config.ca_file.as_mut(),
+                config.client_cert_file.as_mut(),
+                config.client_key_file.as_mut(),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                if path.is_relative() && !path.as_os_str().is_empty() {
+                    *path = folder.join(&*path);
+                }
+            }
+        }
         config.check()?;
+        config.tls = config.load_tls()?;
         Ok(config)
     }
 
     /// Reads the file at `path` on this machine ([`Machine::read`]); a
-    /// relative `queue_dir` is taken relative to the file's folder.
+    /// relative `queue_dir` (and TLS file) is taken relative to the file's
+    /// folder.
     pub fn load(path: &Path) -> Result<Config, Error> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
-        let mut config = Self::from_toml_on(&text, Machine::read())
-            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
-        if config.queue_dir.is_relative()
-            && let Some(parent) = path.parent()
-        {
-            config.queue_dir = parent.join(&config.queue_dir);
+        Self::parse(&text, Machine::read(), path.parent())
+            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))
+    }
+
+    /// Reads the TLS files for an `https://` endpoint (an `http://` one
+    /// needs none of them).
+    fn load_tls(&self) -> Result<Option<Tls>, Error> {
+        if !self.base_url().starts_with("https://") {
+            return Ok(None);
         }
-        Ok(config)
+        let client = self
+            .client_cert_file
+            .as_deref()
+            .zip(self.client_key_file.as_deref());
+        Tls::load(self.ca_file.as_deref(), client)
+            .map(Some)
+            .map_err(Error::Config)
     }
 
     /// The file to read: `explicit`, else `$REPORTER_CONFIG`, else
@@ -209,6 +266,9 @@ impl Config {
         }
         if self.queue_dir.as_os_str().is_empty() {
             return bad("queue_dir is empty".into());
+        }
+        if self.client_cert_file.is_some() != self.client_key_file.is_some() {
+            return bad("client_cert_file and client_key_file go together".into());
         }
         if self.queue.max_bytes < 64 * 1024 {
             return bad("queue.max_bytes must be at least 65536".into());
@@ -255,6 +315,35 @@ mod tests {
         assert!(err.contains("batch_size"), "{err}");
         let url = MINIMAL.replace("http://127.0.0.1:8080/", "127.0.0.1:8080");
         assert!(Config::from_toml(&url).is_err());
+    }
+
+    #[test]
+    fn tls_files_are_read_for_https_only_and_named_when_wrong() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("reporter.toml");
+        let https = MINIMAL.replace("http://", "https://");
+        let write = |text: &str| std::fs::write(&path, text).unwrap();
+
+        write(&format!("{MINIMAL}ca_file = \"missing.pem\"\n"));
+        let config = Config::load(&path).expect("http:// reads no TLS file");
+        assert!(config.tls.is_none());
+        assert_eq!(config.ca_file, Some(dir.path().join("missing.pem")));
+
+        write(&format!("{https}ca_file = \"missing.pem\"\n"));
+        let err = Config::load(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("ca_file") && err.contains("missing.pem"),
+            "{err}"
+        );
+
+        std::fs::write(dir.path().join("empty.pem"), "not a certificate\n").unwrap();
+        write(&format!("{https}ca_file = \"empty.pem\"\n"));
+        let err = Config::load(&path).unwrap_err().to_string();
+        assert!(err.contains("no PEM certificate"), "{err}");
+
+        let half = format!("{https}client_cert_file = \"machine.pem\"\n");
+        let err = Config::from_toml(&half).unwrap_err().to_string();
+        assert!(err.contains("client_key_file"), "{err}");
     }
 
     #[test]

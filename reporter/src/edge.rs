@@ -7,6 +7,8 @@
 //! (anything else is [`SendError::Protocol`]), or a [`SendError`] that keeps
 //! the status, the edge's error code if the body carried one, and a short,
 //! single-line excerpt of a body that was not the edge's.
+//!
+//! Over HTTPS the edge's certificate is checked as [`tls`] says.
 
 use std::io::Write;
 use std::time::{Duration, SystemTime};
@@ -18,6 +20,8 @@ use serde::Deserialize;
 
 use crate::config::Config;
 use crate::retry::{Verdict, classify_answer, edge_code, parse_retry_after};
+
+pub mod tls;
 
 /// Why a request did not get its reports in.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -146,11 +150,13 @@ pub struct Client {
 
 impl Client {
     pub fn new(config: &Config) -> Self {
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
-            .user_agent(concat!("reporter/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .expect("HTTP client builds");
+            .user_agent(concat!("reporter/", env!("CARGO_PKG_VERSION")));
+        if let Some(tls) = &config.tls {
+            builder = builder.use_preconfigured_tls(tls.client_config());
+        }
+        let http = builder.build().expect("HTTP client builds");
         Client {
             http,
             base: config.base_url().to_string(),
@@ -307,13 +313,18 @@ fn not_the_edges(content_type: &str, body: &[u8]) -> String {
     )
 }
 
-fn error_chain(error: &dyn std::error::Error) -> String {
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(s) = source {
         text.push_str(": ");
         text.push_str(&s.to_string());
         source = s.source();
+    }
+    if let Some(hint) = tls::hint(error) {
+        text.push_str(" (");
+        text.push_str(hint);
+        text.push(')');
     }
     text
 }
