@@ -200,8 +200,11 @@ pub struct SpoolSettings {
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WarehouseSettings {
-    /// e.g. `http://127.0.0.1:8123`
+    /// e.g. `http://127.0.0.1:8123` or `https://…`
     pub url: String,
+    /// PEM CAs trusted for an `https://` server besides the system's.
+    #[serde(default)]
+    pub ca_file: Option<pipeline::CaFile>,
     pub database: String,
     #[serde(default = "default_warehouse_user")]
     pub user: String,
@@ -214,6 +217,7 @@ impl std::fmt::Debug for WarehouseSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WarehouseSettings")
             .field("url", &self.url)
+            .field("ca_file", &self.ca_file)
             .field("database", &self.database)
             .field("user", &self.user)
             .finish_non_exhaustive()

@@ -84,7 +84,7 @@ impl AppState {
                 // server the project runs on answers compressed SELECTs
                 // wrongly and lacks the format validation needs
                 // (schemas::ServerVersion).
-                clickhouse::Client::default()
+                pipeline::clickhouse::client(w.ca_file.as_ref())
                     .with_validation(false)
                     .with_url(&w.url)
                     .with_database(&w.database)

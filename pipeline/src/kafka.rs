@@ -11,6 +11,14 @@
 //! dead-letter producer), so that nothing a producer takes is refused by a
 //! topic. Whether a failed send is worth retrying is decided in one place,
 //! [`refused_for_good`].
+//!
+//! TLS and SASL are librdkafka's own settings, passed through
+//! [`KafkaConfig::properties`] (`security.protocol = "SASL_SSL"`,
+//! `ssl.ca.location`, `sasl.mechanisms = "SCRAM-SHA-512"`, `sasl.username`,
+//! `sasl.password`, …); librdkafka is built with OpenSSL for them. Any
+//! property may be read from an environment variable or a file
+//! (`{ env = "NAME" }`, `{ file = "/path" }`, see [`crate::config`]), and
+//! those that hold secrets are left out of the configuration's `Debug` output.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -52,7 +60,7 @@ pub fn refused_for_good(error: &KafkaError) -> bool {
 }
 
 /// Where the brokers are and how to talk to them.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaConfig {
     /// `host:port[,host:port…]`.
@@ -64,9 +72,36 @@ pub struct KafkaConfig {
     #[serde(default = "default_replication")]
     pub replication_factor: i32,
     /// Extra librdkafka properties (security settings and the like), applied
-    /// last so they override the service's own defaults.
-    #[serde(default)]
+    /// last so they override the service's own defaults. Each value may be a
+    /// secret from the environment or a file (`crate::config::secret`), as
+    /// `sasl.password` should be.
+    #[serde(default, deserialize_with = "crate::config::secret_values")]
     pub properties: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let properties: BTreeMap<&str, &str> = self
+            .properties
+            .iter()
+            .map(|(key, value)| {
+                let shown = if is_secret(key) { "<redacted>" } else { value };
+                (key.as_str(), shown)
+            })
+            .collect();
+        f.debug_struct("KafkaConfig")
+            .field("brokers", &self.brokers)
+            .field("partitions", &self.partitions)
+            .field("replication_factor", &self.replication_factor)
+            .field("properties", &properties)
+            .finish()
+    }
+}
+
+/// Whether a librdkafka property holds a secret: a password, a client
+/// secret, or a private key given inline.
+fn is_secret(key: &str) -> bool {
+    key.contains("password") || key.contains("secret") || key == "ssl.key.pem"
 }
 
 fn default_partitions() -> i32 {
@@ -232,6 +267,26 @@ mod tests {
             );
         }
         assert!(!refused_for_good(&KafkaError::Canceled));
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug_output() {
+        let mut config = KafkaConfig::local("127.0.0.1:9094");
+        for (key, value) in [
+            ("security.protocol", "SASL_SSL"),
+            ("sasl.username", "telemetry"),
+            ("sasl.password", "hunter2-sasl"),
+            ("ssl.key.password", "hunter2-key"),
+            ("sasl.oauthbearer.client.secret", "hunter2-oauth"),
+        ] {
+            config.properties.insert(key.into(), value.into());
+        }
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(
+            shown.contains("SASL_SSL") && shown.contains("telemetry"),
+            "{shown}"
+        );
     }
 
     #[tokio::test]

@@ -1,5 +1,7 @@
 //! Plumbing that ingest and processor share, so that neither repeats it.
 //!
+//! - [`clickhouse`]: the ClickHouse HTTP client, over `https://` too,
+//!   trusting a configured CA file ([`CaFile`]) besides the system's;
 //! - [`config`]: how both services read their TOML file, with secrets
 //!   from the environment or from files ([`config::secret`]);
 //! - [`kafka`]: librdkafka client settings from one [`KafkaConfig`], and
@@ -11,11 +13,13 @@
 //!
 //! No report logic lives here.
 
+pub mod clickhouse;
 pub mod config;
 pub mod kafka;
 pub mod logging;
 pub mod shutdown;
 
+pub use clickhouse::CaFile;
 pub use kafka::{
     KafkaConfig, MAX_MESSAGE_BYTES, TopicError, ensure_topics, ensure_topics_retrying,
     refused_for_good,

@@ -121,8 +121,11 @@ impl Default for Topics {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClickHouseConfig {
-    /// HTTP interface, e.g. `http://127.0.0.1:8123`.
+    /// HTTP interface, e.g. `http://127.0.0.1:8123` or `https://…`.
     pub url: String,
+    /// PEM CAs trusted for an `https://` server besides the system's.
+    #[serde(default)]
+    pub ca_file: Option<pipeline::CaFile>,
     #[serde(default = "default_database")]
     pub database: String,
     #[serde(default = "default_user")]
@@ -136,6 +139,7 @@ impl ClickHouseConfig {
     pub fn local(url: impl Into<String>, database: impl Into<String>) -> Self {
         ClickHouseConfig {
             url: url.into(),
+            ca_file: None,
             database: database.into(),
             user: default_user(),
             password: String::new(),

@@ -50,6 +50,7 @@ async fn an_erased_machine_is_counted_nowhere_and_the_others_still_are() {
     let mut config = env.ingest_config();
     config.warehouse = Some(ingest::config::WarehouseSettings {
         url: e2e::clickhouse_url(),
+        ca_file: None,
         database: env.database.clone(),
         user: "default".into(),
         password: String::new(),
@@ -334,6 +335,7 @@ async fn the_reporter_exports_and_erases_its_own_machine() {
     let mut config = env.ingest_config();
     config.warehouse = Some(ingest::config::WarehouseSettings {
         url: e2e::clickhouse_url(),
+        ca_file: None,
         database: env.database.clone(),
         user: "default".into(),
         password: String::new(),
