@@ -12,7 +12,7 @@ use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose, SerialNumber,
 };
-use reporter::{Backoff, Config, FlushOptions, OsSettings, Reporter, build};
+use reporter::{Backoff, Config, FlushOptions, FlushReport, OsSettings, Reporter, build};
 use schemas::SchemaId;
 
 /// A test CA that issues server and client certificates.
@@ -151,8 +151,9 @@ async fn served_certificate(probe: &reqwest::Client, url: &str) -> Option<Vec<u8
     info.peer_certificate().map(<[u8]>::to_vec)
 }
 
-/// A reporter for `url` with `extra` configuration lines, one report queued.
-fn reporter_with_one_report(queue: &Path, url: &str, token: &str, extra: &str) -> Reporter {
+/// Queues one report in a new reporter for `url` with `extra`
+/// configuration lines, and flushes it.
+async fn flush_one(queue: &Path, url: &str, token: &str, extra: &str) -> FlushReport {
     let config = Config::from_toml(&format!(
         "endpoint = {url:?}\ntoken = {token:?}\nconsent = \"optional\"\nqueue_dir = {queue:?}\n\
          {extra}"
@@ -166,7 +167,19 @@ fn reporter_with_one_report(queue: &Path, url: &str, token: &str, extra: &str) -
             &OsSettings::default(),
         )
         .expect("queued");
-    reporter
+    reporter.flush(&options()).await.expect("flush runs")
+}
+
+/// The error of a flush that got nothing in and kept its report queued.
+fn refused(report: FlushReport) -> String {
+    assert!(report.accepted.is_empty());
+    assert_eq!(report.remaining, 1, "nothing is dropped");
+    report.last_error.expect("why it stopped").to_string()
+}
+
+fn accepted(report: &FlushReport) {
+    assert!(report.complete(), "{:?}", report.last_error);
+    assert_eq!(report.accepted.len(), 1);
 }
 
 fn options() -> FlushOptions {
@@ -194,35 +207,31 @@ async fn the_reporter_sends_over_https_trusting_its_ca_file_and_refuses_an_unkno
     // and the error says what to do.
     let stranger = Ca::new("someone else's CA");
     let stranger_file = write(dir.path(), "stranger.pem", &stranger.pem);
-    let mut reporter = reporter_with_one_report(
+    let report = flush_one(
         &dir.path().join("queue-untrusted"),
         &ingest.url,
         env.token("grid"),
         &format!("ca_file = {stranger_file:?}\n"),
-    );
-    let report = reporter.flush(&options()).await.expect("flush runs");
-    assert!(report.accepted.is_empty());
-    assert_eq!(report.remaining, 1, "nothing is dropped");
-    let error = report.last_error.expect("why it stopped").to_string();
+    )
+    .await;
+    let error = refused(report);
     assert!(
         error.contains("UnknownIssuer")
             && error.contains("not trusted")
             && error.contains("ca_file"),
         "{error}"
     );
-    drop(reporter);
 
     // The CA in ca_file: accepted, and in Kafka.
     let ca_file = write(dir.path(), "ca.pem", &ca.pem);
-    let mut reporter = reporter_with_one_report(
+    let report = flush_one(
         &dir.path().join("queue"),
         &ingest.url,
         env.token("grid"),
         &format!("ca_file = {ca_file:?}\n"),
-    );
-    let report = reporter.flush(&options()).await.expect("flush runs");
-    assert!(report.complete(), "{:?}", report.last_error);
-    assert_eq!(report.accepted.len(), 1);
+    )
+    .await;
+    accepted(&report);
     eventually("the report in kafka", Duration::from_secs(30), || async {
         (env.reports_in_kafka().await == 1).then_some(())
     })
@@ -250,18 +259,15 @@ async fn with_a_client_ca_ingest_takes_only_machines_that_present_a_certificate(
     let ca_file = write(dir.path(), "ca.pem", &ca.pem);
 
     // No client certificate: refused in the handshake; nothing arrives.
-    let mut reporter = reporter_with_one_report(
+    let report = flush_one(
         &dir.path().join("queue-anonymous"),
         &ingest.url,
         env.token("grid"),
         &format!("ca_file = {ca_file:?}\n"),
-    );
-    let report = reporter.flush(&options()).await.expect("flush runs");
-    assert!(report.accepted.is_empty());
-    assert_eq!(report.remaining, 1, "nothing is dropped");
-    let error = report.last_error.expect("why it stopped").to_string();
+    )
+    .await;
+    let error = refused(report);
     assert!(error.contains("client_cert_file"), "{error}");
-    drop(reporter);
 
     // A certificate of another CA: refused too.
     let impostor = ca.client("machine-0001");
@@ -274,29 +280,26 @@ async fn with_a_client_ca_ingest_takes_only_machines_that_present_a_certificate(
             dir.path().join(format!("{name}.key"))
         )
     };
-    let mut reporter = reporter_with_one_report(
+    let report = flush_one(
         &dir.path().join("queue-impostor"),
         &ingest.url,
         env.token("grid"),
         &client_files("impostor"),
-    );
-    let report = reporter.flush(&options()).await.expect("flush runs");
-    assert!(report.accepted.is_empty());
-    assert_eq!(report.remaining, 1);
-    drop(reporter);
+    )
+    .await;
+    refused(report);
 
     // The machine's own certificate: accepted, and the only report in Kafka.
     write(dir.path(), "machine.pem", &machine.pem);
     write(dir.path(), "machine.key", &machine.key);
-    let mut reporter = reporter_with_one_report(
+    let report = flush_one(
         &dir.path().join("queue"),
         &ingest.url,
         env.token("grid"),
         &client_files("machine"),
-    );
-    let report = reporter.flush(&options()).await.expect("flush runs");
-    assert!(report.complete(), "{:?}", report.last_error);
-    assert_eq!(report.accepted.len(), 1);
+    )
+    .await;
+    accepted(&report);
     eventually(
         "the one report in kafka",
         Duration::from_secs(30),
@@ -344,14 +347,14 @@ async fn a_renewed_certificate_is_served_to_new_connections_without_a_restart() 
 
     // A reporter trusting the CA sends over the renewed certificate.
     let ca_file = write(dir.path(), "ca.pem", &ca.pem);
-    let mut reporter = reporter_with_one_report(
+    let report = flush_one(
         &dir.path().join("queue"),
         &ingest.url,
         env.token("grid"),
         &format!("ca_file = {ca_file:?}\n"),
-    );
-    let report = reporter.flush(&options()).await.expect("flush runs");
-    assert!(report.complete(), "{:?}", report.last_error);
+    )
+    .await;
+    accepted(&report);
 
     ingest
         .running
