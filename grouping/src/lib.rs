@@ -4,9 +4,8 @@
 //! [`SignatureConfig`] (normally from the processor's TOML config). Out: a
 //! [`Grouping`] — the [`GROUPING_VERSION`] that produced it, a bucket and a
 //! signature — which the processor stores on every crash row so analysts can
-//! count and browse crashes by group. Separately, [`BuildVersion`] orders OS
-//! builds by version so regressions compare builds in release order rather
-//! than in the order reports happened to arrive.
+//! count and browse crashes by group. (Builds are ordered by
+//! `schemas::build::BuildVersion`.)
 //!
 //! # Bucket
 //!
@@ -44,11 +43,9 @@
 //! an accident or the version needs bumping (and the golden values updating).
 
 mod bucket;
-mod build;
 mod signature;
 
 pub use bucket::bucket;
-pub use build::{BuildVersion, ParseBuildVersionError};
 pub use schemas::report::CrashPayload;
 pub use signature::{DEFAULT_MAX_FRAMES, DEFAULT_SKIP, SignatureConfig, Signer, signature};
 

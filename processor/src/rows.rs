@@ -6,7 +6,8 @@
 
 use clickhouse::Row;
 use clustering::Assignment;
-use grouping::{BuildVersion, Signer};
+use grouping::Signer;
+use schemas::build::BuildVersion;
 use schemas::tables::RawTable;
 use schemas::{
     AcceptedReport, CrashPayload, FeatureRequestPayload, FeedbackPayload, HeartbeatPayload,

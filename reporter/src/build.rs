@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::OnceLock;
 
+use schemas::build::BuildVersion;
 use schemas::{Consent, Envelope, OsInfo, SchemaId, json_schema};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -29,11 +30,13 @@ pub fn os_info(settings: &OsSettings, overrides: &OsSettings) -> Result<OsInfo, 
             .unwrap_or_else(|| default.to_string())
     };
     let version = pick(&overrides.version, &settings.version, DEFAULT_VERSION);
-    let build = version_build(&version).ok_or_else(|| {
-        Error::Invalid(format!(
-            "OS version must be major.minor.build, not {version:?}"
-        ))
-    })?;
+    let build = BuildVersion::parse_os(&version, 0)
+        .ok_or_else(|| {
+            Error::Invalid(format!(
+                "OS version must be Windows' major.minor.build (e.g. 10.0.19045), not {version:?}"
+            ))
+        })?
+        .build;
     let arch = pick(&overrides.arch, &settings.arch, native_arch());
     if !["x64", "x86", "arm64"].contains(&arch.as_str()) {
         return Err(Error::Invalid(format!(
@@ -48,17 +51,6 @@ pub fn os_info(settings: &OsSettings, overrides: &OsSettings) -> Result<OsInfo, 
         locale: pick(&overrides.locale, &settings.locale, DEFAULT_LOCALE),
         arch,
     })
-}
-
-/// The build number of `major.minor.build`.
-fn version_build(version: &str) -> Option<u32> {
-    let parts: Vec<&str> = version.split('.').collect();
-    match parts.as_slice() {
-        [major, minor, build] if major.parse::<u32>().is_ok() && minor.parse::<u32>().is_ok() => {
-            build.parse().ok()
-        }
-        _ => None,
-    }
 }
 
 fn native_arch() -> &'static str {

@@ -22,6 +22,8 @@
 
 use std::path::PathBuf;
 
+use schemas::build::BuildVersion;
+
 use crate::config::OsSettings;
 
 #[cfg(windows)]
@@ -82,12 +84,6 @@ pub fn os_settings(raw: &RawOs) -> OsSettings {
             .current_version
             .as_deref()
             .map(str::trim)
-            .filter(|v| {
-                let mut parts = v.split('.');
-                parts.next().is_some_and(|p| p.parse::<u32>().is_ok())
-                    && parts.next().is_some_and(|p| p.parse::<u32>().is_ok())
-                    && parts.next().is_none()
-            })
             .map(str::to_string),
     };
     let product = raw
@@ -120,9 +116,11 @@ pub fn os_settings(raw: &RawOs) -> OsSettings {
         .map(str::to_string);
     OsSettings {
         product,
+        // Only a version in the form the edge takes.
         version: major_minor
             .zip(build)
-            .map(|(mm, build)| format!("{mm}.{build}")),
+            .map(|(mm, build)| format!("{mm}.{build}"))
+            .filter(|version| BuildVersion::parse_os(version, 0).is_some()),
         revision: raw.ubr,
         locale: raw
             .locale

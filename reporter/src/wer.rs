@@ -17,6 +17,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use schemas::build::BuildVersion;
 use schemas::{AppInfo, CrashPayload, Frame, ModuleInfo};
 use uuid::Uuid;
 
@@ -283,21 +284,24 @@ pub fn parse(bytes: &[u8]) -> Result<WerReport, WerError> {
 
 fn os_facts(file: &WerFile) -> WerOs {
     let mut os = WerOs::default();
-    // `10.0.19045.2.0.0.256.48`: major.minor.build.sp...
-    if let Some(raw) = file.dynamic_sig.get("OS Version") {
-        let parts: Vec<&str> = raw.split('.').collect();
-        if parts.len() >= 3 && parts[..3].iter().all(|p| p.parse::<u32>().is_ok()) {
-            os.version = Some(parts[..3].join("."));
-            os.build = parts[2].parse().ok();
-        }
-    }
+    // `10.0.19045.2.0.0.256.48`: major.minor.build.sp...; else the three
+    // numbers of `OsInfo`. Only a version in the form the edge takes.
     let info = |k: &str| file.os_info.get(k).map(String::as_str);
-    if os.version.is_none()
-        && let (Some(maj), Some(min), Some(bld)) = (info("vermaj"), info("vermin"), info("verbld"))
-        && let Ok(build) = bld.parse::<u32>()
+    let from_signature = file.dynamic_sig.get("OS Version").map(|raw| {
+        let parts: Vec<&str> = raw.splitn(4, '.').take(3).collect();
+        parts.join(".")
+    });
+    let from_info = match (info("vermaj"), info("vermin"), info("verbld")) {
+        (Some(maj), Some(min), Some(bld)) => Some(format!("{maj}.{min}.{bld}")),
+        _ => None,
+    };
+    if let Some((version, parsed)) = [from_signature, from_info]
+        .into_iter()
+        .flatten()
+        .find_map(|v| BuildVersion::parse_os(&v, 0).map(|parsed| (v, parsed)))
     {
-        os.version = Some(format!("{maj}.{min}.{build}"));
-        os.build = Some(build);
+        os.version = Some(version);
+        os.build = Some(parsed.build);
     }
     os.revision = info("ubr").and_then(|v| v.parse().ok());
     os.locale = file

@@ -19,11 +19,14 @@
 //! - [`erasure`]: a machine's erasure request and the SQL that carries it
 //!   out;
 //! - [`hex`]: the one spelling of exception codes and offsets;
+//! - [`build`]: [`build::BuildVersion`], the one reading and order of
+//!   Windows versions;
 //! - [`forms`]: the forms the schemas pin OS facts to, checked in code.
 //!
 //! Ingest and processor depend on this crate; it depends on neither, and on
 //! no network client.
 
+pub mod build;
 pub mod clickhouse;
 pub mod erasure;
 pub mod forms;

@@ -9,6 +9,7 @@
 //! as a `Value` nor walked by the schema validator. The property tests in
 //! `validate.rs` hold the two ways together.
 
+use schemas::build::BuildVersion;
 use schemas::{
     Consent, CrashPayload, Envelope, FeatureRequestPayload, FeedbackPayload, HeartbeatPayload,
     OsInfo, Payload, SchemaId,
@@ -189,13 +190,9 @@ fn hex_code(text: &str, max: usize) -> bool {
     (1..=max).contains(&hex.len()) && hex.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-/// `^(5|6|10)\.[0-9]\.[0-9]{1,5}$`.
+/// `^(5|6|10)\.[0-9]\.[0-9]{1,5}$`: [`BuildVersion::parse_os`].
 fn windows_version(text: &str) -> bool {
-    let parts: Vec<&str> = text.split('.').collect();
-    parts.len() == 3
-        && matches!(parts[0], "5" | "6" | "10")
-        && digits(parts[1], 1, 1)
-        && digits(parts[2], 1, 5)
+    BuildVersion::parse_os(text, 0).is_some()
 }
 
 /// A file version (`app.version`, `module.version`): the pattern

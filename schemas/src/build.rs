@@ -1,4 +1,8 @@
-//! OS build versions, ordered by release rather than by arrival.
+//! OS build versions: the one type that reads a Windows version, orders
+//! builds by release rather than by arrival, and knows the form a report's
+//! `os.version` must take ([`BuildVersion::parse_os`]). Ingest checks
+//! reports with it, the reporter reads the machine's version with it, and
+//! the processor sorts builds by it.
 
 use std::fmt;
 use std::str::FromStr;
@@ -70,6 +74,22 @@ impl BuildVersion {
             revision,
         };
         v.in_range().then_some(v)
+    }
+
+    /// From an `os.version` in the form the envelope's JSON Schema takes,
+    /// `^(5|6|10)\.[0-9]\.[0-9]{1,5}$` (`10.0.19045`, `6.1.7601`), and a
+    /// revision. Stricter than [`parse`](Self::parse), which orders any
+    /// version a stored report carries: this one says which versions a
+    /// report may carry.
+    pub fn parse_os(version: &str, revision: u32) -> Option<Self> {
+        let mut parts = version.split('.');
+        let (major, minor, build) = (parts.next()?, parts.next()?, parts.next()?);
+        let shaped =
+            matches!(major, "5" | "6" | "10") && minor.len() == 1 && (1..=5).contains(&build.len());
+        if !shaped {
+            return None;
+        }
+        Self::parse(version, revision)
     }
 
     /// Whether every field fits its width in [`sort_key`](Self::sort_key).
@@ -212,6 +232,41 @@ mod tests {
             );
         }
         assert!("10.0.99999999999.1".parse::<BuildVersion>().is_err());
+    }
+
+    #[test]
+    fn the_os_form_is_the_one_the_schema_takes() {
+        let envelope: serde_json::Value =
+            serde_json::from_str(include_str!("../json/envelope.schema.json")).expect("json");
+        let pattern = envelope["properties"]["os"]["properties"]["version"].clone();
+        let schema = jsonschema::validator_for(&pattern).expect("schema");
+        for text in [
+            "10.0.19045",
+            "6.1.7601",
+            "5.1.2600",
+            "6.3.9600",
+            "10.9.99999",
+            "10.0.0",
+            "",
+            "10.0",
+            "10.0.19045.1",
+            "11.0.22000",
+            "010.0.19045",
+            "10.00.19045",
+            "10.0.123456",
+            "10.0.+1",
+            "10.0.x",
+            "10..1",
+            " 10.0.19045",
+            "7.0.1",
+        ] {
+            let taken = schema.is_valid(&serde_json::json!(text));
+            assert_eq!(BuildVersion::parse_os(text, 0).is_some(), taken, "{text:?}");
+        }
+        assert_eq!(
+            BuildVersion::parse_os("10.0.19045", 3570),
+            BuildVersion::parse("10.0.19045", 3570)
+        );
     }
 
     #[test]
