@@ -1,7 +1,8 @@
 //! The ingest service: the only part of the pipeline that machines talk to.
 //!
 //! ```text
-//!  HTTP ─▶ server (connection limit, header deadline)
+//!  HTTP(S) ─▶ server (connection limit, header deadline; TLS: tls, whose
+//!             certificate files are re-read when they change)
 //!       ─▶ api: token → organisation, body (size, encoding, deadline, depth)
 //!       ─▶ intake, per report: JSON Schema ─▶ organisation policy ─▶ consent
 //!            ─▶ machine id → keyed hash ─▶ rate limits ─▶ recent duplicate?
