@@ -30,7 +30,13 @@ fn tls_dir() -> PathBuf {
 }
 
 fn ca_pem() -> PathBuf {
-    tls_dir().join("ca.pem")
+    let path = tls_dir().join("ca.pem");
+    assert!(
+        path.is_file(),
+        "{} is missing: scripts/services start makes it (TELEMETRY_DATA_DIR names its data folder)",
+        path.display()
+    );
+    path
 }
 
 /// The broker's SASL_SSL listener: `$KAFKA_SASL_SSL_BROKERS`, else the local
