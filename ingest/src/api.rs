@@ -11,11 +11,10 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use schemas::{Outcome, SchemaId};
-use serde::Serialize;
+use schemas::SchemaId;
+use schemas::contract::{Accepted, Policy, PolicyLimits, ReportStatus, TypePolicy};
 use serde_json::Value;
 use time::OffsetDateTime;
-use uuid::Uuid;
 
 use crate::batch;
 use crate::body::{self, Layout};
@@ -130,20 +129,6 @@ async fn count_requests(
     response
 }
 
-#[derive(Debug, Serialize)]
-struct Kept {
-    report_id: Uuid,
-    status: &'static str,
-}
-
-/// `accepted` whether Kafka or the spool has it: both are durable.
-pub(crate) fn status_word(outcome: Outcome) -> &'static str {
-    match outcome {
-        Outcome::Duplicate => "duplicate",
-        _ => "accepted",
-    }
-}
-
 /// Refuses a whole request before any report in it was looked at; counts
 /// it as one report's outcome.
 pub(crate) fn refuse_request(
@@ -196,7 +181,7 @@ async fn submit_report(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     request_body: Body,
-) -> Result<(StatusCode, Json<Kept>), ApiError> {
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     let settings = state.settings();
     let org = settings
         .tokens
@@ -229,37 +214,14 @@ async fn submit_report(
     match answer.into_iter().next() {
         Some(Answer::Kept { report_id, outcome }) => Ok((
             StatusCode::ACCEPTED,
-            Json(Kept {
+            Json(Accepted {
                 report_id,
-                status: status_word(outcome),
+                status: ReportStatus::of(outcome),
             }),
         )),
         Some(Answer::Refused(error)) => Err(error),
         None => Err(ApiError::Unavailable),
     }
-}
-
-#[derive(Debug, Serialize)]
-struct Policy {
-    organisation: String,
-    consent_cap: &'static str,
-    report_types: Vec<ReportTypePolicy>,
-    min_interval_secs: u64,
-    limits: PolicyLimits,
-}
-
-#[derive(Debug, Serialize)]
-struct ReportTypePolicy {
-    schema: String,
-    enabled: bool,
-    min_consent: &'static str,
-}
-
-#[derive(Debug, Serialize)]
-struct PolicyLimits {
-    max_report_bytes: usize,
-    max_batch_bytes: usize,
-    max_batch_reports: usize,
 }
 
 /// What the caller's organisation allows, so that clients can switch report
@@ -271,22 +233,22 @@ async fn policy(
     let org = state.settings().tokens.authenticate(&headers)?;
     let report_types = SchemaId::KNOWN
         .iter()
-        .map(|schema| ReportTypePolicy {
+        .map(|schema| TypePolicy {
             schema: schema.to_string(),
             enabled: org.allows_type(schema.kind) && org.consent_cap.allows(schema.kind),
-            min_consent: schema.kind.min_consent().as_str(),
+            min_consent: schema.kind.min_consent(),
         })
         .collect();
     Ok(Json(Policy {
         organisation: org.id.clone(),
-        consent_cap: org.consent_cap.as_str(),
+        consent_cap: org.consent_cap,
         report_types,
         min_interval_secs: org.min_interval_secs,
-        limits: PolicyLimits {
+        limits: Some(PolicyLimits {
             max_report_bytes: state.limits.max_body_bytes,
             max_batch_bytes: state.limits.max_batch_bytes,
             max_batch_reports: state.limits.max_batch_reports,
-        },
+        }),
     }))
 }
 
@@ -334,7 +296,246 @@ async fn openapi() -> impl IntoResponse {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
+    use uuid::Uuid;
+
     use super::*;
+
+    fn document() -> Value {
+        serde_json::from_str(openapi_document()).expect("OpenAPI is JSON")
+    }
+
+    /// Follows a `$ref` within the document.
+    fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
+        match schema["$ref"].as_str() {
+            Some(reference) => {
+                let target = reference.strip_prefix('#').expect("a local $ref");
+                resolve(doc, doc.pointer(target).expect("the $ref resolves"))
+            }
+            None => schema,
+        }
+    }
+
+    fn strings(value: &Value) -> BTreeSet<String> {
+        let words = value.as_array().expect("an array of words");
+        words
+            .iter()
+            .map(|v| v.as_str().expect("a word").to_string())
+            .collect()
+    }
+
+    fn spelled<T: serde::Serialize>(words: &[T]) -> BTreeSet<String> {
+        words
+            .iter()
+            .map(|w| serde_json::to_value(w).expect("encodes"))
+            .map(|v| v.as_str().expect("a word").to_string())
+            .collect()
+    }
+
+    /// Checks that `samples` of one place in a body, together (every
+    /// optional field filled in one of them), have exactly the properties
+    /// their schema lists, at every depth.
+    fn same_fields(doc: &Value, schema: &Value, samples: &[&Value], at: &str) {
+        let schema = resolve(doc, schema);
+        if let Some(properties) = schema["properties"].as_object() {
+            let objects: Vec<_> = samples.iter().filter_map(|v| v.as_object()).collect();
+            let written: BTreeSet<&String> = objects.iter().flat_map(|o| o.keys()).collect();
+            let documented: BTreeSet<&String> = properties.keys().collect();
+            assert_eq!(written, documented, "the fields of {at}");
+            for (name, property) in properties {
+                let values: Vec<&Value> = objects.iter().filter_map(|o| o.get(name)).collect();
+                same_fields(doc, property, &values, &format!("{at}.{name}"));
+            }
+        } else if schema["items"].is_object() {
+            let items: Vec<&Value> = samples
+                .iter()
+                .filter_map(|v| v.as_array())
+                .flatten()
+                .collect();
+            same_fields(doc, &schema["items"], &items, &format!("{at}[]"));
+        }
+    }
+
+    fn encode(value: impl serde::Serialize) -> Value {
+        serde_json::to_value(value).expect("encodes")
+    }
+
+    /// Samples of each answer body ingest writes, named by the component
+    /// that documents it, every optional field filled.
+    fn samples() -> Vec<(&'static str, Value)> {
+        use schemas::Consent;
+        use schemas::contract::*;
+        let id = Uuid::from_u128(7);
+        let refused = ApiError::Invalid {
+            field: "payload.day".into(),
+            message: "not a date".into(),
+        };
+        let item = |index, status: ReportStatus, error| BatchItem {
+            index,
+            report_id: Some(id),
+            status: status.into(),
+            error,
+        };
+        let mut samples = vec![
+            (
+                "BatchResult",
+                encode(BatchResult {
+                    accepted: 2,
+                    rejected: 1,
+                    results: vec![
+                        item(0, ReportStatus::Accepted, None),
+                        item(1, ReportStatus::Duplicate, None),
+                        item(2, ReportStatus::Rejected, Some(refused.body())),
+                    ],
+                }),
+            ),
+            (
+                "Policy",
+                encode(Policy {
+                    organisation: "grid".into(),
+                    consent_cap: Consent::Optional,
+                    report_types: vec![TypePolicy {
+                        schema: SchemaId::CRASH_V1.to_string(),
+                        enabled: true,
+                        min_consent: Consent::Required,
+                    }],
+                    min_interval_secs: 60,
+                    limits: Some(PolicyLimits {
+                        max_report_bytes: 1,
+                        max_batch_bytes: 2,
+                        max_batch_reports: 3,
+                    }),
+                }),
+            ),
+            (
+                "MachineExport",
+                encode(MachineExport {
+                    machine_hash: "ab".into(),
+                    organisation: "grid".into(),
+                    exported_at: OffsetDateTime::UNIX_EPOCH,
+                    tables: serde_json::Map::new(),
+                    aggregates: serde_json::Map::new(),
+                    processing_errors: vec![serde_json::json!({"detail": "ab"})],
+                    truncated: false,
+                }),
+            ),
+            (
+                "MachineRequest",
+                encode(MachineRequest {
+                    machine_id: "machine-1".into(),
+                }),
+            ),
+            (
+                "ErasureAccepted",
+                encode(ErasureAccepted {
+                    erasure_id: id,
+                    status: ReportStatus::Accepted,
+                }),
+            ),
+        ];
+        for status in [ReportStatus::Accepted, ReportStatus::Duplicate] {
+            let accepted = Accepted {
+                report_id: id,
+                status,
+            };
+            samples.push(("Accepted", encode(accepted)));
+        }
+        for &code in ErrorCode::ALL {
+            let body = ErrorBody {
+                error: code.into(),
+                message: "m".into(),
+                field: Some("f".into()),
+            };
+            samples.push(("Error", encode(body)));
+        }
+        samples
+    }
+
+    #[test]
+    fn each_answer_type_is_the_body_its_schema_documents() {
+        let doc = document();
+        for (name, sample) in samples() {
+            let mut root = doc.clone();
+            root["$ref"] = format!("#/components/schemas/{name}").into();
+            let validator = jsonschema::draft202012::new(&root).expect("the schema compiles");
+            if let Err(error) = validator.validate(&sample) {
+                panic!("{name} {sample}: {error}");
+            }
+            let schema = &doc["components"]["schemas"][name];
+            same_fields(&doc, schema, &[&sample], name);
+        }
+    }
+
+    #[test]
+    fn the_documented_words_are_the_contracts() {
+        use schemas::Consent;
+        use schemas::contract::{ErrorCode, ReportStatus};
+        let doc = document();
+        let schemas = &doc["components"]["schemas"];
+        assert_eq!(
+            strings(&schemas["ErrorCode"]["enum"]),
+            spelled(ErrorCode::ALL),
+            "error codes"
+        );
+        let item = &schemas["BatchResult"]["properties"]["results"]["items"];
+        assert_eq!(
+            strings(&item["properties"]["status"]["enum"]),
+            spelled(ReportStatus::ALL),
+            "a batch item's status"
+        );
+        assert_eq!(
+            strings(&schemas["Accepted"]["properties"]["status"]["enum"]),
+            spelled(&[ReportStatus::Accepted, ReportStatus::Duplicate])
+        );
+        let consents = spelled(&[Consent::Required, Consent::Optional]);
+        let policy = &schemas["Policy"]["properties"];
+        assert_eq!(strings(&policy["consent_cap"]["enum"]), consents);
+        let types = &policy["report_types"]["items"]["properties"];
+        assert_eq!(strings(&types["min_consent"]["enum"]), consents);
+    }
+
+    /// Each error response lists exactly the codes answered with its status,
+    /// and every code but those of paths and methods the document does not
+    /// list is in one.
+    #[test]
+    fn each_error_response_lists_the_codes_of_its_status() {
+        use schemas::contract::ErrorCode;
+        let doc = document();
+        let codes_of = |status: u16| -> BTreeSet<String> {
+            let codes: Vec<ErrorCode> = ErrorCode::ALL
+                .iter()
+                .copied()
+                .filter(|c| c.status() == status)
+                .collect();
+            spelled(&codes)
+        };
+        let mut documented = BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            for (method, operation) in item.as_object().expect("path item") {
+                for (status, response) in operation["responses"].as_object().expect("responses") {
+                    let status: u16 = status.parse().expect("a status");
+                    let response = resolve(&doc, response);
+                    let schema = &response["content"]["application/json"]["schema"];
+                    let Some(codes) = schema["properties"]["error"]["enum"].as_array() else {
+                        assert!(status < 400, "{method} {path} {status} lists its codes");
+                        continue;
+                    };
+                    let codes = strings(&Value::from(codes.clone()));
+                    assert_eq!(codes, codes_of(status), "{method} {path} {status}");
+                    documented.extend(codes);
+                }
+            }
+        }
+        let undocumented: BTreeSet<String> = spelled(ErrorCode::ALL)
+            .difference(&documented)
+            .cloned()
+            .collect();
+        assert_eq!(
+            undocumented,
+            spelled(&[ErrorCode::NotFound, ErrorCode::MethodNotAllowed])
+        );
+    }
 
     #[test]
     fn the_openapi_document_lists_exactly_the_routes() {

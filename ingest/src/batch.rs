@@ -23,35 +23,18 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use serde::Serialize;
+use schemas::contract::{BatchItem, BatchResult, ReportStatus};
 use serde_json::value::RawValue;
 use time::OffsetDateTime;
 use tokio::sync::OwnedSemaphorePermit;
 use uuid::Uuid;
 
-use crate::api::{refuse_request, reserve_body, status_word};
+use crate::api::{refuse_request, reserve_body};
 use crate::body::{self, Encoding, Layout};
-use crate::error::{ApiError, ErrorBody};
+use crate::error::ApiError;
 use crate::intake::{self, Answer, Item};
 use crate::state::AppState;
 use crate::validate::Refusal;
-
-#[derive(Debug, Serialize)]
-pub(crate) struct BatchItem {
-    index: usize,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    report_id: Option<Uuid>,
-    status: &'static str,
-    #[serde(flatten, skip_serializing_if = "Option::is_none")]
-    error: Option<ErrorBody>,
-}
-
-#[derive(Debug, Serialize)]
-pub(crate) struct BatchResult {
-    accepted: usize,
-    rejected: usize,
-    results: Vec<BatchItem>,
-}
 
 /// Splits a batch body into its reports' texts: a JSON array, or NDJSON.
 fn split_batch(bytes: &[u8], layout: Layout, max_depth: usize) -> Result<Vec<&str>, ApiError> {
@@ -216,7 +199,7 @@ pub(crate) async fn submit_batch(
                 BatchItem {
                     index,
                     report_id: Some(report_id),
-                    status: status_word(outcome),
+                    status: ReportStatus::of(outcome).into(),
                     error: None,
                 }
             }
@@ -225,7 +208,7 @@ pub(crate) async fn submit_batch(
                 BatchItem {
                     index,
                     report_id: refused_id,
-                    status: "rejected",
+                    status: ReportStatus::Rejected.into(),
                     error: Some(error.body()),
                 }
             }

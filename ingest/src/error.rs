@@ -1,12 +1,13 @@
-//! Every way a request or a report can fail, each with one HTTP status, one
-//! stable code and one outcome. Clients get `{"error", "message", "field"?}`;
+//! Every way a request or a report can fail, each with one stable code of
+//! the contract ([`ErrorCode`]: its HTTP status and outcome are decided
+//! there). Clients get an [`ErrorBody`], `{"error", "message", "field"?}`;
 //! internal error text stays in the logs.
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use schemas::ReportKind;
-use serde::Serialize;
+use schemas::contract::{ErrorBody, ErrorCode};
 
 use schemas::Outcome;
 
@@ -62,88 +63,62 @@ pub enum ApiError {
     MethodNotAllowed,
 }
 
-/// The JSON body of every error response, and of every refused batch item.
-#[derive(Debug, Serialize)]
-pub struct ErrorBody {
-    pub error: &'static str,
-    pub message: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub field: Option<String>,
-}
-
 /// Seconds a client should wait before retrying when the service itself is
 /// short of room.
 const RETRY_AFTER_SECS: u64 = 5;
 
 impl ApiError {
+    /// The answer's status: the one [`ErrorCode::status`] gives its code.
     pub fn status(&self) -> StatusCode {
+        StatusCode::from_u16(self.error_code().status()).expect("a contract status is valid")
+    }
+
+    /// The code of the contract this error answers with. Bounded: one per
+    /// variant.
+    pub fn error_code(&self) -> ErrorCode {
         use ApiError::*;
         match self {
-            Unauthenticated | UnknownToken => StatusCode::UNAUTHORIZED,
-            RevokedToken | Consent(_) | TypeDisabled(_) => StatusCode::FORBIDDEN,
-            MalformedJson(_) | BadEncoding(_) | TooDeep(_) | Invalid { .. } | ClockSkew(_) => {
-                StatusCode::BAD_REQUEST
-            }
-            UnknownSchema(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            TooLarge(_) | TooManyReports(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            UnsupportedEncoding | UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-            RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
-            SpoolFull => StatusCode::INSUFFICIENT_STORAGE,
-            Overloaded | Unavailable | ExportUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-            NotFound => StatusCode::NOT_FOUND,
-            MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Unauthenticated => ErrorCode::Unauthenticated,
+            UnknownToken => ErrorCode::UnknownToken,
+            RevokedToken => ErrorCode::RevokedToken,
+            MalformedJson(_) => ErrorCode::MalformedJson,
+            TooDeep(_) => ErrorCode::TooDeep,
+            Invalid { .. } => ErrorCode::Invalid,
+            UnknownSchema(_) => ErrorCode::UnknownSchema,
+            Consent(_) => ErrorCode::Consent,
+            TypeDisabled(_) => ErrorCode::ReportTypeDisabled,
+            ClockSkew(_) => ErrorCode::ClockSkew,
+            TooLarge(_) => ErrorCode::TooLarge,
+            TooManyReports(_) => ErrorCode::TooManyReports,
+            UnsupportedEncoding => ErrorCode::UnsupportedEncoding,
+            BadEncoding(_) => ErrorCode::MalformedEncoding,
+            UnsupportedMediaType => ErrorCode::UnsupportedMediaType,
+            RequestTimeout => ErrorCode::RequestTimeout,
+            RateLimited(_) => ErrorCode::RateLimited,
+            SpoolFull => ErrorCode::SpoolFull,
+            Overloaded => ErrorCode::Overloaded,
+            Unavailable => ErrorCode::Unavailable,
+            ExportUnavailable => ErrorCode::ExportUnavailable,
+            NotFound => ErrorCode::NotFound,
+            MethodNotAllowed => ErrorCode::MethodNotAllowed,
         }
     }
 
-    /// The stable code clients and metrics see. Bounded: one per variant.
+    /// The code's spelling, as metrics and the outcomes topic label it.
     pub fn code(&self) -> &'static str {
-        use ApiError::*;
-        match self {
-            Unauthenticated => "unauthenticated",
-            UnknownToken => "unknown_token",
-            RevokedToken => "revoked_token",
-            MalformedJson(_) => "malformed_json",
-            TooDeep(_) => "too_deep",
-            Invalid { .. } => "invalid",
-            UnknownSchema(_) => "unknown_schema",
-            Consent(_) => "consent",
-            TypeDisabled(_) => "report_type_disabled",
-            ClockSkew(_) => "clock_skew",
-            TooLarge(_) => "too_large",
-            TooManyReports(_) => "too_many_reports",
-            UnsupportedEncoding => "unsupported_encoding",
-            BadEncoding(_) => "malformed_encoding",
-            UnsupportedMediaType => "unsupported_media_type",
-            RequestTimeout => "request_timeout",
-            RateLimited(_) => "rate_limited",
-            SpoolFull => "spool_full",
-            Overloaded => "overloaded",
-            Unavailable => "unavailable",
-            ExportUnavailable => "export_unavailable",
-            NotFound => "not_found",
-            MethodNotAllowed => "method_not_allowed",
-        }
+        self.error_code().as_str()
     }
 
     /// The outcome a report refused with this error counts as.
     pub fn outcome(&self) -> Outcome {
-        use ApiError::*;
-        match self {
-            RateLimited(_) => Outcome::RateLimited,
-            TooLarge(_) | TooManyReports(_) => Outcome::TooLarge,
-            Consent(_) | TypeDisabled(_) => Outcome::Consent,
-            _ => Outcome::Rejected,
-        }
+        self.error_code().outcome()
     }
 
     /// Seconds to wait before retrying, for errors that are worth a retry.
     pub fn retry_after(&self) -> Option<u64> {
         match self {
             ApiError::RateLimited(secs) => Some(*secs),
-            ApiError::SpoolFull | ApiError::Overloaded | ApiError::Unavailable => {
-                Some(RETRY_AFTER_SECS)
-            }
+            _ if self.error_code().is_transient() => Some(RETRY_AFTER_SECS),
             _ => None,
         }
     }
@@ -161,7 +136,7 @@ impl ApiError {
 
     pub fn body(&self) -> ErrorBody {
         ErrorBody {
-            error: self.code(),
+            error: self.error_code().into(),
             message: self.to_string(),
             field: self.field().map(str::to_string),
         }

@@ -15,8 +15,9 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
+use schemas::contract::{ErasureAccepted, MachineExport, MachineRequest, ReportStatus};
 use schemas::erasure::{ERASURE_SCHEMA, ErasureRequest};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -30,19 +31,6 @@ use crate::state::AppState;
 const MAX_REQUEST_BYTES: usize = 4096;
 /// The bounds the envelope's schema gives `machine_id`.
 const MACHINE_ID_CHARS: std::ops::RangeInclusive<usize> = 8..=128;
-
-/// `{"machine_id": "..."}`: the machine a request is about.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct MachineRequest {
-    machine_id: String,
-}
-
-#[derive(Debug, Serialize)]
-pub(crate) struct ErasureAccepted {
-    erasure_id: Uuid,
-    status: &'static str,
-}
 
 /// Reads and checks the body of a request about one machine.
 async fn machine_request(
@@ -116,7 +104,7 @@ pub(crate) async fn erase_machine(
                 StatusCode::ACCEPTED,
                 Json(ErasureAccepted {
                     erasure_id: erasure.erasure_id,
-                    status: "accepted",
+                    status: ReportStatus::Accepted,
                 }),
             ))
         }
@@ -128,30 +116,12 @@ pub(crate) async fn erase_machine(
 /// Rows exported per table at most; beyond it the export says `truncated`.
 const MAX_EXPORT_ROWS: usize = 10_000;
 
-/// Everything stored about one machine of the caller's organisation.
-#[derive(Debug, Serialize)]
-pub(crate) struct Export {
-    machine_hash: String,
-    organisation: String,
-    #[serde(with = "time::serde::rfc3339")]
-    exported_at: OffsetDateTime,
-    /// Raw table → its rows of the machine, as stored.
-    tables: serde_json::Map<String, serde_json::Value>,
-    /// Aggregate table → the groups the machine is counted in (their
-    /// dimension columns; the counts themselves merge every machine).
-    aggregates: serde_json::Map<String, serde_json::Value>,
-    /// Processing errors whose text names the machine.
-    processing_errors: Vec<serde_json::Value>,
-    /// Some table had more than the rows exported per table.
-    truncated: bool,
-}
-
 /// `POST /v1/machines/export`.
 pub(crate) async fn export_machine(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     request_body: Body,
-) -> Result<Json<Export>, ApiError> {
+) -> Result<Json<MachineExport>, ApiError> {
     let org = state
         .settings()
         .tokens
@@ -177,7 +147,7 @@ async fn read_export(
     warehouse: &clickhouse::Client,
     org_id: &str,
     machine_hash: &str,
-) -> Result<Export, clickhouse::error::Error> {
+) -> Result<MachineExport, clickhouse::error::Error> {
     use schemas::erasure::{MACHINE_TABLES, RAW_MACHINE_TABLES};
     let mut truncated = false;
     let mut rows_of = async |sql: String,
@@ -239,7 +209,7 @@ async fn read_export(
         &[machine_hash],
     )
     .await?;
-    Ok(Export {
+    Ok(MachineExport {
         machine_hash: machine_hash.to_string(),
         organisation: org_id.to_string(),
         exported_at: OffsetDateTime::now_utc(),

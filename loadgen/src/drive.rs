@@ -15,6 +15,7 @@ use hyper::client::conn::http1;
 use hyper::header::{self, HeaderValue};
 use hyper::{Request, Uri};
 use hyper_util::rt::TokioIo;
+use schemas::contract::BatchResult;
 use serde::Serialize;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -398,9 +399,5 @@ async fn follow(
 }
 
 fn accepted_in_batch(response: &[u8]) -> u64 {
-    #[derive(serde::Deserialize)]
-    struct Batch {
-        accepted: u64,
-    }
-    serde_json::from_slice::<Batch>(response).map_or(0, |b| b.accepted)
+    serde_json::from_slice::<BatchResult>(response).map_or(0, |b| b.accepted as u64)
 }

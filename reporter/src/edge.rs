@@ -3,7 +3,7 @@
 //! [`crate::retry`]'s job; this module only reads answers faithfully.
 //!
 //! In: envelopes to post, the endpoint and token of the [`Config`]. Out: the
-//! [`Policy`], a [`BatchAnswer`] checked to hold one result per report sent
+//! [`Policy`], a [`BatchResult`] checked to hold one result per report sent
 //! (anything else is [`SendError::Protocol`]), or a [`SendError`] that keeps
 //! the status, the edge's error code if the body carried one, and a short,
 //! single-line excerpt of a body that was not the edge's.
@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime};
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use schemas::Envelope;
-use serde::Deserialize;
+use schemas::contract::{BatchResult, ErrorBody, MachineRequest, Policy};
 
 use crate::config::Config;
 use crate::retry::{Verdict, classify_answer, edge_code, parse_retry_after};
@@ -87,59 +87,6 @@ impl SendError {
     }
 }
 
-/// `GET /v1/policy`, the parts the reporter uses.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct Policy {
-    pub organisation: String,
-    pub consent_cap: String,
-    pub report_types: Vec<TypePolicy>,
-    #[serde(default)]
-    pub min_interval_secs: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct TypePolicy {
-    pub schema: String,
-    pub enabled: bool,
-}
-
-impl Policy {
-    /// Whether reports of `schema` may be sent (a schema the policy does not
-    /// list is left to the edge to decide).
-    pub fn allows(&self, schema: &str) -> bool {
-        self.report_types
-            .iter()
-            .find(|t| t.schema == schema)
-            .is_none_or(|t| t.enabled)
-    }
-}
-
-/// The batch endpoint's `200` body; `results[i]` is the answer for the
-/// `i`-th report sent (checked by [`Client::batch`]).
-#[derive(Debug, Deserialize)]
-pub struct BatchAnswer {
-    pub results: Vec<ItemAnswer>,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct ItemAnswer {
-    pub index: usize,
-    #[serde(default)]
-    pub report_id: Option<uuid::Uuid>,
-    pub status: String,
-    #[serde(default)]
-    pub error: Option<String>,
-    #[serde(default)]
-    pub message: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct ErrorAnswer {
-    error: String,
-    #[serde(default)]
-    message: String,
-}
-
 /// The HTTP client of a flush.
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -190,10 +137,12 @@ impl Client {
             .and_then(|v| parse_retry_after(v, SystemTime::now()));
         let content_type = content_type(&response);
         let body = response.bytes().await.unwrap_or_default();
-        let (code, message) = match serde_json::from_slice::<ErrorAnswer>(&body) {
-            Ok(e) if edge_code(status, Some(&e.error)).is_some() => (Some(e.error), e.message),
+        let (code, message) = match serde_json::from_slice::<ErrorBody>(&body) {
+            Ok(e) if edge_code(status, e.error.known()).is_some() => {
+                (Some(e.error.to_string()), e.message)
+            }
             Ok(e) => (
-                Some(e.error),
+                Some(e.error.to_string()),
                 format!("{} (not a code the edge answers {status} with)", e.message),
             ),
             Err(_) => (None, not_the_edges(&content_type, &body)),
@@ -225,10 +174,9 @@ impl Client {
         timeout: Duration,
     ) -> Result<serde_json::Value, SendError> {
         let url = format!("{}/v1/machines/{action}", self.base);
-        let request = self
-            .http
-            .post(&url)
-            .json(&serde_json::json!({ "machine_id": machine_id }));
+        let request = self.http.post(&url).json(&MachineRequest {
+            machine_id: machine_id.to_string(),
+        });
         let response = self.call(request, &url, timeout).await?;
         response.json().await.map_err(|e| SendError::Protocol {
             url,
@@ -243,7 +191,7 @@ impl Client {
         &self,
         reports: &[&Envelope],
         timeout: Duration,
-    ) -> Result<BatchAnswer, SendError> {
+    ) -> Result<BatchResult, SendError> {
         let url = format!("{}/v1/reports/batch", self.base);
         let json = serde_json::to_vec(reports).expect("reports encode");
         let mut gz = GzEncoder::new(Vec::with_capacity(json.len() / 4), Compression::default());
@@ -266,7 +214,7 @@ impl Client {
             url: url.clone(),
             message,
         };
-        let answer: BatchAnswer = serde_json::from_slice(&bytes).map_err(|_| {
+        let answer: BatchResult = serde_json::from_slice(&bytes).map_err(|_| {
             protocol(format!(
                 "{status} without a batch result: {}",
                 not_the_edges(&content_type, &bytes)

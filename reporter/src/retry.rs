@@ -5,79 +5,49 @@
 //! The rule: a report is dropped only on a final per-report error inside an
 //! answer recognisably the edge's: an item of a `200` batch result, or a
 //! whole-request error whose `{"error": code}` is one of the edge's codes
-//! *with the status the edge gives it* ([`EDGE_ERRORS`]) and that blames a
-//! report ([`REPORT_FAULTS`]) in a request of one report. Everything else
+//! *with the status the edge gives it* ([`ErrorCode::status`]) and that
+//! blames a report ([`REPORT_FAULTS`]) in a request of one report. Everything else
 //! (an HTML 400, a proxy's 404, 405, 415, a 2xx that is not a batch result)
 //! stops the flush and keeps every report.
 
 use std::time::{Duration, SystemTime};
 
+use schemas::contract::{BatchItem, ErrorCode, ReportStatus};
+
 /// The longest `Retry-After` honoured; a longer one is cut to this.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
-
-/// Every error code of the edge (`ingest/src/error.rs`, README's table) and
-/// the status it comes with.
-pub const EDGE_ERRORS: [(&str, u16); 22] = [
-    ("malformed_json", 400),
-    ("malformed_encoding", 400),
-    ("too_deep", 400),
-    ("invalid", 400),
-    ("clock_skew", 400),
-    ("unauthenticated", 401),
-    ("unknown_token", 401),
-    ("revoked_token", 403),
-    ("consent", 403),
-    ("report_type_disabled", 403),
-    ("not_found", 404),
-    ("method_not_allowed", 405),
-    ("request_timeout", 408),
-    ("too_large", 413),
-    ("too_many_reports", 413),
-    ("unsupported_encoding", 415),
-    ("unsupported_media_type", 415),
-    ("unknown_schema", 422),
-    ("rate_limited", 429),
-    ("unavailable", 503),
-    ("overloaded", 503),
-    ("spool_full", 507),
-];
 
 /// Codes with which the edge refuses the whole request because of one
 /// report in it: a request of several is split to find it; a request of one
 /// report refused with one of these refuses that report for good.
-pub const REPORT_FAULTS: [&str; 7] = [
-    "too_deep",
-    "too_large",
-    "invalid",
-    "clock_skew",
-    "unknown_schema",
-    "consent",
-    "report_type_disabled",
+pub const REPORT_FAULTS: [ErrorCode; 7] = [
+    ErrorCode::TooDeep,
+    ErrorCode::TooLarge,
+    ErrorCode::Invalid,
+    ErrorCode::ClockSkew,
+    ErrorCode::UnknownSchema,
+    ErrorCode::Consent,
+    ErrorCode::ReportTypeDisabled,
 ];
 
-/// Item codes of a batch result that refuse the report for good.
-pub const FINAL_ITEM_ERRORS: [&str; 8] = [
-    "malformed_json",
-    "too_deep",
-    "too_large",
-    "invalid",
-    "clock_skew",
-    "unknown_schema",
-    "consent",
-    "report_type_disabled",
-];
-
-/// Item error codes of the batch endpoint that are worth retrying.
-pub const RETRYABLE_ITEM_ERRORS: [&str; 4] =
-    ["rate_limited", "spool_full", "unavailable", "overloaded"];
+/// Whether a batch result item refused with `code` is refused for good:
+/// the report's fault ([`REPORT_FAULTS`]), or its own text is not JSON.
+/// Item codes that are [`ErrorCode::is_transient`] keep it for a retry.
+pub fn final_for_item(code: ErrorCode) -> bool {
+    code == ErrorCode::MalformedJson || REPORT_FAULTS.contains(&code)
+}
 
 /// The edge's codes that say its enrollment token is refused.
-pub const AUTH_ERRORS: [&str; 3] = ["unauthenticated", "unknown_token", "revoked_token"];
+pub const AUTH_ERRORS: [ErrorCode; 3] = [
+    ErrorCode::Unauthenticated,
+    ErrorCode::UnknownToken,
+    ErrorCode::RevokedToken,
+];
 
 /// `code` if it is one of the edge's codes and `status` is the one the edge
 /// answers it with.
-pub fn edge_code(status: u16, code: Option<&str>) -> Option<&str> {
-    code.filter(|c| EDGE_ERRORS.contains(&(*c, status)))
+pub fn edge_code(status: u16, code: Option<ErrorCode>) -> Option<ErrorCode> {
+    code.filter(|c| c.status() == status)
 }
 
 /// Exponential backoff: attempt `n` (from 0) waits a random time in
@@ -167,7 +137,7 @@ pub fn classify_answer(status: u16, code: Option<&str>, reports: usize) -> Verdi
         413 if reports > 1 => return Verdict::Split,
         _ => {}
     }
-    match edge_code(status, code) {
+    match edge_code(status, code.and_then(|c| c.parse().ok())) {
         Some(c) if AUTH_ERRORS.contains(&c) => Verdict::Auth,
         Some(c) if REPORT_FAULTS.contains(&c) && reports > 1 => Verdict::Split,
         Some(c) if REPORT_FAULTS.contains(&c) => Verdict::Final,
@@ -187,12 +157,13 @@ pub enum ItemFate {
     Unknown,
 }
 
-pub fn classify_item(status: &str, error: Option<&str>) -> ItemFate {
-    match (status, error) {
-        ("accepted", _) => ItemFate::Accepted,
-        ("duplicate", _) => ItemFate::Duplicate,
-        ("rejected", Some(e)) if RETRYABLE_ITEM_ERRORS.contains(&e) => ItemFate::Retry,
-        ("rejected", Some(e)) if FINAL_ITEM_ERRORS.contains(&e) => ItemFate::Final,
+pub fn classify_item(item: &BatchItem) -> ItemFate {
+    let code = item.error.as_ref().and_then(|e| e.error.known());
+    match (item.status.known(), code) {
+        (Some(ReportStatus::Accepted), _) => ItemFate::Accepted,
+        (Some(ReportStatus::Duplicate), _) => ItemFate::Duplicate,
+        (Some(ReportStatus::Rejected), Some(c)) if c.is_transient() => ItemFate::Retry,
+        (Some(ReportStatus::Rejected), Some(c)) if final_for_item(c) => ItemFate::Final,
         _ => ItemFate::Unknown,
     }
 }
@@ -302,7 +273,7 @@ mod tests {
     #[test]
     fn only_the_edge_refusing_a_lone_report_is_final() {
         for code in REPORT_FAULTS {
-            let status = EDGE_ERRORS.iter().find(|(c, _)| *c == code).unwrap().1;
+            let (status, code) = (code.status(), code.as_str());
             assert_eq!(
                 classify_answer(status, Some(code), 1),
                 Verdict::Final,
@@ -331,21 +302,32 @@ mod tests {
         }
     }
 
+    /// A batch result item as the edge (or another server) writes it.
+    fn item(status: &str, error: Option<&str>) -> BatchItem {
+        let mut json = serde_json::json!({"index": 0, "status": status});
+        if let Some(code) = error {
+            json["error"] = code.into();
+            json["message"] = "m".into();
+        }
+        serde_json::from_value(json).expect("an item")
+    }
+
+    fn classify(status: &str, error: Option<&str>) -> ItemFate {
+        classify_item(&item(status, error))
+    }
+
     #[test]
     fn batch_items_are_final_only_for_known_final_codes() {
-        assert_eq!(classify_item("accepted", None), ItemFate::Accepted);
-        assert_eq!(classify_item("duplicate", None), ItemFate::Duplicate);
-        for code in RETRYABLE_ITEM_ERRORS {
-            assert_eq!(classify_item("rejected", Some(code)), ItemFate::Retry);
+        assert_eq!(classify("accepted", None), ItemFate::Accepted);
+        assert_eq!(classify("duplicate", None), ItemFate::Duplicate);
+        for code in ["rate_limited", "spool_full", "unavailable", "overloaded"] {
+            assert_eq!(classify("rejected", Some(code)), ItemFate::Retry);
         }
-        for code in FINAL_ITEM_ERRORS {
-            assert_eq!(classify_item("rejected", Some(code)), ItemFate::Final);
+        for code in REPORT_FAULTS.iter().chain(&[ErrorCode::MalformedJson]) {
+            assert_eq!(classify("rejected", Some(code.as_str())), ItemFate::Final);
         }
-        assert_eq!(classify_item("rejected", None), ItemFate::Unknown);
-        assert_eq!(
-            classify_item("rejected", Some("new_code")),
-            ItemFate::Unknown
-        );
-        assert_eq!(classify_item("queued", None), ItemFate::Unknown);
+        assert_eq!(classify("rejected", None), ItemFate::Unknown);
+        assert_eq!(classify("rejected", Some("new_code")), ItemFate::Unknown);
+        assert_eq!(classify("queued", None), ItemFate::Unknown);
     }
 }

@@ -9,8 +9,8 @@
 //! | answer | fate |
 //! | --- | --- |
 //! | `200` batch result, item `accepted` / `duplicate` | done: removed from the queue |
-//! | item `rejected` with `rate_limited`, `spool_full`, `unavailable`, `overloaded` | kept (to the back of the queue), retried after a pause |
-//! | item `rejected` with a final code ([`crate::retry::FINAL_ITEM_ERRORS`]) | dropped, counted, printed |
+//! | item `rejected` with `rate_limited`, `spool_full`, `unavailable`, `overloaded` (the transient codes, `ErrorCode::is_transient`) | kept (to the back of the queue), retried after a pause |
+//! | item `rejected` with a final code ([`crate::retry::final_for_item`]) | dropped, counted, printed |
 //! | item with a status or code the reporter does not know | kept; the flush stops after this batch |
 //! | `2xx` that is not a batch result with one item per report (an HTML page, a wrong count or id) | everything kept; the flush stops |
 //! | whole request 408, 429, 5xx (but 501, 505), or no connection | kept; retried with exponential backoff with jitter, `Retry-After` honoured (at most an hour) |
@@ -32,18 +32,17 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use schemas::Envelope;
+use schemas::contract::{BatchResult, Policy};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::Error;
 use crate::config::{Config, FlushSettings, MAX_BATCH};
-use crate::edge::{BatchAnswer, Client};
-pub use crate::edge::{Policy, SendError, TypePolicy};
+use crate::edge::Client;
+pub use crate::edge::SendError;
 use crate::queue::{Queue, Queued};
-pub use crate::retry::{
-    Backoff, ItemFate, RETRYABLE_ITEM_ERRORS, Verdict, classify_answer, classify_item,
-    parse_retry_after,
-};
+pub use crate::retry::Backoff;
+use crate::retry::{ItemFate, Verdict, classify_item};
 
 /// How a flush runs.
 #[derive(Debug, Clone)]
@@ -147,12 +146,12 @@ struct Sorted {
     unknown: Option<SendError>,
 }
 
-fn sort_items(answer: &BatchAnswer, to_send: &[&Queued], report: &mut FlushReport) -> Sorted {
+fn sort_items(answer: &BatchResult, to_send: &[&Queued], report: &mut FlushReport) -> Sorted {
     let mut sorted = Sorted::default();
     let mut unknown = (0usize, String::new());
     for (q, item) in to_send.iter().zip(&answer.results) {
         let id = q.envelope.report_id;
-        match classify_item(&item.status, item.error.as_deref()) {
+        match classify_item(item) {
             ItemFate::Accepted => {
                 sorted.done += 1;
                 report.accepted.push(id);
@@ -163,15 +162,19 @@ fn sort_items(answer: &BatchAnswer, to_send: &[&Queued], report: &mut FlushRepor
             }
             ItemFate::Final => {
                 sorted.rejected += 1;
+                let error = item.error.as_ref();
                 report.rejected.push(Rejected {
                     report_id: id,
                     schema: q.envelope.schema.clone(),
-                    error: item.error.clone().unwrap_or_default(),
-                    message: item.message.clone().unwrap_or_default(),
+                    error: error.map(|e| e.error.to_string()).unwrap_or_default(),
+                    message: error.map(|e| e.message.clone()).unwrap_or_default(),
                 });
             }
             fate @ (ItemFate::Retry | ItemFate::Unknown) => {
-                let code = item.error.clone().unwrap_or_else(|| item.status.clone());
+                let code = item
+                    .error
+                    .as_ref()
+                    .map_or_else(|| item.status.to_string(), |e| e.error.to_string());
                 if fate == ItemFate::Unknown {
                     unknown = (unknown.0 + 1, format!("{} {code}", item.status));
                 } else {
@@ -231,9 +234,7 @@ pub async fn flush(
         }
     }
     let policy = report.policy.clone();
-    let cap = policy
-        .as_ref()
-        .map(|p| crate::consent::from_cap(&p.consent_cap));
+    let cap = policy.as_ref().map(|p| p.consent_cap);
     if cap.is_some() && cap != queue.stats().consent_cap {
         queue.update_stats(|s| s.consent_cap = cap)?;
     }

@@ -9,6 +9,8 @@
 //! - [`report`]: the [`Envelope`] machines send, the payload of each report
 //!   type, and the [`AcceptedReport`] ingest writes to Kafka;
 //! - [`json_schema`]: the JSON Schemas ingest validates against;
+//! - [`contract`]: the HTTP answers (error codes and bodies, batch results,
+//!   the policy), written by ingest and read by the reporter and loadgen;
 //! - [`outcome`]: what the edge did with each report, and the events it
 //!   publishes for the refused ones;
 //! - [`topics`]: Kafka topic names;
@@ -28,6 +30,7 @@
 
 pub mod build;
 pub mod clickhouse;
+pub mod contract;
 pub mod erasure;
 pub mod forms;
 pub mod hex;
