@@ -12,7 +12,6 @@
 //!        │   machine's rows are deleted everywhere (erase) ─▶ `erasures`
 //!        └─▶ undecodable ───────────────────────▶ dead-letter topic + processing_errors
 //!  raw tables ─▶ materialised views ─▶ exact aggregates (uniqExact of keys)
-//!  scheduled: crash regressions by build order; retention by partition;
 //!  the group's lag per partition, read from the brokers ─▶ /metrics
 //! ```
 //!
@@ -25,12 +24,15 @@
 //! `feature_request_clusters`, `feedback_daily`; `crash_regressions`;
 //! `erasures`; and dead letters.
 //!
+//! The jobs over these tables (the roadmap report, crash regressions,
+//! retention, the analysts' cookbook) are the `warehouse` crate's, run by
+//! `telemetry-admin`: this crate only moves the stream into the tables.
+//!
 //! [`run`] connects, migrates and makes sure the topics exist (waiting
 //! with backoff while ClickHouse or Kafka is down, `/readyz` at 503
 //! meanwhile), then consumes until `shutdown` resolves; the binary only
 //! reads the configuration.
 
-pub mod analytics;
 pub mod batch;
 pub mod config;
 pub mod consumer;
@@ -40,8 +42,6 @@ pub mod index;
 pub mod lag;
 pub mod metrics;
 pub mod migrate;
-pub mod report;
-pub mod retention;
 pub mod route;
 pub mod rows;
 pub mod store;
@@ -55,12 +55,12 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
 pub use metrics::Metrics;
-pub use store::Store;
+pub use store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error(transparent)]
-    Store(#[from] store::StoreError),
+    Store(#[from] StoreError),
     #[error(transparent)]
     Consume(#[from] consumer::ConsumeError),
     #[error("clustering configuration: {0}")]
@@ -121,42 +121,6 @@ pub async fn run_with_metrics(
     tracing::info!(signatures = loaded, "clustering index loaded");
 
     let background = stop.child_token();
-    tokio::spawn(scheduled(
-        "retention",
-        config.retention.interval_secs,
-        background.clone(),
-        {
-            let (store, config, metrics) = (store.clone(), config.clone(), Arc::clone(&metrics));
-            move || {
-                let (store, config, metrics) =
-                    (store.clone(), config.clone(), Arc::clone(&metrics));
-                async move {
-                    let today = time::OffsetDateTime::now_utc().date();
-                    let dropped = retention::run_once(&store, &config.retention, today).await?;
-                    Metrics::add(&metrics.retention_partitions_dropped, dropped.len() as u64);
-                    Ok(())
-                }
-            }
-        },
-        Arc::clone(&metrics),
-    ));
-    tokio::spawn(scheduled(
-        "crash_regressions",
-        config.analytics.interval_secs,
-        background.clone(),
-        {
-            let (store, config) = (store.clone(), config.clone());
-            move || {
-                let (store, config) = (store.clone(), config.clone());
-                async move {
-                    analytics::run_regressions(&store, &config.analytics).await?;
-                    Ok(())
-                }
-            }
-        },
-        Arc::clone(&metrics),
-    ));
-
     tokio::spawn(lag::watch(
         config.kafka.clone(),
         config.group_id.clone(),
@@ -174,38 +138,6 @@ pub async fn run_with_metrics(
     metrics.set_ready(false);
     background.cancel();
     Ok(result?)
-}
-
-/// Runs `job` every `interval_secs` (the first time right away) until
-/// `stop`; 0 turns it off. A failed run is logged and counted.
-async fn scheduled<F, Fut>(
-    name: &'static str,
-    interval_secs: u64,
-    stop: CancellationToken,
-    job: F,
-    metrics: Arc<Metrics>,
-) where
-    F: Fn() -> Fut,
-    Fut: Future<Output = Result<(), store::StoreError>>,
-{
-    if interval_secs == 0 {
-        return;
-    }
-    let mut interval = tokio::time::interval(Duration::from_secs(interval_secs));
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => return,
-            _ = interval.tick() => {}
-        }
-        match job().await {
-            Ok(()) => Metrics::add(&metrics.scheduled_runs, 1),
-            Err(error) => {
-                Metrics::add(&metrics.scheduled_failures, 1);
-                tracing::warn!(job = name, %error, "scheduled job failed");
-            }
-        }
-    }
 }
 
 /// Pauses between tries of a start-up step, doubling up to a limit.
@@ -267,7 +199,7 @@ async fn connect(config: &Config, stop: &CancellationToken) -> Result<Option<Sto
     loop {
         match Store::connect(&config.clickhouse).await {
             Ok(store) => return Ok(Some(store)),
-            Err(store::StoreError::ClickHouse(error)) => {
+            Err(StoreError::ClickHouse(error)) => {
                 tracing::warn!(%error, retry_in = ?backoff, "clickhouse not reachable");
             }
             Err(other) => return Err(other.into()),

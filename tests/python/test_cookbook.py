@@ -8,14 +8,15 @@ the rows it must return. tests/tests/cookbook.rs runs the same files on the
 Parameters are written `{name:Type}`. Current ClickHouse binds them itself
 (`--param_name=...`, `param_name=` over HTTP); 18.16 does not know them, so
 tools replace each placeholder with a quoted literal of its type first
-(`substitute` of scripts/cookbook, used here; the Rust test does the same).
-Both ways are checked here and must give the same rows."""
+(`telemetry-admin cookbook --sql`, through scripts/cookbook, used here; the
+Rust test calls the same code). Both ways are checked here and must give the
+same rows."""
 
 import datetime
-import importlib.machinery
-import importlib.util
 import pathlib
 import re
+import subprocess
+import tempfile
 import uuid
 
 import pytest
@@ -24,25 +25,50 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 QUERIES = ROOT / "schemas" / "queries"
 
 
-def load_cookbook_script():
-    """scripts/cookbook (no .py suffix) as a module: its substitution is the
-    one under test."""
-    path = str(ROOT / "scripts" / "cookbook")
-    loader = importlib.machinery.SourceFileLoader("cookbook_script", path)
-    spec = importlib.util.spec_from_loader("cookbook_script", loader)
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
+COOKBOOK = ROOT / "scripts" / "cookbook"
+PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*):([A-Za-z0-9]+)\}")
 
 
-cookbook = load_cookbook_script()
-PLACEHOLDER = cookbook.PLACEHOLDER
-literal = cookbook.literal
-substitute = cookbook.substitute
+class Refused(Exception):
+    """The cookbook refused the values (exit status 2): a parameter missing,
+    unknown, or not of its type."""
 
 
-def parse_header(path: pathlib.Path):
-    return cookbook.parse_header(path.read_text(encoding="utf-8"))
+def cookbook(*args) -> str:
+    """What scripts/cookbook (`telemetry-admin cookbook`) prints."""
+    done = subprocess.run([str(COOKBOOK), *args], capture_output=True, text=True, cwd=ROOT)
+    if done.returncode == 2:
+        raise Refused(done.stderr.strip())
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def bound(name: str, params: dict, *options) -> str:
+    """The SQL the cookbook sends for query `name` with `params`."""
+    args = [f"{k}={v}" for k, v in params.items()]
+    return cookbook(*options, "--sql", name, *args).removesuffix("\n")
+
+
+def substitute(sql: str, params: dict) -> str:
+    """The SQL the cookbook sends for `sql`, written as a query file whose
+    header declares its placeholders."""
+    declared = ", ".join(f"{n} {t}" for n, t in sorted(set(PLACEHOLDER.findall(sql)))) or "none"
+    header = f"-- name: q\n-- purpose: a test\n-- params: {declared}\n"
+    with tempfile.TemporaryDirectory() as folder:
+        (pathlib.Path(folder) / "q.sql").write_text(header + sql, encoding="utf-8")
+        return bound("q", params, "--queries", folder).removeprefix(header)
+
+
+def headers() -> list:
+    """(name, purpose, {param: Type}) of each query file, in file name order,
+    as the cookbook lists them."""
+    lines = cookbook().rstrip("\n").split("\n")
+    found = []
+    for first, purpose in zip(lines[0::2], lines[1::2]):
+        name, *args = first.split(" ")
+        params = dict(arg.removesuffix(">").split("=<", 1) for arg in args)
+        found.append((name, purpose.strip(), params))
+    return found
 
 
 def query_files():
@@ -72,7 +98,8 @@ ENVELOPE = (
 
 
 def sql_string(text: str) -> str:
-    return literal("String", text)
+    """A quoted SQL string, for the fixture's own inserts."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def envelope(report_id, at, org, machine, build):
@@ -361,23 +388,23 @@ def run(db, sql, params=None):
 def test_every_query_file_has_a_header_matching_its_placeholders():
     files = query_files()
     assert len(files) >= 12, [f.name for f in files]
-    for path in files:
-        name, purpose, params = parse_header(path)
+    listed = headers()
+    assert len(listed) == len(files), listed
+    for path, (name, purpose, params) in zip(files, listed):
         assert name == path.stem, f"{path.name}: -- name: {name}"
         assert re.fullmatch(r"[a-z][a-z0-9_]*", name), name
         assert purpose, path.name
         used = {(m.group(1), m.group(2)) for m in PLACEHOLDER.finditer(path.read_text(encoding="utf-8"))}
         assert used == set(params.items()), f"{path.name}: declared {params}, used {sorted(used)}"
-        for type_name in params.values():
-            literal(type_name, "1")  # a type the substitution knows
+        bound(name, {p: "1" for p in params})  # types the substitution knows
 
 
 def test_substitution_quotes_strings_and_refuses_what_is_not_a_number():
     sql = "SELECT {s:String}, {n:UInt32}, {t:String}"
     assert substitute(sql, {"s": "a'b\\c", "n": 7, "t": "{n:UInt32}"}) == "SELECT 'a\\'b\\\\c', 7, '{n:UInt32}'"
-    with pytest.raises(ValueError):
+    with pytest.raises(Refused, match="is no UInt32"):
         substitute("SELECT {n:UInt32}", {"n": "1; DROP TABLE x"})
-    with pytest.raises(KeyError):
+    with pytest.raises(Refused):
         substitute("SELECT {m:UInt32}", {"n": 1})
 
 
@@ -394,13 +421,14 @@ def test_every_query_returns_the_expected_rows(db, ddl_files):
     files = {path.stem: path for path in query_files()}
     missing = sorted(set(files) - set(expected))
     assert not missing, f"query files without an expectation: {missing}"
+    declared_params = {name: params for name, _, params in headers()}
     for name, path in files.items():
-        _, _, declared = parse_header(path)
+        declared = declared_params[name]
         params, rows = expected[name]
         assert set(params) == set(declared), f"{name}: test params {sorted(params)} vs {sorted(declared)}"
         rows = [row.replace(SIG_C, sig_c_tsv) for row in rows]
         text = path.read_text(encoding="utf-8")
-        substituted = run(db, substitute(text, params))
+        substituted = run(db, bound(name, params))
         assert substituted == rows, f"{name} (substituted):\n" + "\n".join(substituted)
         if params:
             # Current ClickHouse binds the placeholders itself: same rows.

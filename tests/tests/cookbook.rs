@@ -7,8 +7,9 @@
 //! files on current ClickHouse.
 //!
 //! Parameters are written `{name:Type}`, ClickHouse's own syntax; 18.16
-//! does not bind them, so [`substitute`] replaces each with a quoted literal
-//! of its type before the query is sent, as analysts' tools do.
+//! does not bind them, so `substitute` (of `warehouse::cookbook`, which
+//! `telemetry-admin cookbook` runs) replaces each with a quoted literal of
+//! its type before the query is sent.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -22,6 +23,7 @@ use schemas::{AcceptedReport, Outcome, OutcomeEvent};
 use serde_json::json;
 use time::{Date, OffsetDateTime, Time};
 use uuid::Uuid;
+use warehouse::cookbook::{Query, placeholders, substitute};
 
 const WAIT: Duration = Duration::from_secs(90);
 
@@ -30,86 +32,7 @@ const NEW: &str = "10.0.19045.4046";
 /// The frames below the top one, as every fixture crash has them.
 const REST: &str = " | shell32.dll!CDefView::WndProc | user32.dll!UserCallWinProcCheckWow";
 
-// --- parameters -----------------------------------------------------------
-
-/// The SQL literal for a `{name:Type}` placeholder: a quoted, escaped
-/// string, or digits for an integer type (checked, so nothing else gets in).
-fn literal(type_name: &str, value: &str) -> Result<String, String> {
-    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    match type_name {
-        "String" => Ok(format!(
-            "'{}'",
-            value.replace('\\', "\\\\").replace('\'', "\\'")
-        )),
-        "UInt8" | "UInt16" | "UInt32" | "UInt64" if digits(value) => Ok(value.to_string()),
-        "Int8" | "Int16" | "Int32" | "Int64"
-            if digits(value.strip_prefix('-').unwrap_or(value)) =>
-        {
-            Ok(value.to_string())
-        }
-        "Date"
-            if value.len() == 10
-                && Date::parse(
-                    value,
-                    time::macros::format_description!("[year]-[month]-[day]"),
-                )
-                .is_ok() =>
-        {
-            Ok(format!("toDate('{value}')"))
-        }
-        _ => Err(format!(
-            "{value:?} is no {type_name} (or {type_name} is not supported)"
-        )),
-    }
-}
-
-/// A `{name:Type}` placeholder starting at `text[0]`: (name, type, length).
-fn placeholder(text: &str) -> Option<(&str, &str, usize)> {
-    let end = text.find('}')?;
-    let (name, type_name) = text[1..end].split_once(':')?;
-    let ident = |s: &str| {
-        s.chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-    };
-    (ident(name) && ident(type_name)).then_some((name, type_name, end + 1))
-}
-
-/// Every placeholder of `sql` with its type.
-fn placeholders(sql: &str) -> BTreeSet<(String, String)> {
-    let mut found = BTreeSet::new();
-    for (i, _) in sql.match_indices('{') {
-        if let Some((name, type_name, _)) = placeholder(&sql[i..]) {
-            found.insert((name.to_string(), type_name.to_string()));
-        }
-    }
-    found
-}
-
-/// Replaces every placeholder with the literal of its value, in one pass.
-fn substitute(sql: &str, params: &BTreeMap<String, String>) -> Result<String, String> {
-    let mut out = String::with_capacity(sql.len());
-    let mut rest = sql;
-    while let Some(i) = rest.find('{') {
-        out.push_str(&rest[..i]);
-        match placeholder(&rest[i..]) {
-            Some((name, type_name, len)) => {
-                let value = params
-                    .get(name)
-                    .ok_or_else(|| format!("no value for {{{name}:{type_name}}}"))?;
-                out.push_str(&literal(type_name, value)?);
-                rest = &rest[i + len..];
-            }
-            None => {
-                out.push('{');
-                rest = &rest[i + 1..];
-            }
-        }
-    }
-    out.push_str(rest);
-    Ok(out)
-}
+// --- query files ----------------------------------------------------------
 
 /// A query file: its header and text.
 struct QueryFile {
@@ -121,39 +44,11 @@ struct QueryFile {
 
 fn read_query(path: &Path) -> QueryFile {
     let sql = std::fs::read_to_string(path).expect("query file");
-    let mut lines = sql.lines();
-    let mut field = |key: &str| -> String {
-        let line = lines.next().unwrap_or_default();
-        line.strip_prefix(&format!("-- {key}: "))
-            .unwrap_or_else(|| panic!("{}: `-- {key}: ...` expected, got {line:?}", path.display()))
-            .trim()
-            .to_string()
-    };
-    let name = field("name");
-    let purpose = field("purpose");
-    let declared = field("params");
-    assert!(!purpose.is_empty(), "{}: empty purpose", path.display());
-    let params: BTreeMap<String, String> = if declared == "none" {
-        BTreeMap::new()
-    } else {
-        declared
-            .split(',')
-            .map(|item| {
-                let mut words = item.split_whitespace();
-                let (Some(n), Some(t), None) = (words.next(), words.next(), words.next()) else {
-                    panic!(
-                        "{}: params item {item:?} is not `name Type`",
-                        path.display()
-                    );
-                };
-                (n.to_string(), t.to_string())
-            })
-            .collect()
-    };
+    let query = Query::parse(&sql).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     QueryFile {
         path: path.to_path_buf(),
-        name,
-        params,
+        name: query.name,
+        params: query.params,
         sql,
     }
 }
@@ -620,7 +515,7 @@ async fn every_cookbook_query_returns_the_known_rows() {
 
     // The scheduled regression job, once.
     let config = processor::config::AnalyticsConfig::default();
-    let found = processor::analytics::run_regressions(&store, &config)
+    let found = warehouse::analytics::run_regressions(&store, &config)
         .await
         .expect("regressions");
     assert_eq!(found.len(), 2, "{found:?}");

@@ -170,7 +170,7 @@ async fn reports_become_exact_analyst_tables() {
 
     // Regressions, builds in version order.
     let config = processor::config::AnalyticsConfig::default();
-    let found = processor::analytics::run_regressions(&store, &config)
+    let found = warehouse::analytics::run_regressions(&store, &config)
         .await
         .expect("regressions");
     let mut kinds: Vec<(String, String)> = found
@@ -323,7 +323,7 @@ async fn retention_drops_old_partitions_and_keeps_recent_ones() {
         aggregate_days: 180,
         interval_secs: 0,
     };
-    let dropped = processor::retention::run_once(&store, &config, today)
+    let dropped = warehouse::retention::run_once(&store, &config, today)
         .await
         .expect("retention");
     assert!(
@@ -346,7 +346,7 @@ async fn retention_drops_old_partitions_and_keeps_recent_ones() {
         aggregate_days: 100,
         interval_secs: 0,
     };
-    processor::retention::run_once(&store, &config, today)
+    warehouse::retention::run_once(&store, &config, today)
         .await
         .expect("retention");
     assert_eq!(

@@ -125,11 +125,11 @@ async fn the_roadmap_report_renders_in_a_browser_with_charts_and_tables() {
     })
     .await;
     env.caught_up(Duration::from_secs(60)).await;
-    processor::analytics::run_regressions(&store, &processor::config::AnalyticsConfig::default())
+    warehouse::analytics::run_regressions(&store, &processor::config::AnalyticsConfig::default())
         .await
         .expect("regressions");
 
-    let report = processor::report::gather(&store, 30)
+    let report = warehouse::report::gather(&store, 30)
         .await
         .expect("report data");
     let rates: Vec<(String, u64, u64)> = report
@@ -171,7 +171,7 @@ async fn the_roadmap_report_renders_in_a_browser_with_charts_and_tables() {
 
     let dir = tempfile::tempdir().expect("out dir");
     let page = dir.path().join("report.html");
-    let written = processor::report::write(&report, &page).expect("written");
+    let written = warehouse::report::write(&report, &page).expect("written");
     assert_eq!(written.len(), 6, "the page and five CSV tables");
     let csv = std::fs::read_to_string(dir.path().join("report-crash_free.csv")).expect("csv");
     assert!(csv.contains("10.0.19045.3570,10,2,0.8000"), "{csv}");

@@ -16,7 +16,7 @@ use clickhouse::Row;
 use serde::Deserialize;
 use time::OffsetDateTime;
 
-use crate::store::{Store, StoreError};
+use processor::{Store, StoreError};
 
 /// Crash-free rate of one build over the period.
 #[derive(Debug, Clone, PartialEq, Row, Deserialize)]
@@ -234,7 +234,7 @@ pub fn write(report: &Report, out: &Path) -> std::io::Result<Vec<PathBuf>> {
 }
 
 /// Each table of the report as CSV (RFC 4180 quoting).
-pub fn csv_tables(report: &Report) -> Vec<(&'static str, String)> {
+pub(crate) fn csv_tables(report: &Report) -> Vec<(&'static str, String)> {
     let mut builds = String::from("build,active_machines,crashed_machines,crash_free_rate\n");
     for b in &report.builds {
         builds.push_str(&csv_line(&[

@@ -6,7 +6,7 @@ use std::fmt::Write;
 use super::{Report, TopSignature};
 
 /// Escapes text for HTML element content and attribute values.
-pub fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -31,7 +31,7 @@ td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}\
 .kind.new{background:#e1ecfd;color:#173f8a}.empty{color:#6b7385;font-style:italic}\
 .muted{color:#6b7385;font-size:.85rem}svg text{font-family:system-ui,sans-serif}";
 
-pub fn render(report: &Report) -> String {
+pub(crate) fn render(report: &Report) -> String {
     let mut page = String::new();
     let generated = report
         .generated_at

@@ -18,8 +18,8 @@ use clickhouse::Row;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::config::AnalyticsConfig;
-use crate::store::{Store, StoreError};
+use processor::config::AnalyticsConfig;
+use processor::{Store, StoreError};
 
 /// Machines with a signature on a build, in the window.
 #[derive(Debug, Clone, Row, Deserialize)]

@@ -7,11 +7,11 @@ use schemas::clickhouse::{Kept, Partitioned, RETAINED_TABLES};
 use serde::Deserialize;
 use time::{Date, Duration, Month};
 
-use crate::config::RetentionConfig;
-use crate::store::{Store, StoreError};
+use processor::config::RetentionConfig;
+use processor::{Store, StoreError};
 
 /// Whether a partition value is past its table's retention on `today`.
-pub fn expired(partition: &str, unit: Partitioned, keep_days: u32, today: Date) -> bool {
+pub(crate) fn expired(partition: &str, unit: Partitioned, keep_days: u32, today: Date) -> bool {
     let cutoff = today - Duration::days(i64::from(keep_days));
     let parse = |digits: &str| digits.parse::<i32>().ok();
     match unit {
