@@ -495,4 +495,36 @@ mod tests {
             Err(ConfigError::Parse(_))
         ));
     }
+
+    #[test]
+    fn secrets_come_from_files_and_the_environment() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let key = dir.path().join("machine_id_key");
+        std::fs::write(&key, "0123456789abcdef0123456789abcdef-from-file\n").expect("write");
+        let sasl = dir.path().join("sasl");
+        std::fs::write(&sasl, "hunter2\n").expect("write");
+        let text = format!(
+            "machine_id_key = {{ file = {key:?} }}\n\
+             [kafka]\nbrokers = \"127.0.0.1:9092\"\n\
+             [kafka.properties]\n\"sasl.password\" = {{ file = {sasl:?} }}\n\
+             [warehouse]\nurl = \"http://127.0.0.1:8123\"\ndatabase = \"telemetry\"\n\
+             password = {{ env = \"PATH\" }}\n"
+        );
+        let config = Config::from_toml(&text).expect("parses");
+        assert_eq!(
+            config.machine_id_key,
+            "0123456789abcdef0123456789abcdef-from-file"
+        );
+        assert_eq!(config.kafka.properties["sasl.password"], "hunter2");
+        let path = std::env::var("PATH").expect("PATH is set");
+        assert_eq!(config.warehouse.expect("warehouse").password, path);
+
+        let missing = "machine_id_key = { file = \"/nonexistent/key\" }\n\
+                       [kafka]\nbrokers = \"x\"\n";
+        let error = Config::from_toml(missing)
+            .expect_err("missing file")
+            .to_string();
+        assert!(error.contains("machine_id_key = {"), "{error}");
+        assert!(error.contains("/nonexistent/key"), "{error}");
+    }
 }
