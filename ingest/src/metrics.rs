@@ -13,7 +13,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 use schemas::Outcome;
 
 /// Upper bounds of the request-duration histogram, in seconds.
@@ -83,97 +83,96 @@ pub struct Metrics {
     in_flight_bytes: GaugeU64,
 }
 
+/// Registers a new metric of type `M` under `name` and returns it.
+fn register<M: Metric + Clone + Default>(registry: &mut Registry, name: &str, help: &str) -> M {
+    let metric = M::default();
+    registry.register(name, help, metric.clone());
+    metric
+}
+
 impl Default for Metrics {
     fn default() -> Self {
-        let mut registry = Registry::with_prefix("ingest");
-        let reports = Family::default();
-        registry.register(
-            "reports",
-            "Reports seen, by the one outcome each ended in",
-            reports.clone(),
-        );
-        let requests = Family::default();
-        registry.register(
-            "requests",
-            "HTTP requests answered, by route and status",
-            requests.clone(),
-        );
+        let mut r = Registry::with_prefix("ingest");
         let durations = Family::new_with_constructor(request_histogram as fn() -> Histogram);
-        registry.register(
+        r.register(
             "request_duration_seconds",
             "Time from request to response, by route",
             durations.clone(),
         );
-        let reloads = Family::default();
-        registry.register(
-            "config_reloads",
-            "Configuration reloads, by result (applied or failed)",
-            reloads.clone(),
-        );
-        let mut counter = |name: &str, help: &str| {
-            let counter = Counter::default();
-            registry.register(name, help, counter.clone());
-            counter
-        };
-        let kafka_failures = counter(
-            "kafka_delivery_failures",
-            "Reports Kafka did not acknowledge in time (they went to the spool or were refused)",
-        );
-        let forwarded = counter("spool_forwarded", "Spooled reports forwarded to Kafka");
-        let outcome_events_failed = counter(
-            "outcome_events_failed",
-            "Outcome events that could not be queued for the outcomes topic",
-        );
-        let spool_read_errors = counter(
-            "spool_read_errors",
-            "Failed reads of the spool by the forwarder (each is retried)",
-        );
-        let quarantined = counter(
-            "spool_quarantined",
-            "Spooled reports Kafka refused for good, moved to the quarantine",
-        );
-        let topic_setup_failures = counter(
-            "kafka_topic_setup_failures",
-            "Failed attempts to reach Kafka and create the topics at start (each is retried)",
-        );
-        let mut gauge = |name: &str, help: &str| {
-            let gauge = GaugeU64::default();
-            registry.register(name, help, gauge.clone());
-            gauge
-        };
-        let kafka_ready = gauge(
-            "kafka_ready",
-            "1 once Kafka was reached and the topics exist, else 0",
-        );
-        let spool_records = gauge("spool_records", "Reports in the spool, waiting for Kafka");
-        let quarantine_records = gauge(
-            "quarantine_records",
-            "Reports in the quarantine: Kafka refused them for good",
-        );
-        let spool_bytes = gauge("spool_bytes", "Bytes the spool holds on disk");
-        let in_flight_reports = gauge("in_flight_reports", "Reports being handled right now");
-        let in_flight_bytes = gauge(
-            "in_flight_bytes",
-            "Bytes of request bodies reserved right now (read and inflated)",
-        );
         Self {
-            registry,
-            reports,
-            requests,
+            reports: register(
+                &mut r,
+                "reports",
+                "Reports seen, by the one outcome each ended in",
+            ),
+            requests: register(
+                &mut r,
+                "requests",
+                "HTTP requests answered, by route and status",
+            ),
             durations,
-            reloads,
-            kafka_failures,
-            forwarded,
-            outcome_events_failed,
-            spool_read_errors,
-            quarantined,
-            topic_setup_failures,
-            kafka_ready,
-            spool_records,
-            quarantine_records,
-            spool_bytes,
-            in_flight_reports,
-            in_flight_bytes,
+            reloads: register(
+                &mut r,
+                "config_reloads",
+                "Configuration reloads, by result (applied or failed)",
+            ),
+            kafka_failures: register(
+                &mut r,
+                "kafka_delivery_failures",
+                "Reports Kafka did not acknowledge in time (they went to the spool or were refused)",
+            ),
+            forwarded: register(
+                &mut r,
+                "spool_forwarded",
+                "Spooled reports forwarded to Kafka",
+            ),
+            outcome_events_failed: register(
+                &mut r,
+                "outcome_events_failed",
+                "Outcome events that could not be queued for the outcomes topic",
+            ),
+            spool_read_errors: register(
+                &mut r,
+                "spool_read_errors",
+                "Failed reads of the spool by the forwarder (each is retried)",
+            ),
+            quarantined: register(
+                &mut r,
+                "spool_quarantined",
+                "Spooled reports Kafka refused for good, moved to the quarantine",
+            ),
+            topic_setup_failures: register(
+                &mut r,
+                "kafka_topic_setup_failures",
+                "Failed attempts to reach Kafka and create the topics at start (each is retried)",
+            ),
+            kafka_ready: register(
+                &mut r,
+                "kafka_ready",
+                "1 once Kafka was reached and the topics exist, else 0",
+            ),
+            spool_records: register(
+                &mut r,
+                "spool_records",
+                "Reports in the spool, waiting for Kafka",
+            ),
+            quarantine_records: register(
+                &mut r,
+                "quarantine_records",
+                "Reports in the quarantine: Kafka refused them for good",
+            ),
+            spool_bytes: register(&mut r, "spool_bytes", "Bytes the spool holds on disk"),
+            in_flight_reports: register(
+                &mut r,
+                "in_flight_reports",
+                "Reports being handled right now",
+            ),
+            in_flight_bytes: register(
+                &mut r,
+                "in_flight_bytes",
+                "Bytes of request bodies reserved right now (read and inflated)",
+            ),
+            registry: r,
         }
     }
 }
