@@ -13,7 +13,7 @@
 //! [`MinHashSignature`]. The processor stores `cluster_id` and the signature
 //! (384 bytes via [`MinHashSignature::to_bytes`], or 96 `UInt32`s) per request
 //! and, at start, replays them into [`Clusterer::insert_existing`] in arrival
-//! order. [`representative_title`] picks the title shown for a cluster.
+//! order.
 //!
 //! # Normalisation ([`normalize`])
 //!
@@ -109,14 +109,9 @@
 mod cluster;
 pub mod embed;
 mod minhash;
-mod represent;
 mod table;
 pub mod text;
 
 pub use cluster::{Assignment, ClusterConfig, Clusterer, ConfigError, IndexStats, cluster_id_for};
-pub use minhash::{
-    BANDS, MinHashSignature, NUM_HASHES, ROWS, SIGNATURE_BYTES, SignatureError, jaccard,
-    shingle_hash, stable_hash64,
-};
-pub use represent::representative_title;
+pub use minhash::{BANDS, MinHashSignature, NUM_HASHES, ROWS, SignatureError, jaccard};
 pub use text::{normalize, shingles};
