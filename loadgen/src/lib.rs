@@ -5,12 +5,13 @@
 //!   from when each request was due into an HdrHistogram, a JSON summary.
 //! - [`bare`]: the baseline server: answers 202 and does nothing else.
 //! - [`backlog`]: writes accepted reports straight into Kafka.
-//! - [`reports`]: realistic crash reports (20–40 frames of real Windows
-//!   modules), feature requests in Chinese and English, heartbeats.
+//! - `reports` (private): realistic crash reports (20–40 frames of real
+//!   Windows modules), feature requests in Chinese and English, heartbeats.
 //!
-//! In: a target URL or Kafka topic and a plan. Out: load, and a summary.
+//! In: a target URL or Kafka topic and a plan. Out: load, and a summary
+//! (the batch answers read as `schemas::contract::BatchResult`).
 
 pub mod backlog;
 pub mod bare;
 pub mod drive;
-pub mod reports;
+mod reports;
