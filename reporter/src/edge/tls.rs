@@ -3,9 +3,13 @@
 //! The edge's certificate is checked by the operating system's verifier
 //! (`rustls-platform-verifier`): on Windows the machine's certificate
 //! store, where Group Policy installs an organisation's CA, with Windows'
-//! own chain building; elsewhere the system's CA bundle. The CAs in
-//! `ca_file` are trusted besides. `client_cert_file` and `client_key_file`
-//! are presented when the edge asks for a client certificate (mutual TLS).
+//! own chain building; elsewhere the system's CA bundle. A certificate the
+//! system does not trust is accepted if it chains to a CA of `ca_file`
+//! (checked by rustls' WebPKI verifier: the system's verifier with extra
+//! roots would need a Windows chain engine of its own, which older
+//! Windows builds and Wine refuse). `client_cert_file` and
+//! `client_key_file` are presented when the edge asks for a client
+//! certificate (mutual TLS).
 //!
 //! The files are read once, with the configuration, so that a wrong path or
 //! a file that holds no certificate is a configuration error.
@@ -13,9 +17,12 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use rustls::ClientConfig;
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use rustls_platform_verifier::Verifier;
 
 /// The TLS settings of the reporter's HTTP client, ready to use.
@@ -33,18 +40,47 @@ impl Tls {
     /// certificate chain and key of `client` (`(cert_file, key_file)`, both
     /// PEM) when the edge asks for one. The error names the file at fault.
     pub fn load(ca_file: Option<&Path>, client: Option<(&Path, &Path)>) -> Result<Tls, String> {
-        let extra_roots = match ca_file {
-            Some(path) => certificates("ca_file", path)?,
-            None => Vec::new(),
-        };
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let verifier = Verifier::new_with_extra_roots(extra_roots, Arc::clone(&provider))
-            .map_err(|e| format!("the system's certificate verifier: {e}"))?;
+        let system = Verifier::new(Arc::clone(&provider))
+            .map_err(|e| format!("the system's certificate verifier: {e}"));
+        let organisation = match ca_file {
+            Some(path) => {
+                let mut roots = RootCertStore::empty();
+                for cert in certificates("ca_file", path)? {
+                    roots
+                        .add(cert)
+                        .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+                }
+                let verifier = WebPkiServerVerifier::builder_with_provider(
+                    roots.into(),
+                    Arc::clone(&provider),
+                )
+                .build()
+                .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+                Some(verifier)
+            }
+            None => None,
+        };
+        // A machine without system CAs (a bare Linux image) can still
+        // trust `ca_file`.
+        let verifier = match (system, organisation) {
+            (Ok(system), organisation) => Either {
+                system: Some(system),
+                organisation,
+                algorithms: provider.signature_verification_algorithms,
+            },
+            (Err(_), Some(organisation)) => Either {
+                system: None,
+                organisation: Some(organisation),
+                algorithms: provider.signature_verification_algorithms,
+            },
+            (Err(e), None) => return Err(e),
+        };
         let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
             .with_safe_default_protocol_versions()
             .map_err(|e| e.to_string())?
             .dangerous()
-            // Not dangerous: the platform's verifier, plus `ca_file`.
+            // Not dangerous: the system's verifier, or `ca_file`'s.
             .with_custom_certificate_verifier(Arc::new(verifier));
         let config = match client {
             Some((cert_file, key_file)) => {
@@ -72,6 +108,61 @@ impl Tls {
     /// The configuration for `reqwest::ClientBuilder::use_preconfigured_tls`.
     pub(crate) fn client_config(&self) -> ClientConfig {
         (*self.0).clone()
+    }
+}
+
+/// Trusts what the system trusts, or what chains to `ca_file`.
+#[derive(Debug)]
+struct Either {
+    system: Option<Verifier>,
+    organisation: Option<Arc<WebPkiServerVerifier>>,
+    /// The signature algorithms of the crypto provider (both verifiers'),
+    /// for the handshake's signatures.
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for Either {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let by_system = self.system.as_ref().map(|system| {
+            system.verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+        });
+        match (by_system, &self.organisation) {
+            (Some(Ok(verified)), _) => Ok(verified),
+            (_, Some(organisation)) => {
+                organisation.verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+            }
+            (Some(Err(e)), None) => Err(e),
+            (None, None) => Err(rustls::Error::General("no certificate verifier".into())),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
     }
 }
 
