@@ -2,6 +2,14 @@
 //! private CA trusted through `ca_file`, an untrusted one, mutual TLS, and
 //! a certificate renewed while ingest runs. Ingest is the real service
 //! (in-process) writing to the real Kafka.
+//!
+//! The last test runs the Windows build, `reporter.exe`, under Wine, where
+//! Windows' own verifier checks the edge; like `reporter_windows.rs` it is
+//! ignored by a plain `cargo test` and run by `scripts/windows`.
+
+// The Wine harness of `reporter_windows.rs`; this file uses a part of it.
+#[allow(dead_code)]
+mod wine;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -355,6 +363,56 @@ async fn a_renewed_certificate_is_served_to_new_connections_without_a_restart() 
     )
     .await;
     accepted(&report);
+
+    ingest
+        .running
+        .shutdown()
+        .await
+        .expect("ingest stops cleanly");
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs reporter.exe and Wine: scripts/windows"]
+async fn reporter_exe_is_checked_by_windows_and_trusts_its_ca_file() {
+    let env = TestEnv::new();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ca = Ca::new("grid test CA");
+    install_server_cert(dir.path(), &ca.server(1));
+    let config = env.ingest_config_with(&tls_table(dir.path(), None));
+    let ingest = start_https_ingest(config, &probe_client(&ca, None)).await;
+    let ca_file = write(dir.path(), "ca.pem", &ca.pem);
+    let config = |name: &str, extra: &str| {
+        let text = format!(
+            "endpoint = {:?}\ntoken = {:?}\nconsent = \"optional\"\nqueue_dir = \"queue-{name}\"\n\
+             {extra}",
+            ingest.url,
+            env.token("grid")
+        );
+        write(dir.path(), &format!("{name}.toml"), &text)
+    };
+    let untrusted = config("untrusted", "");
+    let trusted = config(
+        "trusted",
+        &format!("ca_file = {:?}\n", wine::win_path(&ca_file)),
+    );
+
+    let refusal = wine::blocking(move || {
+        let w = wine::wine();
+        // The CA is in no Windows store: Windows refuses the certificate,
+        // and the report stays queued.
+        w.run(&untrusted, &["send", "heartbeat"], 0);
+        let out = w.run(&untrusted, &["flush", "--max-seconds", "3"], 1);
+        let refusal = wine::text(&out.stderr);
+        assert_eq!(wine::shown(&w, &untrusted).len(), 1, "still queued");
+        // With the CA in ca_file: sent.
+        w.run(&trusted, &["send", "heartbeat"], 0);
+        w.run(&trusted, &["flush"], 0);
+        refusal
+    })
+    .await;
+    assert!(refusal.contains("not trusted"), "{refusal}");
+    assert_eq!(wine::arrived(&env, 1).await.len(), 1);
 
     ingest
         .running
