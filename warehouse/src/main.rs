@@ -267,7 +267,7 @@ async fn run_cookbook(
     }
     // No version probe and no `CREATE DATABASE`: an analyst's login may
     // only read. Uncompressed answers suit every server version.
-    let client = clickhouse::Client::default()
+    let client = pipeline::clickhouse::client(clickhouse.ca_file.as_ref())
         .with_url(&clickhouse.url)
         .with_user(&clickhouse.user)
         .with_password(&clickhouse.password)
