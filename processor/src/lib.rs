@@ -33,19 +33,19 @@
 //! meanwhile), then consumes until `shutdown` resolves; the binary only
 //! reads the configuration.
 
-pub mod batch;
+mod batch;
 pub mod config;
-pub mod consumer;
-pub mod dead_letter;
-pub mod erase;
-pub mod index;
-pub mod lag;
-pub mod metrics;
+mod consumer;
+mod dead_letter;
+mod erase;
+mod index;
+mod lag;
+mod metrics;
 pub mod migrate;
-pub mod route;
-pub mod rows;
-pub mod store;
-pub mod writer;
+mod route;
+mod rows;
+mod store;
+mod writer;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -54,7 +54,8 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
-pub use metrics::Metrics;
+pub use dead_letter::DeadLetters;
+pub use metrics::{Metrics, serve as serve_metrics};
 pub use store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]

@@ -79,7 +79,7 @@ async fn topics_and_producers_share_one_message_limit() {
         Some(limit.to_string().as_str()),
         "ingest's producer takes what the topics take"
     );
-    let dead_letters = processor::dead_letter::DeadLetters::producer_config(&env.kafka());
+    let dead_letters = processor::DeadLetters::producer_config(&env.kafka());
     assert_eq!(
         dead_letters.get("message.max.bytes"),
         Some(limit.to_string().as_str()),

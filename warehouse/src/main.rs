@@ -214,7 +214,7 @@ async fn main() -> anyhow::Result<ExitCode> {
             let stop = CancellationToken::new();
             let metrics = Arc::new(processor::Metrics::default());
             if let Some(addr) = metrics_listen {
-                tokio::spawn(processor::metrics::serve(
+                tokio::spawn(processor::serve_metrics(
                     addr,
                     Arc::clone(&metrics),
                     stop.clone(),
