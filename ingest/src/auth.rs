@@ -23,12 +23,12 @@ struct Entry {
 
 /// Every token of every organisation, by hash.
 #[derive(Debug, Default)]
-pub struct Tokens {
+pub(crate) struct Tokens {
     by_hash: HashMap<String, Entry>,
 }
 
 impl Tokens {
-    pub fn from_config(config: &Config) -> Self {
+    pub(crate) fn from_config(config: &Config) -> Self {
         let mut by_hash = HashMap::new();
         for org in &config.organisations {
             let shared = Arc::new(org.clone());
@@ -46,7 +46,7 @@ impl Tokens {
     }
 
     /// The organisation behind the request's bearer token.
-    pub fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<Organisation>, ApiError> {
+    pub(crate) fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<Organisation>, ApiError> {
         let token = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())

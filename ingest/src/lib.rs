@@ -19,16 +19,18 @@
 //! the hashed machine id, and [`schemas::erasure::ErasureRequest`]s among
 //! them; [`schemas::OutcomeEvent`]s on the outcomes topic;
 //! a JSON error with a stable code for everything refused
-//! ([`error::ApiError`]). Nothing refused is written to the reports topic,
-//! and nothing is answered "accepted" before Kafka or the spool has it.
+//! ([`schemas::contract::ErrorBody`]). Nothing refused is written to the
+//! reports topic, and nothing is answered "accepted" before Kafka or the
+//! spool has it.
 //!
 //! [`serve`] runs the service on a bound listener until `shutdown` resolves;
 //! the binary only reads the configuration and binds.
 
-// What other crates use: the contract (`api`, `error`), the configuration,
-// token and machine hashing (`auth`, `privacy`), the validator (for its
-// fuzz target and benchmarks), and the two settings tests check against.
-// The rest is the service's own.
+// What other crates use: the routes and the OpenAPI document (`api`), the
+// configuration, token and machine hashing (`auth`, `privacy`), and the two
+// settings tests check against. The answers' types are `schemas::contract`.
+// The rest is the service's own (the fuzz targets compile `body`, `error`
+// and `validate` from their files).
 pub mod api;
 pub mod auth;
 mod batch;
@@ -36,7 +38,7 @@ mod body;
 mod budget;
 pub mod config;
 mod dedup;
-pub mod error;
+mod error;
 mod intake;
 mod metrics;
 mod outcome;
@@ -48,7 +50,7 @@ mod server;
 mod sink;
 mod state;
 mod tls;
-pub mod validate;
+mod validate;
 
 pub use outcome::SUMMARY_INTERVAL;
 pub use sink::producer_config;

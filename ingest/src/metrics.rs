@@ -220,6 +220,7 @@ impl Metrics {
         self.spool_read_errors.inc();
     }
 
+    #[cfg(test)]
     pub fn spool_read_errors(&self) -> u64 {
         self.spool_read_errors.get()
     }

@@ -201,6 +201,7 @@ impl Delivery {
     }
 
     /// Whether new reports queue behind spooled ones.
+    #[cfg(test)]
     pub fn has_backlog(&self) -> bool {
         self.backlog.load(Ordering::SeqCst)
     }
