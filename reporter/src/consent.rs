@@ -66,15 +66,6 @@ pub fn from_allow_telemetry(value: u32) -> Option<Consent> {
     }
 }
 
-/// The consent-cap text of `GET /v1/policy` as a level; an unknown word is
-/// read as `required`, the stricter level.
-pub fn from_cap(cap: &str) -> Consent {
-    match cap {
-        "optional" => Consent::Optional,
-        _ => Consent::Required,
-    }
-}
-
 /// The strictest of the sources. On a tie the first source in the order
 /// Group Policy, organisation, configuration is named as the decider.
 pub fn decide(

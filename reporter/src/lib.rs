@@ -12,40 +12,45 @@
 //!
 //! In: a [`Config`] (TOML), payloads from flags or files, WER report
 //! folders. Out: envelopes (`schemas::Envelope`) posted to
-//! `{endpoint}/v1/reports/batch`; on disk, the queue folder (see [`queue`]).
+//! `{endpoint}/v1/reports/batch`; on disk, the queue folder (see `queue`).
 //! Nothing is sent but by [`Reporter::flush`]; nothing is queued that the
 //! machine's consent does not cover; nothing queued is dropped on an answer
-//! that is not recognisably the edge's (see [`retry`]).
+//! that is not recognisably the edge's (see `retry`). The answers are read
+//! as `schemas::contract` types.
 //!
+//! Public, for the binary and the tests: [`Reporter`] and the types it
+//! takes and returns, and
 //! - [`config`]: the configuration file;
 //! - [`system`]: what the machine says (the registry on Windows): OS facts,
 //!   Group Policy, `%ProgramData%`;
-//! - [`consent`]: the level in force, the strictest of Group Policy, the
-//!   file and the organisation, and who decided it;
 //! - [`install`]: `reporter install` / `uninstall` (a scheduled task, the
 //!   machine-wide folder and its ACL; Windows);
-//! - [`build`]: payloads, OS facts, envelopes, local checks;
-//! - [`wer`]: `Report.wer` parsing;
-//! - [`queue`]: the durable queue, its bounds and counters;
-//! - [`send`]: flushing (policy, batches, what each answer does to the queue);
-//! - [`edge`]: the HTTP calls and their answers, read faithfully;
-//! - [`retry`]: what an answer means (the one place that decides), backoff,
+//! - [`build`]: payloads, OS facts, envelopes, local checks.
+//!
+//! The crate's own:
+//! - `consent`: the level in force, the strictest of Group Policy, the
+//!   file and the organisation, and who decided it;
+//! - `wer`: `Report.wer` parsing;
+//! - `queue`: the durable queue, its bounds and counters;
+//! - `send`: flushing (policy, batches, what each answer does to the queue);
+//! - `edge`: the HTTP calls and their answers, read faithfully;
+//! - `retry`: what an answer means (the one place that decides), backoff,
 //!   `Retry-After`;
-//! - [`fault`]: the crash tests' abort points (`REPORTER_TEST_ABORT_AT`).
-//! - [`show`]: the listing of what would be sent.
+//! - `fault`: the crash tests' abort points (`REPORTER_TEST_ABORT_AT`);
+//! - `show`: the listing of what would be sent.
 
 pub mod build;
 pub mod config;
-pub mod consent;
-pub mod edge;
-pub mod fault;
+mod consent;
+mod edge;
+mod fault;
 pub mod install;
-pub mod queue;
-pub mod retry;
-pub mod send;
-pub mod show;
+mod queue;
+mod retry;
+mod send;
+mod show;
 pub mod system;
-pub mod wer;
+mod wer;
 
 use std::path::{Path, PathBuf};
 
@@ -55,6 +60,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 pub use config::{Config, OsSettings, QueueBounds};
+pub use consent::Decision;
 pub use queue::{Pushed, Queue, Stats};
 pub use send::{Backoff, FlushOptions, FlushReport, SendError};
 pub use show::ShowSummary;
@@ -157,7 +163,7 @@ impl Reporter {
 
     /// The consent in force and who decided it (the organisation's cap as
     /// the last flush found it).
-    pub fn consent(&self) -> consent::Decision {
+    pub fn consent(&self) -> Decision {
         self.config.consent_decision(self.queue.stats().consent_cap)
     }
 
