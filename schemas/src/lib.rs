@@ -11,8 +11,9 @@
 //! - [`json_schema`]: the JSON Schemas ingest validates against;
 //! - [`contract`]: the HTTP answers (error codes and bodies, batch results,
 //!   the policy), written by ingest and read by the reporter and loadgen;
-//! - [`outcome`]: what the edge did with each report, and the events it
-//!   publishes for the refused ones;
+//! - [`Outcome`]: what the edge did with each report, and the
+//!   [`OutcomeEvent`]s it publishes for the refused ones;
+//! - [`Received`]: a reports-topic message read in one pass;
 //! - [`topics`]: Kafka topic names;
 //! - [`tables`]: the registry of raw tables, one entry per report kind
 //!   and one for the outcomes;
@@ -35,9 +36,9 @@ pub mod erasure;
 pub mod forms;
 pub mod hex;
 pub mod json_schema;
-pub mod outcome;
+mod outcome;
 pub mod probes;
-pub mod received;
+mod received;
 pub mod report;
 pub mod tables;
 pub mod topics;
