@@ -21,6 +21,7 @@ use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Headers, Message, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaRespErr;
@@ -471,6 +472,8 @@ pub async fn read_messages(topic: &str, count: usize, deadline: Duration) -> Vec
         .set("group.id", format!("e2e-reader-{}", Uuid::new_v4()))
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
+        // Looks again soon for a topic that does not exist yet (below).
+        .set("topic.metadata.refresh.interval.ms", "500")
         .create()
         .expect("consumer");
     consumer.subscribe(&[topic]).expect("subscribe");
@@ -479,6 +482,10 @@ pub async fn read_messages(topic: &str, count: usize, deadline: Duration) -> Vec
         while messages.len() < count {
             match consumer.recv().await {
                 Ok(message) => messages.push(message.detach()),
+                // The topic may not exist yet: the processor's first dead
+                // letter creates its topic, and a reader can subscribe
+                // before that. The subscription picks it up once it exists.
+                Err(KafkaError::MessageConsumption(RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
                 Err(error) => panic!("reading {topic}: {error}"),
             }
         }
