@@ -388,6 +388,17 @@ mod tests {
         assert_eq!(error_of(report), ("invalid".into(), Some("payload".into())));
     }
 
+    /// serde takes a unit variant written as a one-field map; the schema
+    /// does not, and neither may the fast way (found by the fuzzer).
+    #[test]
+    fn consent_written_as_a_map_is_refused() {
+        for consent in [json!({"optional": null}), json!({"required": null})] {
+            let mut report: Value = serde_json::from_str(fixtures::HEARTBEAT).expect("fixture");
+            report["consent"] = consent;
+            assert_eq!(error_of(report), ("invalid".into(), Some("consent".into())));
+        }
+    }
+
     #[test]
     fn every_fixture_takes_the_fast_way_to_the_reference_answer() {
         let validator = Validator::new(86_400);

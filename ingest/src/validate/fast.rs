@@ -28,7 +28,9 @@ struct Incoming<'a> {
     report_id: &'a str,
     schema: &'a str,
     machine_id: String,
-    consent: Consent,
+    /// As text: serde would also take a unit variant written as a map
+    /// (`{"optional": null}`), which the schema refuses.
+    consent: &'a str,
     sent_at: &'a str,
     os: OsInfo,
     #[serde(borrow)]
@@ -40,6 +42,11 @@ pub(super) fn check(body: &[u8]) -> Option<(Envelope<Payload>, SchemaId)> {
     let incoming: Incoming = serde_json::from_slice(body).ok()?;
     let schema = schema_id(incoming.schema)?;
     let report_id = uuid(incoming.report_id)?;
+    let consent = match incoming.consent {
+        "required" => Consent::Required,
+        "optional" => Consent::Optional,
+        _ => return None,
+    };
     let envelope_ok = chars_within(&incoming.machine_id, 8, 128)
         && chars_within(incoming.sent_at, 0, 64)
         && os(&incoming.os);
@@ -61,7 +68,7 @@ pub(super) fn check(body: &[u8]) -> Option<(Envelope<Payload>, SchemaId)> {
         report_id,
         schema: incoming.schema.to_string(),
         machine_id: incoming.machine_id,
-        consent: incoming.consent,
+        consent,
         sent_at,
         os: incoming.os,
         payload,
