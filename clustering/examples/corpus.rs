@@ -97,7 +97,7 @@ fn semantic(threshold: f32) -> impl FnMut(&[&Item]) -> Vec<u64> {
         items
             .iter()
             .map(|i| {
-                c.assign(cluster_id_for(&normalize(&i.text)), i.embedding.clone())
+                c.assign(cluster_id_for(&normalize(&i.text)), &i.embedding.quantize())
                     .cluster_id
             })
             .collect()

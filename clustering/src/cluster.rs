@@ -4,8 +4,11 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
+use std::path::PathBuf;
+
 use serde::Deserialize;
 
+use crate::embed::SemanticConfig;
 use crate::minhash::{BANDS, MinHashSignature, NUM_HASHES, similarity_values, stable_hash64};
 use crate::table::KeyTable;
 use crate::text;
@@ -14,23 +17,51 @@ use crate::text;
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClusterConfig {
-    /// Minimum estimated Jaccard similarity between a new request and an
-    /// indexed one for the new request to join that request's cluster.
-    /// Default 0.5; must be in (0, 1].
+    /// How requests are compared: `minhash` (shared words, no model) or
+    /// `embedding` (meaning, across languages; needs the model in
+    /// `model_dir`). Default `minhash`.
+    pub method: Method,
+    /// MinHash: minimum estimated Jaccard similarity between a new request
+    /// and an indexed one for the new request to join that request's
+    /// cluster. Default 0.5; must be in (0, 1].
     pub threshold: f32,
-    /// At most this many requests of one cluster are stored in the index
-    /// (the first ones to need an index entry); later members are assigned
-    /// but not indexed. Bounds memory by clusters rather than requests for
-    /// popular requests, at the cost of recall for wordings that resemble
-    /// only later members. Default 64; at least 1.
+    /// MinHash: at most this many requests of one cluster are stored in the
+    /// index (the first ones to need an index entry); later members are
+    /// assigned but not indexed. Bounds memory by clusters rather than
+    /// requests for popular requests, at the cost of recall for wordings
+    /// that resemble only later members. Default 64; at least 1.
     pub max_indexed_per_cluster: u32,
+    /// Embedding: the folder `scripts/model` fills (`weights.npz`,
+    /// `sp.model`). Default `.data/models/usem3`, relative to the working
+    /// directory.
+    pub model_dir: PathBuf,
+    /// Embedding: least mean cosine to a cluster's members to join it.
+    /// Default 0.425 (calibrated on the evaluation corpus); in (0, 1].
+    pub embedding_threshold: f32,
+    /// Embedding: members per cluster that count in that mean (the first
+    /// ones). Default 32; at least 1.
+    pub embedding_members: u32,
+}
+
+/// How requests are compared ([`ClusterConfig::method`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    #[default]
+    MinHash,
+    Embedding,
 }
 
 impl Default for ClusterConfig {
     fn default() -> Self {
+        let semantic = SemanticConfig::default();
         Self {
+            method: Method::default(),
             threshold: 0.5,
             max_indexed_per_cluster: 64,
+            model_dir: PathBuf::from(".data/models/usem3"),
+            embedding_threshold: semantic.threshold,
+            embedding_members: semantic.max_members as u32,
         }
     }
 }
@@ -42,21 +73,45 @@ pub enum ConfigError {
     Threshold(f32),
     #[error("max_indexed_per_cluster must be at least 1")]
     MaxIndexed,
+    #[error("embedding_threshold must be in (0, 1], got {0}")]
+    EmbeddingThreshold(f32),
+    #[error("embedding_members must be at least 1")]
+    EmbeddingMembers,
+    #[error(
+        "method = \"embedding\" but the model in {dir} cannot be read: {reason}; \
+         run scripts/model to fetch it, point model_dir at it, or set method = \"minhash\""
+    )]
+    Model { dir: PathBuf, reason: String },
 }
 
 impl ClusterConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if !(self.threshold.is_finite() && self.threshold > 0.0 && self.threshold <= 1.0) {
+        let in_unit = |t: f32| t.is_finite() && t > 0.0 && t <= 1.0;
+        if !in_unit(self.threshold) {
             return Err(ConfigError::Threshold(self.threshold));
         }
         if self.max_indexed_per_cluster == 0 {
             return Err(ConfigError::MaxIndexed);
         }
+        if !in_unit(self.embedding_threshold) {
+            return Err(ConfigError::EmbeddingThreshold(self.embedding_threshold));
+        }
+        if self.embedding_members == 0 {
+            return Err(ConfigError::EmbeddingMembers);
+        }
         Ok(())
+    }
+
+    /// The embedding clusterer's settings.
+    pub fn semantic(&self) -> SemanticConfig {
+        SemanticConfig {
+            threshold: self.embedding_threshold,
+            max_members: self.embedding_members as usize,
+        }
     }
 }
 
-/// Where [`Clusterer::assign`] put a request.
+/// Where [`MinHashClusterer::assign`] put a request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Assignment {
     /// The cluster the request belongs to, now and forever.
@@ -68,8 +123,11 @@ pub struct Assignment {
     /// below the threshold (0.0 when there was none).
     pub similarity: f32,
     /// The request's signature, to persist next to `cluster_id` so that the
-    /// index can be rebuilt with [`Clusterer::insert_existing`].
+    /// index can be rebuilt with [`MinHashClusterer::insert_existing`].
     pub signature: MinHashSignature,
+    /// The request's 8-bit embedding ([`crate::embed::Quantized`], 512
+    /// values) when clustered by meaning; empty under MinHash.
+    pub embedding: Vec<i8>,
 }
 
 /// Counts describing the index, for metrics and the memory budget.
@@ -126,7 +184,7 @@ struct Node {
 /// Cluster ids never change: a request joins the best-matching existing
 /// cluster or founds a new one, and clusters are never merged. See the crate
 /// documentation for the trade-offs.
-pub struct Clusterer {
+pub struct MinHashClusterer {
     config: ClusterConfig,
     /// Band key -> first node of its list.
     heads: KeyTable,
@@ -140,16 +198,16 @@ pub struct Clusterer {
     requests: u64,
 }
 
-impl std::fmt::Debug for Clusterer {
+impl std::fmt::Debug for MinHashClusterer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Clusterer")
+        f.debug_struct("MinHashClusterer")
             .field("config", &self.config)
             .field("stats", &self.stats())
             .finish()
     }
 }
 
-impl Default for Clusterer {
+impl Default for MinHashClusterer {
     fn default() -> Self {
         Self::with_valid_config(ClusterConfig::default())
     }
@@ -161,7 +219,7 @@ pub fn cluster_id_for(text: &str) -> u64 {
     stable_hash64(text::normalize(text).as_bytes())
 }
 
-impl Clusterer {
+impl MinHashClusterer {
     pub fn new(config: ClusterConfig) -> Result<Self, ConfigError> {
         config.validate()?;
         Ok(Self::with_valid_config(config))
@@ -206,6 +264,7 @@ impl Clusterer {
                 is_new,
                 similarity,
                 signature,
+                embedding: Vec::new(),
             };
         }
 
@@ -229,6 +288,7 @@ impl Clusterer {
             is_new,
             similarity,
             signature,
+            embedding: Vec::new(),
         }
     }
 
@@ -368,7 +428,10 @@ mod tests {
                 ..ClusterConfig::default()
             };
             assert!(
-                matches!(Clusterer::new(config), Err(ConfigError::Threshold(_))),
+                matches!(
+                    MinHashClusterer::new(config),
+                    Err(ConfigError::Threshold(_))
+                ),
                 "{bad}"
             );
         }
@@ -376,9 +439,12 @@ mod tests {
             max_indexed_per_cluster: 0,
             ..ClusterConfig::default()
         };
-        assert_eq!(Clusterer::new(config).unwrap_err(), ConfigError::MaxIndexed);
+        assert_eq!(
+            MinHashClusterer::new(config).unwrap_err(),
+            ConfigError::MaxIndexed
+        );
         assert!(
-            Clusterer::new(ClusterConfig {
+            MinHashClusterer::new(ClusterConfig {
                 threshold: 1.0,
                 ..ClusterConfig::default()
             })
@@ -388,7 +454,7 @@ mod tests {
 
     #[test]
     fn identical_text_joins_and_adds_no_entries() {
-        let mut c = Clusterer::default();
+        let mut c = MinHashClusterer::default();
         let a = c.assign("Group taskbar windows by project");
         assert!(a.is_new);
         assert_eq!(
@@ -410,7 +476,7 @@ mod tests {
 
     #[test]
     fn text_without_shingles_groups_by_exact_text() {
-        let mut c = Clusterer::default();
+        let mut c = MinHashClusterer::default();
         let a = c.assign("Please!");
         assert!(a.is_new && a.signature.is_empty());
         let b = c.assign("please");
@@ -423,7 +489,7 @@ mod tests {
 
     #[test]
     fn threshold_one_needs_identical_shingles() {
-        let mut c = Clusterer::new(ClusterConfig {
+        let mut c = MinHashClusterer::new(ClusterConfig {
             threshold: 1.0,
             ..ClusterConfig::default()
         })
@@ -444,7 +510,7 @@ mod tests {
             max_indexed_per_cluster: 2,
             ..ClusterConfig::default()
         };
-        let mut c = Clusterer::new(config).unwrap();
+        let mut c = MinHashClusterer::new(config).unwrap();
         let texts = [
             "taskbar group windows project",
             "taskbar group open windows project",
@@ -455,7 +521,7 @@ mod tests {
         assert!(ids.iter().all(|&id| id == ids[0]), "{ids:?}");
         assert_eq!(c.stats().stored_signatures, 2);
         // Uncapped, the extra words need entries of their own.
-        let mut uncapped = Clusterer::default();
+        let mut uncapped = MinHashClusterer::default();
         for t in texts {
             uncapped.assign(t);
         }
@@ -464,7 +530,7 @@ mod tests {
 
     #[test]
     fn insert_existing_registers_ids_even_for_empty_signatures() {
-        let mut c = Clusterer::default();
+        let mut c = MinHashClusterer::default();
         let empty = MinHashSignature::from_text("please");
         c.insert_existing(cluster_id_for("please"), &empty);
         assert!(c.contains_cluster(cluster_id_for("please")));

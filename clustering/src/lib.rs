@@ -10,10 +10,34 @@
 //! (the body, when included, dilutes similarity between short titles). Out:
 //! an [`Assignment`] with a 64-bit `cluster_id`, whether the request founded
 //! the cluster, the similarity that decided it, and the request's
-//! [`MinHashSignature`]. The processor stores `cluster_id` and the signature
-//! (384 bytes via [`MinHashSignature::to_bytes`], or 96 `UInt32`s) per request
-//! and, at start, replays them into [`Clusterer::insert_existing`] in arrival
-//! order.
+//! [`MinHashSignature`] (and, clustered by meaning, its 8-bit embedding). The
+//! processor stores `cluster_id`, the signature (384 bytes via
+//! [`MinHashSignature::to_bytes`], or 96 `UInt32`s) and the embedding per
+//! request and, at start, replays them into [`Clusterer::insert_existing`] in
+//! the order they were written.
+//!
+//! # Two methods ([`Clusterer`], `[clustering] method`)
+//!
+//! * `minhash` (the default): shared words, below. No model; a Chinese
+//!   request and its English wording never meet.
+//! * `embedding`: meaning, across languages. The sentence encoder of
+//!   [`embed`] (loaded from `model_dir`, ~1 s, ~100 MB) turns each request
+//!   into 512 values, stored in 8 bits ([`embed::Quantized`], 512 bytes in
+//!   `feature_request_signatures.embedding`); the request joins the cluster
+//!   whose members it resembles most on average (cosine at least
+//!   `embedding_threshold`, 0.425) or founds one
+//!   ([`embed::SemanticClusterer`]). Ids follow the same rule as below
+//!   ([`cluster_id_for`] of the founder's text, never changed), and the
+//!   index is rebuilt from the stored bytes, so a restart does not run the
+//!   model again and every instance compares the same values. About 8 ms
+//!   of CPU per request in a release build (`bench/RESULTS.md`). Without
+//!   the model the clusterer is refused ([`ConfigError::Model`], naming the
+//!   folder and `scripts/model`), never silently replaced by MinHash:
+//!   instances that clustered differently would disagree on ids.
+//!
+//! Both store the MinHash signature, so a switch in either direction keeps
+//! every stored id; after a switch to `embedding`, requests stored without
+//! an embedding keep their clusters, which grow only from new requests.
 //!
 //! # Normalisation ([`normalize`])
 //!
@@ -108,10 +132,14 @@
 
 mod cluster;
 pub mod embed;
+mod method;
 mod minhash;
 mod table;
 pub mod text;
 
-pub use cluster::{Assignment, ClusterConfig, Clusterer, ConfigError, IndexStats, cluster_id_for};
+pub use cluster::{
+    Assignment, ClusterConfig, ConfigError, IndexStats, Method, MinHashClusterer, cluster_id_for,
+};
+pub use method::Clusterer;
 pub use minhash::{BANDS, MinHashSignature, NUM_HASHES, ROWS, SignatureError, jaccard};
 pub use text::{normalize, shingles};

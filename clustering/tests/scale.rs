@@ -7,7 +7,7 @@
 
 use std::time::Instant;
 
-use clustering::{Clusterer, MinHashSignature};
+use clustering::{MinHashClusterer, MinHashSignature};
 
 /// Deterministic SplitMix64 generator, so the data is the same on every run.
 struct Rng(u64);
@@ -96,7 +96,7 @@ fn hundred_thousand_requests() {
         })
         .collect();
 
-    let mut c = Clusterer::default();
+    let mut c = MinHashClusterer::default();
     let start = Instant::now();
     let assignments: Vec<_> = texts.iter().map(|(t, _)| c.assign(t)).collect();
     let assign_time = start.elapsed();
@@ -132,7 +132,7 @@ fn hundred_thousand_requests() {
         .map(|a| (a.cluster_id, a.signature.to_bytes()))
         .collect();
     let start = Instant::now();
-    let mut rebuilt = Clusterer::default();
+    let mut rebuilt = MinHashClusterer::default();
     for (id, bytes) in &persisted {
         rebuilt.insert_existing(*id, &MinHashSignature::from_bytes(bytes).unwrap());
     }

@@ -1,7 +1,9 @@
 //! Realistic request streams: paraphrases in Chinese and English, unrelated
 //! requests, cross-language wording, restarts and order of arrival.
 
-use clustering::{Assignment, ClusterConfig, Clusterer, MinHashSignature, cluster_id_for, jaccard};
+use clustering::{
+    Assignment, ClusterConfig, MinHashClusterer, MinHashSignature, cluster_id_for, jaccard,
+};
 
 const TASKBAR_ZH: [&str; 3] = [
     "希望任务栏支持按项目分组窗口",
@@ -16,13 +18,13 @@ const TASKBAR_EN: [&str; 3] = [
 ];
 const SM2_EN: &str = "Support SM2 certificates for login";
 
-fn assign_all(c: &mut Clusterer, texts: &[&str]) -> Vec<Assignment> {
+fn assign_all(c: &mut MinHashClusterer, texts: &[&str]) -> Vec<Assignment> {
     texts.iter().map(|t| c.assign(t)).collect()
 }
 
 #[test]
 fn chinese_paraphrases_cluster_and_unrelated_do_not() {
-    let mut c = Clusterer::default();
+    let mut c = MinHashClusterer::default();
     let got = assign_all(&mut c, &[&TASKBAR_ZH[..], &OTHER_ZH[..]].concat());
     for (a, t) in got.iter().zip(TASKBAR_ZH.iter().chain(&OTHER_ZH)) {
         eprintln!("{t}: new={} sim={:.3}", a.is_new, a.similarity);
@@ -42,7 +44,7 @@ fn chinese_paraphrases_cluster_and_unrelated_do_not() {
 
 #[test]
 fn english_paraphrases_cluster_and_unrelated_do_not() {
-    let mut c = Clusterer::default();
+    let mut c = MinHashClusterer::default();
     let got = assign_all(
         &mut c,
         &[TASKBAR_EN[0], TASKBAR_EN[1], SM2_EN, TASKBAR_EN[2]],
@@ -65,7 +67,7 @@ fn english_paraphrases_cluster_and_unrelated_do_not() {
 
 #[test]
 fn same_topic_but_different_request_stays_apart() {
-    let mut c = Clusterer::default();
+    let mut c = MinHashClusterer::default();
     let group = c.assign("Group taskbar windows by project");
     // Shares `taskbar` and `group` only: Jaccard 2/8.
     assert_eq!(
@@ -82,7 +84,7 @@ fn same_topic_but_different_request_stays_apart() {
 
 #[test]
 fn chinese_and_english_wordings_stay_apart_without_shared_tokens() {
-    let mut c = Clusterer::default();
+    let mut c = MinHashClusterer::default();
     let zh = c.assign(TASKBAR_ZH[0]);
     let en = c.assign(TASKBAR_EN[0]);
     assert!(zh.is_new && en.is_new);
@@ -129,7 +131,7 @@ fn chinese_and_english_wordings_stay_apart_without_shared_tokens() {
 
 #[test]
 fn full_width_and_punctuation_variants_are_the_same_request() {
-    let mut c = Clusterer::default();
+    let mut c = MinHashClusterer::default();
     let a = c.assign("ＷＩＦＩ６ 连接后经常掉线");
     let b = c.assign("WiFi6连接后经常掉线！！");
     assert_eq!(
@@ -156,8 +158,8 @@ fn stream() -> Vec<&'static str> {
 
 #[test]
 fn same_sequence_gives_same_ids_in_a_fresh_clusterer() {
-    let mut first = Clusterer::default();
-    let mut second = Clusterer::new(ClusterConfig::default()).unwrap();
+    let mut first = MinHashClusterer::default();
+    let mut second = MinHashClusterer::new(ClusterConfig::default()).unwrap();
     let a = assign_all(&mut first, &stream());
     let b = assign_all(&mut second, &stream());
     assert_eq!(a, b);
@@ -171,7 +173,7 @@ fn same_sequence_gives_same_ids_in_a_fresh_clusterer() {
 
 #[test]
 fn rebuilt_index_returns_the_old_cluster_ids() {
-    let mut before = Clusterer::default();
+    let mut before = MinHashClusterer::default();
     let assigned = assign_all(&mut before, &stream());
     // What the processor persists: cluster id and signature bytes per request.
     let persisted: Vec<(u64, Vec<u8>)> = assigned
@@ -179,7 +181,7 @@ fn rebuilt_index_returns_the_old_cluster_ids() {
         .map(|a| (a.cluster_id, a.signature.to_bytes()))
         .collect();
 
-    let mut after = Clusterer::default();
+    let mut after = MinHashClusterer::default();
     for (id, bytes) in &persisted {
         after.insert_existing(*id, &MinHashSignature::from_bytes(bytes).unwrap());
     }
@@ -213,7 +215,7 @@ fn order_of_arrival_picks_the_founder_but_paraphrases_always_join() {
     for rotation in 0..TASKBAR_ZH.len() {
         let mut texts = TASKBAR_ZH;
         texts.rotate_left(rotation);
-        let mut c = Clusterer::default();
+        let mut c = MinHashClusterer::default();
         c.assign(OTHER_ZH[1]);
         let got = assign_all(&mut c, &texts);
         assert!(got[0].is_new);

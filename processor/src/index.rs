@@ -1,6 +1,8 @@
 //! The clustering index's memory: every clustered request's MinHash
-//! signature is stored in `feature_request_signatures`. At start the index
-//! is rebuilt from all of them, so cluster ids stay what they were; while
+//! signature, and its 8-bit embedding when clustered by meaning, is stored
+//! in `feature_request_signatures`. At start the index is rebuilt from all
+//! of them in the order they were written (the model does not run again),
+//! so cluster ids stay what they were; while
 //! running, each instance adds now and then what the others clustered, so
 //! that a paraphrase gets the same cluster whichever instance reads it.
 
@@ -22,6 +24,7 @@ struct Stored {
     report_id: Uuid,
     #[serde(deserialize_with = "bytes")]
     minhash: Vec<u8>,
+    embedding: Vec<i8>,
 }
 
 /// Reads a ClickHouse `String` (bytes, not necessarily UTF-8) as bytes.
@@ -49,12 +52,17 @@ pub async fn refresh(
     enricher: &mut Enricher,
     since: Option<OffsetDateTime>,
 ) -> Result<usize, StoreError> {
-    let select = format!("SELECT cluster_id, report_id, minhash FROM {FEATURE_REQUEST_SIGNATURES}");
+    let select = format!(
+        "SELECT cluster_id, report_id, minhash, embedding FROM {FEATURE_REQUEST_SIGNATURES}"
+    );
+    let order = "ORDER BY inserted_at, received_at, report_id";
     let query = match since {
-        None => store.client().query(&select),
+        None => store.client().query(&format!("{select} {order}")),
         Some(since) => store
             .client()
-            .query(&format!("{select} WHERE inserted_at >= toDateTime(?)"))
+            .query(&format!(
+                "{select} WHERE inserted_at >= toDateTime(?) {order}"
+            ))
             .bind(since.unix_timestamp()),
     };
     let stored: Vec<Stored> = query.fetch_all().await?;
@@ -68,7 +76,7 @@ pub async fn refresh(
             Ok(signature) => {
                 enricher
                     .clusterer
-                    .insert_existing(row.cluster_id, &signature);
+                    .insert_existing(row.cluster_id, &signature, &row.embedding);
                 added += 1;
             }
             Err(error) => {

@@ -93,6 +93,15 @@ pub async fn run_with_metrics(
         tokio::spawn(metrics::serve(addr, Arc::clone(&metrics), stop.clone()));
     }
 
+    // First, so that a missing model is said at once, not after the wait
+    // for ClickHouse and Kafka.
+    let clusterer = clustering::Clusterer::new(config.clustering.clone())?;
+    tracing::info!(
+        method = ?clusterer.method(),
+        load_ms = clusterer.load_time().as_millis() as u64,
+        model_bytes = clusterer.model_bytes(),
+        "clusterer ready"
+    );
     let Some(store) = connect(&config, &stop).await? else {
         return Ok(());
     };
@@ -113,10 +122,7 @@ pub async fn run_with_metrics(
     if !pipeline::ensure_topics_retrying(&config.kafka, &topics, stop.cancelled(), retried).await {
         return Ok(());
     }
-    let mut enricher = route::Enricher::new(
-        config.grouping.clone(),
-        clustering::Clusterer::new(config.clustering.clone())?,
-    );
+    let mut enricher = route::Enricher::new(config.grouping.clone(), clusterer);
     let loaded = index::refresh(&store, &mut enricher, None).await?;
     Metrics::add(&metrics.cluster_signatures_loaded, loaded as u64);
     tracing::info!(signatures = loaded, "clustering index loaded");

@@ -68,13 +68,14 @@ impl Enricher {
                 Routed::Crash(CrashRow::new(&report, p, &self.grouping, source, now))
             }
             Payload::FeatureRequest(p) => {
-                let assignment = self.clusterer.assign(&clustering_text(&p));
+                let mut assignment = self.clusterer.assign(&clustering_text(&p));
                 self.clustered_here.insert(report.report_id);
                 let signature = SignatureRow {
                     cluster_id: assignment.cluster_id,
                     report_id: report.report_id,
                     received_at: report.received_at,
                     minhash: assignment.signature.to_bytes(),
+                    embedding: std::mem::take(&mut assignment.embedding),
                     inserted_at: now,
                 };
                 let row = FeatureRequestRow::new(&report, p, &assignment, source, now);

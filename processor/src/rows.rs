@@ -298,6 +298,8 @@ pub struct SignatureRow {
     /// Bytes, stored in a String column (ClickHouse strings are bytes).
     #[serde(serialize_with = "bytes_as_string")]
     pub minhash: Vec<u8>,
+    /// The 8-bit sentence embedding, when clustered by meaning; else empty.
+    pub embedding: Vec<i8>,
     #[serde(with = "clickhouse::serde::time::datetime")]
     pub inserted_at: OffsetDateTime,
 }

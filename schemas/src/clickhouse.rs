@@ -69,6 +69,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!("0004_outcomes_errors_regressions"),
     migration!("0005_machine_and_report_key"),
     migration!("0006_aggregates_per_machine"),
+    migration!("0007_request_embeddings"),
 ];
 
 /// How a table is partitioned, for retention.

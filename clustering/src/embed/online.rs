@@ -9,11 +9,18 @@
 //!
 //! Ids follow the rule of the MinHash clusterer: a cluster is known by
 //! [`crate::cluster_id_for`] the text that founded it, and ids never change.
-//! The state is the members' embeddings (at most `max_members` per cluster),
-//! so the index can be rebuilt from stored embeddings with
-//! [`SemanticClusterer::insert_existing`] in arrival order.
+//! Members are compared as [`Quantized`] embeddings, the form that is
+//! stored, so the index can be rebuilt from stored embeddings with
+//! [`SemanticClusterer::insert_existing`] and decide as before.
+//!
+//! The mean cosine to a cluster's members is the dot product with the sum
+//! of their unit vectors, divided by their number: each cluster keeps that
+//! sum (of its first `max_members` members), so a request costs one
+//! 512-dimensional dot product per cluster, however large the clusters.
 
-use super::Embedding;
+use std::collections::HashMap;
+
+use super::{DIM, Quantized};
 
 /// Settings of [`SemanticClusterer`].
 #[derive(Debug, Clone, PartialEq)]
@@ -35,12 +42,6 @@ impl Default for SemanticConfig {
     }
 }
 
-#[derive(Debug)]
-struct Cluster {
-    id: u64,
-    members: Vec<Embedding>,
-}
-
 /// Where [`SemanticClusterer::assign`] put a request.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SemanticAssignment {
@@ -51,32 +52,70 @@ pub struct SemanticAssignment {
     pub similarity: f32,
 }
 
-/// The clusters seen so far and their members' embeddings.
+/// Counts describing the index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SemanticStats {
+    pub clusters: usize,
+    /// Members whose embedding counts in their cluster's sum.
+    pub members: usize,
+    pub heap_bytes: usize,
+}
+
+/// The clusters seen so far: per cluster, the sum of its members' unit
+/// vectors and their number.
 #[derive(Debug)]
 pub struct SemanticClusterer {
     config: SemanticConfig,
-    clusters: Vec<Cluster>,
+    /// Cluster ids, in order of founding (ties go to the older).
+    ids: Vec<u64>,
+    /// Members counted in each cluster's sum; 0 for a cluster known only by
+    /// its id (stored without an embedding), which nothing can join by
+    /// similarity.
+    counts: Vec<u32>,
+    /// `DIM` sums per cluster, contiguous.
+    sums: Vec<f32>,
+    by_id: HashMap<u64, usize>,
 }
 
 impl SemanticClusterer {
     pub fn new(config: SemanticConfig) -> Self {
         Self {
             config,
-            clusters: Vec::new(),
+            ids: Vec::new(),
+            counts: Vec::new(),
+            sums: Vec::new(),
+            by_id: HashMap::new(),
         }
     }
 
     pub fn cluster_count(&self) -> usize {
-        self.clusters.len()
+        self.ids.len()
+    }
+
+    pub fn contains(&self, cluster_id: u64) -> bool {
+        self.by_id.contains_key(&cluster_id)
+    }
+
+    pub fn stats(&self) -> SemanticStats {
+        SemanticStats {
+            clusters: self.ids.len(),
+            members: self.counts.iter().map(|&c| c as usize).sum(),
+            heap_bytes: self.sums.capacity() * 4
+                + self.ids.capacity() * 8
+                + self.counts.capacity() * 4
+                + self.by_id.capacity() * 24,
+        }
     }
 
     /// The closest cluster by mean cosine: (index, similarity). Ties go to
     /// the older cluster.
-    fn nearest(&self, embedding: &Embedding) -> Option<(usize, f32)> {
+    fn nearest(&self, unit: &[f32]) -> Option<(usize, f32)> {
         let mut best: Option<(usize, f32)> = None;
-        for (i, c) in self.clusters.iter().enumerate() {
-            let sum: f32 = c.members.iter().map(|m| m.cosine(embedding)).sum();
-            let sim = sum / c.members.len() as f32;
+        for (i, (sum, &count)) in self.sums.chunks_exact(DIM).zip(&self.counts).enumerate() {
+            if count == 0 {
+                continue;
+            }
+            let sim = dot(sum, unit) / count as f32;
             if best.is_none_or(|(_, b)| sim > b) {
                 best = Some((i, sim));
             }
@@ -84,59 +123,132 @@ impl SemanticClusterer {
         best
     }
 
+    /// Adds a member to cluster `index`'s sum, unless it has its fill.
+    fn add_member(&mut self, index: usize, unit: &[f32]) {
+        if (self.counts[index] as usize) < self.config.max_members {
+            self.counts[index] += 1;
+            let sum = &mut self.sums[index * DIM..(index + 1) * DIM];
+            for (s, v) in sum.iter_mut().zip(unit) {
+                *s += v;
+            }
+        }
+    }
+
+    /// The index of cluster `id`, made (empty) if unknown.
+    fn cluster(&mut self, id: u64) -> usize {
+        if let Some(&i) = self.by_id.get(&id) {
+            return i;
+        }
+        let i = self.ids.len();
+        self.ids.push(id);
+        self.counts.push(0);
+        self.sums.resize(self.sums.len() + DIM, 0.0);
+        self.by_id.insert(id, i);
+        i
+    }
+
     /// Assigns a request, given its normalised-text id and its embedding.
     /// `founding_id` is the id the request gets if it founds a cluster
     /// ([`crate::cluster_id_for`] of its text).
-    pub fn assign(&mut self, founding_id: u64, embedding: Embedding) -> SemanticAssignment {
-        match self.nearest(&embedding) {
+    pub fn assign(&mut self, founding_id: u64, embedding: &Quantized) -> SemanticAssignment {
+        let unit = embedding.unit();
+        match self.nearest(&unit) {
             Some((i, sim)) if sim >= self.config.threshold => {
-                let c = &mut self.clusters[i];
-                if c.members.len() < self.config.max_members {
-                    c.members.push(embedding);
-                }
+                self.add_member(i, &unit);
                 SemanticAssignment {
-                    cluster_id: c.id,
+                    cluster_id: self.ids[i],
                     is_new: false,
                     similarity: sim,
                 }
             }
             other => {
                 let similarity = other.map_or(0.0, |(_, s)| s);
-                // A second founder of an existing id (the same normalised
-                // text below the threshold of itself cannot happen; a hash
-                // collision can) joins that cluster.
-                if let Some(c) = self.clusters.iter_mut().find(|c| c.id == founding_id) {
-                    if c.members.len() < self.config.max_members {
-                        c.members.push(embedding);
-                    }
-                    return SemanticAssignment {
-                        cluster_id: founding_id,
-                        is_new: false,
-                        similarity,
-                    };
-                }
-                self.clusters.push(Cluster {
-                    id: founding_id,
-                    members: vec![embedding],
-                });
+                // A second founder of an existing id (a hash collision, or
+                // a cluster known only by its id) joins that cluster.
+                let is_new = !self.contains(founding_id);
+                let i = self.cluster(founding_id);
+                self.add_member(i, &unit);
                 SemanticAssignment {
                     cluster_id: founding_id,
-                    is_new: true,
+                    is_new,
                     similarity,
                 }
             }
         }
     }
 
-    /// Replays a stored request into its stored cluster (at start).
-    pub fn insert_existing(&mut self, cluster_id: u64, embedding: Embedding) {
-        match self.clusters.iter_mut().find(|c| c.id == cluster_id) {
-            Some(c) if c.members.len() < self.config.max_members => c.members.push(embedding),
-            Some(_) => {}
-            None => self.clusters.push(Cluster {
-                id: cluster_id,
-                members: vec![embedding],
-            }),
+    /// Replays a stored request into its stored cluster (at start, and for
+    /// what other instances clustered).
+    pub fn insert_existing(&mut self, cluster_id: u64, embedding: &Quantized) {
+        let i = self.cluster(cluster_id);
+        self.add_member(i, &embedding.unit());
+    }
+
+    /// Makes a cluster known by its id alone (a request stored without an
+    /// embedding): its id is never reused, and nothing joins it by meaning.
+    pub fn insert_id(&mut self, cluster_id: u64) {
+        self.cluster(cluster_id);
+    }
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    // Eight independent sums, so the compiler can keep them in vector
+    // registers (a single running sum is a dependency chain).
+    let mut acc = [0.0f32; 8];
+    for (ca, cb) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
+        for k in 0..8 {
+            acc[k] += ca[k] * cb[k];
         }
+    }
+    acc.iter().sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(values: &[(usize, i8)]) -> Quantized {
+        let mut v = vec![0i8; DIM];
+        for &(i, x) in values {
+            v[i] = x;
+        }
+        Quantized(v)
+    }
+
+    #[test]
+    fn joins_by_mean_cosine_and_replays_the_same() {
+        let config = SemanticConfig {
+            threshold: 0.5,
+            max_members: 2,
+        };
+        let mut c = SemanticClusterer::new(config.clone());
+        let a = c.assign(1, &q(&[(0, 100)]));
+        assert!(a.is_new && a.cluster_id == 1);
+        // cos 0.8 to the only member.
+        let b = c.assign(2, &q(&[(0, 80), (1, 60)]));
+        assert_eq!((b.cluster_id, b.is_new), (1, false));
+        assert!((b.similarity - 0.8).abs() < 1e-3, "{}", b.similarity);
+        // Orthogonal to the first, 0.6 to the second: mean 0.3.
+        let d = c.assign(3, &q(&[(1, 100)]));
+        assert_eq!((d.cluster_id, d.is_new), (3, true));
+        assert!((d.similarity - 0.3).abs() < 1e-3, "{}", d.similarity);
+
+        let mut rebuilt = SemanticClusterer::new(config);
+        rebuilt.insert_existing(1, &q(&[(0, 100)]));
+        rebuilt.insert_existing(1, &q(&[(0, 80), (1, 60)]));
+        rebuilt.insert_existing(3, &q(&[(1, 100)]));
+        let probe = q(&[(0, 50), (2, 50)]);
+        assert_eq!(c.assign(9, &probe), rebuilt.assign(9, &probe));
+    }
+
+    #[test]
+    fn an_id_known_without_embedding_is_not_reused_nor_joined() {
+        let mut c = SemanticClusterer::new(SemanticConfig::default());
+        c.insert_id(7);
+        let a = c.assign(8, &q(&[(0, 1)]));
+        assert_eq!((a.cluster_id, a.is_new), (8, true));
+        let b = c.assign(7, &q(&[(5, 1)]));
+        assert_eq!((b.cluster_id, b.is_new), (7, false));
+        assert_eq!(c.stats().clusters, 2);
     }
 }
