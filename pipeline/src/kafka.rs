@@ -5,6 +5,12 @@
 //! that exist with the partition count asked for. The broker's automatic topic
 //! creation is off; topics exist because a service called [`ensure_topics`].
 //!
+//! How many copies of each partition a new topic has, and how many must have
+//! a write before it is acknowledged (`min.insync.replicas`; every producer
+//! here sends with `acks=all`), is decided in one place, [`topic_replication`]:
+//! the configured numbers, or else as many replicas as the cluster has
+//! brokers, at most three, with two in sync when there are three.
+//!
 //! One size limit holds for every message: [`MAX_MESSAGE_BYTES`] is the
 //! `max.message.bytes` of every topic [`ensure_topics`] creates and the
 //! `message.max.bytes` of every producer (ingest's, the processor's
@@ -68,9 +74,14 @@ pub struct KafkaConfig {
     /// Partitions of topics this service creates.
     #[serde(default = "default_partitions")]
     pub partitions: i32,
-    /// Replication factor of topics this service creates.
-    #[serde(default = "default_replication")]
-    pub replication_factor: i32,
+    /// Replication factor of topics this service creates; absent: chosen
+    /// from the broker count by [`topic_replication`].
+    #[serde(default)]
+    pub replication_factor: Option<i32>,
+    /// `min.insync.replicas` of topics this service creates; absent: chosen
+    /// from the replication factor by [`topic_replication`].
+    #[serde(default)]
+    pub min_insync_replicas: Option<i32>,
     /// Extra librdkafka properties (security settings and the like), applied
     /// last so they override the service's own defaults. Each value may be a
     /// secret from the environment or a file (`crate::config::secret`), as
@@ -93,6 +104,7 @@ impl std::fmt::Debug for KafkaConfig {
             .field("brokers", &self.brokers)
             .field("partitions", &self.partitions)
             .field("replication_factor", &self.replication_factor)
+            .field("min_insync_replicas", &self.min_insync_replicas)
             .field("properties", &properties)
             .finish()
     }
@@ -108,17 +120,14 @@ fn default_partitions() -> i32 {
     4
 }
 
-fn default_replication() -> i32 {
-    1
-}
-
 impl KafkaConfig {
     /// Loopback defaults for local runs and tests.
     pub fn local(brokers: impl Into<String>) -> Self {
         KafkaConfig {
             brokers: brokers.into(),
             partitions: default_partitions(),
-            replication_factor: default_replication(),
+            replication_factor: None,
+            min_insync_replicas: None,
             properties: BTreeMap::new(),
         }
     }
@@ -159,22 +168,84 @@ pub enum TopicError {
         topic: String,
         code: RDKafkaErrorCode,
     },
+    #[error(
+        "topic replication: min_insync_replicas {min_insync_replicas} is not between 1 and \
+         replication_factor {replication_factor}"
+    )]
+    Replication {
+        replication_factor: i32,
+        min_insync_replicas: i32,
+    },
+}
+
+/// How the partitions of a new topic are copied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Replication {
+    /// Copies of each partition.
+    pub factor: i32,
+    /// Copies that must have a write before an `acks=all` producer is told
+    /// it is stored: with fewer in sync, the partition refuses writes
+    /// (`NOT_ENOUGH_REPLICAS`, which the producers retry) rather than
+    /// acknowledge one that a single broker's loss would take away.
+    pub min_insync: i32,
+}
+
+/// The replication of new topics: `replication_factor` and
+/// `min_insync_replicas` as configured, or else one replica per broker the
+/// cluster lists (`brokers`), at most three, and a majority of them in sync
+/// but never all (1 of 1, 1 of 2, 2 of 3, 3 of 5): one broker may then stop
+/// without refusing writes. A factor larger than the broker count is kept,
+/// and Kafka refuses it until enough brokers are up, so that a service
+/// started during a rolling restart does not make topics with fewer copies
+/// than configured; production configurations therefore name both numbers.
+pub fn topic_replication(
+    replication_factor: Option<i32>,
+    min_insync_replicas: Option<i32>,
+    brokers: usize,
+) -> Result<Replication, TopicError> {
+    let factor = replication_factor
+        .unwrap_or_else(|| i32::try_from(brokers).unwrap_or(i32::MAX).clamp(1, 3));
+    let min_insync = min_insync_replicas.unwrap_or((factor - 1).min(factor / 2 + 1).max(1));
+    if factor < 1 || min_insync < 1 || min_insync > factor {
+        return Err(TopicError::Replication {
+            replication_factor: factor,
+            min_insync_replicas: min_insync,
+        });
+    }
+    Ok(Replication { factor, min_insync })
 }
 
 /// Creates each topic that does not exist yet, with `max.message.bytes` set
-/// to [`MAX_MESSAGE_BYTES`]. Topics that exist are left as they are.
+/// to [`MAX_MESSAGE_BYTES`] and the replication of [`topic_replication`].
+/// Topics that exist are left as they are.
 pub async fn ensure_topics(config: &KafkaConfig, topics: &[&str]) -> Result<(), TopicError> {
     let admin: AdminClient<DefaultClientContext> = config.client_config(&[]).create()?;
+    let replication = match config.replication_factor {
+        // Both configured: no need to ask the cluster how big it is.
+        Some(_) if config.min_insync_replicas.is_some() => {
+            topic_replication(config.replication_factor, config.min_insync_replicas, 0)?
+        }
+        _ => {
+            let brokers = broker_count(config).await?;
+            topic_replication(
+                config.replication_factor,
+                config.min_insync_replicas,
+                brokers,
+            )?
+        }
+    };
     let max_message_bytes = MAX_MESSAGE_BYTES.to_string();
+    let min_insync = replication.min_insync.to_string();
     let new_topics: Vec<NewTopic<'_>> = topics
         .iter()
         .map(|name| {
             NewTopic::new(
                 name,
                 config.partitions,
-                TopicReplication::Fixed(config.replication_factor),
+                TopicReplication::Fixed(replication.factor),
             )
             .set("max.message.bytes", &max_message_bytes)
+            .set("min.insync.replicas", &min_insync)
         })
         .collect();
     let options = AdminOptions::new()
@@ -182,12 +253,37 @@ pub async fn ensure_topics(config: &KafkaConfig, topics: &[&str]) -> Result<(), 
         .request_timeout(Some(Duration::from_secs(15)));
     for result in admin.create_topics(&new_topics, &options).await? {
         match result {
-            Ok(topic) => tracing::info!(%topic, "created topic"),
+            Ok(topic) => tracing::info!(
+                %topic,
+                replication_factor = replication.factor,
+                min_insync_replicas = replication.min_insync,
+                "created topic"
+            ),
             Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((topic, code)) => return Err(TopicError::Create { topic, code }),
         }
     }
     Ok(())
+}
+
+/// How many brokers the cluster's metadata lists. librdkafka's metadata
+/// call blocks, so it runs on a thread of its own, which a caller that stops
+/// waiting (a service shutting down) need not wait for either.
+async fn broker_count(config: &KafkaConfig) -> Result<usize, TopicError> {
+    let client_config = config.client_config(&[]);
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let count = client_config
+            .create::<AdminClient<DefaultClientContext>>()
+            .and_then(|admin| {
+                let metadata = admin
+                    .inner()
+                    .fetch_metadata(None, Duration::from_secs(15))?;
+                Ok(metadata.brokers().len())
+            });
+        let _ = sender.send(count);
+    });
+    Ok(receiver.await.map_err(|_| KafkaError::Canceled)??)
 }
 
 /// [`ensure_topics`], again and again with backoff (200 ms doubling to
@@ -267,6 +363,62 @@ mod tests {
             );
         }
         assert!(!refused_for_good(&KafkaError::Canceled));
+    }
+
+    #[test]
+    fn replication_follows_the_broker_count_up_to_three() {
+        let chosen = |brokers| topic_replication(None, None, brokers).unwrap();
+        let pairs: Vec<(i32, i32)> = [0, 1, 2, 3, 4, 9]
+            .into_iter()
+            .map(chosen)
+            .map(|r| (r.factor, r.min_insync))
+            .collect();
+        // (factor, min.insync.replicas) for 0, 1, 2, 3, 4 and 9 brokers.
+        assert_eq!(pairs, [(1, 1), (1, 1), (2, 1), (3, 2), (3, 2), (3, 2)]);
+    }
+
+    #[test]
+    fn configured_replication_wins_over_the_broker_count() {
+        let r = topic_replication(Some(3), None, 1).unwrap();
+        assert_eq!(
+            (r.factor, r.min_insync),
+            (3, 2),
+            "kept for Kafka to refuse until 3 are up"
+        );
+        let r = topic_replication(Some(5), None, 5).unwrap();
+        assert_eq!((r.factor, r.min_insync), (5, 3));
+        let r = topic_replication(None, Some(1), 3).unwrap();
+        assert_eq!((r.factor, r.min_insync), (3, 1));
+        let r = topic_replication(Some(2), Some(2), 0).unwrap();
+        assert_eq!((r.factor, r.min_insync), (2, 2));
+    }
+
+    #[test]
+    fn impossible_replication_is_refused() {
+        for (factor, min_insync) in [(Some(3), Some(4)), (Some(0), None), (None, Some(0))] {
+            let refused = topic_replication(factor, min_insync, 3);
+            assert!(
+                matches!(refused, Err(TopicError::Replication { .. })),
+                "{factor:?} {min_insync:?}: {refused:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn replication_is_read_from_the_configuration() {
+        let config: KafkaConfig = toml::from_str(
+            "brokers = \"a:9092,b:9092,c:9092\"\nreplication_factor = 3\nmin_insync_replicas = 2\n",
+        )
+        .unwrap();
+        assert_eq!(
+            (config.replication_factor, config.min_insync_replicas),
+            (Some(3), Some(2))
+        );
+        let config: KafkaConfig = toml::from_str("brokers = \"a:9092\"\n").unwrap();
+        assert_eq!(
+            (config.replication_factor, config.min_insync_replicas),
+            (None, None)
+        );
     }
 
     #[test]
