@@ -10,6 +10,8 @@
 //! a switch to `embedding`) keeps its cluster id, which is never reused, but
 //! nothing joins that cluster by meaning.
 
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::cluster::{
@@ -39,6 +41,40 @@ struct Semantic {
     index: SemanticClusterer,
     requests: u64,
     load_time: Duration,
+    recent: RecentEmbeddings,
+}
+
+/// The embeddings of the last [`RecentEmbeddings::CAPACITY`] distinct
+/// texts, oldest forgotten first. The encoder costs milliseconds per text
+/// and a popular request arrives in the same words again and again (a form
+/// letter, a title copied between colleagues, a retried report): those
+/// cost a lookup. Exact text only, so the result is the model's own.
+#[derive(Debug, Default)]
+struct RecentEmbeddings {
+    map: HashMap<Arc<str>, Quantized>,
+    order: VecDeque<Arc<str>>,
+    hits: u64,
+}
+
+impl RecentEmbeddings {
+    const CAPACITY: usize = 4096;
+
+    fn get_or_embed(&mut self, text: &str, embedder: &Embedder) -> Quantized {
+        if let Some(q) = self.map.get(text) {
+            self.hits += 1;
+            return q.clone();
+        }
+        let q = embedder.embed(text).quantize();
+        if self.order.len() == Self::CAPACITY
+            && let Some(old) = self.order.pop_front()
+        {
+            self.map.remove(&old);
+        }
+        let key: Arc<str> = Arc::from(text);
+        self.order.push_back(Arc::clone(&key));
+        self.map.insert(key, q.clone());
+        q
+    }
 }
 
 impl Default for Clusterer {
@@ -70,6 +106,7 @@ impl Clusterer {
                     index: SemanticClusterer::new(config.semantic()),
                     requests: 0,
                     load_time: started.elapsed(),
+                    recent: RecentEmbeddings::default(),
                 }))
             }
         };
@@ -100,6 +137,15 @@ impl Clusterer {
         }
     }
 
+    /// Requests whose text was embedded shortly before, so the model did
+    /// not run again (zero under MinHash).
+    pub fn repeated_texts(&self) -> u64 {
+        match &self.kind {
+            Kind::MinHash(_) => 0,
+            Kind::Embedding(s) => s.recent.hits,
+        }
+    }
+
     /// Whether a cluster with this id is known.
     pub fn contains_cluster(&self, cluster_id: u64) -> bool {
         match &self.kind {
@@ -115,7 +161,7 @@ impl Clusterer {
             Kind::MinHash(m) => m.assign(text),
             Kind::Embedding(s) => {
                 s.requests += 1;
-                let embedding = s.embedder.embed(text).quantize();
+                let embedding = s.recent.get_or_embed(text, &s.embedder);
                 let founding_id = cluster_id_for(text);
                 let a = s.index.assign(founding_id, &embedding);
                 Assignment {
