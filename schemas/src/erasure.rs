@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::tables;
+
 /// The `schema` header of an erasure request on the reports topic.
 pub const ERASURE_SCHEMA: &str = "erasure/1";
 
@@ -42,14 +44,9 @@ impl ErasureRequest {
     }
 }
 
-/// Every table with a `machine_hash` column: the raw tables, and the
-/// aggregates, which keep one row per machine (migration 6). A test checks
-/// this list against the DDL.
-pub const MACHINE_TABLES: &[&str] = &[
-    "crash_reports",
-    "feature_requests",
-    "feedback",
-    "heartbeats",
+/// The aggregates with a `machine_hash` column: they keep one row per
+/// machine (migration 6).
+pub const MACHINE_AGGREGATES: &[&str] = &[
     "crash_signatures_agg",
     "crash_daily_agg",
     "machine_days_agg",
@@ -57,13 +54,54 @@ pub const MACHINE_TABLES: &[&str] = &[
     "feedback_daily_agg",
 ];
 
-/// The raw tables among [`MACHINE_TABLES`].
-pub const RAW_MACHINE_TABLES: &[&str] = &[
-    "crash_reports",
-    "feature_requests",
-    "feedback",
-    "heartbeats",
-];
+/// The raw tables of machines' reports: every entry of
+/// [`tables::RAW_TABLES`] that holds a report kind, in its order.
+pub const RAW_MACHINE_TABLES: &[&str] = &raw_machine_tables();
+
+/// Every table with a `machine_hash` column: [`RAW_MACHINE_TABLES`], then
+/// [`MACHINE_AGGREGATES`]. A test checks this list against the DDL.
+pub const MACHINE_TABLES: &[&str] = &machine_tables();
+
+const RAW_MACHINE_COUNT: usize = {
+    let mut count = 0;
+    let mut i = 0;
+    while i < tables::RAW_TABLES.len() {
+        if tables::RAW_TABLES[i].kind.is_some() {
+            count += 1;
+        }
+        i += 1;
+    }
+    count
+};
+
+const fn raw_machine_tables() -> [&'static str; RAW_MACHINE_COUNT] {
+    let mut all = [""; RAW_MACHINE_COUNT];
+    let (mut i, mut n) = (0, 0);
+    while i < tables::RAW_TABLES.len() {
+        if tables::RAW_TABLES[i].kind.is_some() {
+            all[n] = tables::RAW_TABLES[i].name;
+            n += 1;
+        }
+        i += 1;
+    }
+    all
+}
+
+const fn machine_tables() -> [&'static str; RAW_MACHINE_COUNT + MACHINE_AGGREGATES.len()] {
+    let mut all = [""; RAW_MACHINE_COUNT + MACHINE_AGGREGATES.len()];
+    let raw = raw_machine_tables();
+    let mut i = 0;
+    while i < raw.len() {
+        all[i] = raw[i];
+        i += 1;
+    }
+    let mut j = 0;
+    while j < MACHINE_AGGREGATES.len() {
+        all[i + j] = MACHINE_AGGREGATES[j];
+        j += 1;
+    }
+    all
+}
 
 /// The mutations that erase a machine: its rows in every table of
 /// [`MACHINE_TABLES`], the clustering signatures of its feature requests

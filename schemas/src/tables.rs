@@ -190,14 +190,4 @@ mod tests {
         assert_eq!(HEARTBEATS.views().len(), 1);
         assert!(OUTCOMES.views().is_empty());
     }
-
-    #[test]
-    fn the_erasure_lists_name_every_report_table() {
-        let reports: Vec<&str> = RAW_TABLES
-            .iter()
-            .filter(|t| t.kind.is_some())
-            .map(|t| t.name)
-            .collect();
-        assert_eq!(crate::erasure::RAW_MACHINE_TABLES, reports.as_slice());
-    }
 }
