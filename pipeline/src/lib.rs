@@ -4,6 +4,8 @@
 //!   trusting a configured CA file ([`CaFile`]) besides the system's;
 //! - [`config`]: how both services read their TOML file, with secrets
 //!   from the environment or from files ([`config::secret`]);
+//! - [`health`]: `/metrics`, `/healthz` and `/readyz` on a port of their
+//!   own, for the services without an HTTP API;
 //! - [`kafka`]: librdkafka client settings from one [`KafkaConfig`], and
 //!   [`ensure_topics`], the only way topics come to exist (the broker's
 //!   automatic creation is off);
@@ -15,6 +17,7 @@
 
 pub mod clickhouse;
 pub mod config;
+pub mod health;
 pub mod kafka;
 pub mod logging;
 pub mod shutdown;

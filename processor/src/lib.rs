@@ -17,8 +17,9 @@
 //!
 //! In: [`schemas::AcceptedReport`] messages from the reports topic and
 //! [`schemas::OutcomeEvent`]s from the outcomes topic, as one member of a
-//! consumer group. Out: the tables of `schemas/migrations/` (applied at
-//! start): raw `crash_reports`, `feature_requests`, `feedback`,
+//! consumer group. Out: the tables of `schemas/migrations/` (applied by
+//! `telemetry-admin migrate`; the processor waits, not ready, on a database
+//! that lacks one): raw `crash_reports`, `feature_requests`, `feedback`,
 //! `heartbeats`, `outcomes`, `processing_errors`; the aggregate views
 //! `crash_signatures`, `crash_daily`, `crash_free_daily`,
 //! `feature_request_clusters`, `feedback_daily`; `crash_regressions`;
@@ -28,9 +29,9 @@
 //! retention, the analysts' cookbook) are the `warehouse` crate's, run by
 //! `telemetry-admin`: this crate only moves the stream into the tables.
 //!
-//! [`run`] connects, migrates and makes sure the topics exist (waiting
-//! with backoff while ClickHouse or Kafka is down, `/readyz` at 503
-//! meanwhile), then consumes until `shutdown` resolves; the binary only
+//! [`run`] connects, checks the migrations are applied and makes sure the
+//! topics exist (waiting with backoff while ClickHouse or Kafka is down or
+//! the database is behind, `/readyz` at 503 meanwhile), then consumes until `shutdown` resolves; the binary only
 //! reads the configuration.
 
 mod batch;
@@ -41,7 +42,6 @@ mod erase;
 mod index;
 mod lag;
 mod metrics;
-pub mod migrate;
 mod route;
 mod rows;
 mod store;
@@ -55,7 +55,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
 pub use dead_letter::DeadLetters;
-pub use metrics::{Metrics, serve as serve_metrics};
+pub use metrics::Metrics;
 pub use store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -68,7 +68,7 @@ pub enum RunError {
     Clustering(#[from] clustering::ConfigError),
 }
 
-/// Connects to ClickHouse (waiting while it is down), applies migrations,
+/// Connects to ClickHouse (waiting while it is down or lacks a migration),
 /// makes sure the topics exist, and consumes until `shutdown` resolves.
 pub async fn run(
     config: Config,
@@ -90,7 +90,8 @@ pub async fn run_with_metrics(
         trigger.cancel();
     });
     if let Some(addr) = config.metrics_listen {
-        tokio::spawn(metrics::serve(addr, Arc::clone(&metrics), stop.clone()));
+        let observed: Arc<dyn pipeline::health::Observed> = metrics.clone();
+        tokio::spawn(pipeline::health::serve(addr, observed, stop.clone()));
     }
 
     // First, so that a missing model is said at once, not after the wait
@@ -106,8 +107,10 @@ pub async fn run_with_metrics(
         return Ok(());
     };
     let backoff = Backoff::of(&config);
+    // Refused, not applied: a database behind this build is waited on, with
+    // readiness off, until `telemetry-admin migrate` has run.
     let migrated = until_done("clickhouse migrations", &backoff, &stop, &metrics, || {
-        store.migrate()
+        store.check_migrations()
     })
     .await;
     if migrated.is_none() {

@@ -1,21 +1,18 @@
 //! Every metric the processor exposes, named and described in one place,
 //! kept by `prometheus-client` and served as Prometheus text (0.0.4) on
-//! `metrics_listen` (with `/healthz` and `/readyz`) when set.
+//! `metrics_listen` (with `/healthz` and `/readyz`, by
+//! [`pipeline::health::serve`]) when set.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
-use axum::Router;
-use axum::http::{StatusCode, header};
-use axum::routing::get;
-use prometheus_client::encoding::{EncodeLabelSet, prometheus_text};
+use pipeline::health::Observed;
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use tokio_util::sync::CancellationToken;
 
 use crate::batch::TopicPartition;
 use crate::lag::PartitionLag;
@@ -66,9 +63,6 @@ counters! {
     offset_resets: "Partitions whose committed offset was out of range and restarted from the earliest available",
     partitions_revoked: "Partitions taken away by a rebalance",
     partitions_assigned: "Partitions given by a rebalance",
-    retention_partitions_dropped: "Table partitions dropped for age",
-    scheduled_runs: "Scheduled jobs (retention, regressions) that completed",
-    scheduled_failures: "Scheduled jobs that failed",
     cluster_signatures_loaded: "Stored request signatures added to the clustering index (at start, and from other instances)",
     startup_retries: "Start-up steps (migrations, Kafka topics) that failed and were tried again",
 }
@@ -171,59 +165,20 @@ impl Metrics {
     pub fn lag(&self) -> BTreeMap<TopicPartition, PartitionLag> {
         self.lag.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
-
-    /// The text served on `/metrics`, Prometheus' text format (0.0.4).
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        // Writing into a String cannot fail.
-        let _ = prometheus_text::encode(&mut out, &self.registry);
-        out
-    }
 }
 
-/// Serves `/metrics`, `/healthz` and `/readyz` on `addr` until `stop`.
-pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>, stop: CancellationToken) {
-    let app = Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", {
-            let metrics = Arc::clone(&metrics);
-            get(move || {
-                let ready = metrics.is_ready();
-                async move {
-                    if ready {
-                        (StatusCode::OK, "ready")
-                    } else {
-                        (
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            "starting: waiting for clickhouse or kafka",
-                        )
-                    }
-                }
-            })
-        })
-        .route(
-            "/metrics",
-            get(move || {
-                let metrics = Arc::clone(&metrics);
-                async move {
-                    (
-                        [(header::CONTENT_TYPE, prometheus_text::CONTENT_TYPE)],
-                        metrics.render(),
-                    )
-                }
-            }),
-        );
-    let listener = match tokio::net::TcpListener::bind(addr).await {
-        Ok(listener) => listener,
-        Err(error) => {
-            tracing::error!(%error, %addr, "cannot serve metrics");
-            return;
-        }
-    };
-    tracing::info!(%addr, "serving metrics");
-    let _ = axum::serve(listener, app)
-        .with_graceful_shutdown(async move { stop.cancelled().await })
-        .await;
+impl Observed for Metrics {
+    fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    fn is_ready(&self) -> bool {
+        Metrics::is_ready(self)
+    }
+
+    fn not_ready_reason(&self) -> &'static str {
+        "starting: waiting for clickhouse (and its migrations) or kafka"
+    }
 }
 
 #[cfg(test)]
@@ -236,10 +191,10 @@ mod tests {
         Metrics::add(&metrics.rows_inserted, 3);
         let text = metrics.render();
         assert!(text.contains("processor_rows_inserted_total 3"));
-        // 15 counters and the overall lag gauge; the per-partition gauges
+        // 12 counters and the overall lag gauge; the per-partition gauges
         // show once a partition is seen (`lag_is_rendered_per_partition`).
-        assert_eq!(text.matches("# TYPE ").count(), 16);
-        assert_eq!(text.matches("# HELP ").count(), 16);
+        assert_eq!(text.matches("# TYPE ").count(), 13);
+        assert_eq!(text.matches("# HELP ").count(), 13);
     }
 
     #[test]

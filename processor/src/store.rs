@@ -4,15 +4,15 @@
 use std::collections::{HashMap, HashSet};
 
 use clickhouse::{Client, Compression, Row};
-use schemas::ServerVersion;
+use schemas::clickhouse::pending;
 use schemas::clickhouse::{stored_reports, uuid_in, uuid_literals};
 use schemas::tables::RawTable;
+use schemas::{AppliedMigration, ChangedMigration, ServerVersion};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::batch::{Keyed, RowKey};
 use crate::config::ClickHouseConfig;
-use crate::migrate::{self, MigrationError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -20,8 +20,13 @@ pub enum StoreError {
     ClickHouse(#[from] clickhouse::error::Error),
     #[error("clickhouse answered an unreadable version {0:?}")]
     Version(String),
+    #[error(
+        "database {database} lacks migrations {pending:?} that this build needs; \
+         apply them with `telemetry-admin migrate` (same configuration)"
+    )]
+    Behind { database: String, pending: Vec<u32> },
     #[error(transparent)]
-    Migration(#[from] MigrationError),
+    Changed(#[from] ChangedMigration),
 }
 
 /// What a failed request says about trying it again, decided in one place
@@ -97,7 +102,9 @@ impl StoreError {
                 }
                 _ => Failure::Transient,
             },
-            StoreError::Version(_) | StoreError::Migration(_) => Failure::Transient,
+            StoreError::Version(_) | StoreError::Behind { .. } | StoreError::Changed(_) => {
+                Failure::Transient
+            }
         }
     }
 }
@@ -113,6 +120,7 @@ const LOOKUP_QUERY_BYTES: usize = LOOKUP_CHUNK * 80 + 4096;
 pub struct Store {
     client: Client,
     version: ServerVersion,
+    database: String,
 }
 
 impl std::fmt::Debug for Store {
@@ -145,6 +153,7 @@ impl Store {
         Ok(Store {
             client: Self::client_for(config, version),
             version,
+            database: config.database.clone(),
         })
     }
 
@@ -154,6 +163,7 @@ impl Store {
         Store {
             client: Self::client_for(config, self.version),
             version: self.version,
+            database: config.database.clone(),
         }
     }
 
@@ -186,9 +196,52 @@ impl Store {
         &self.client
     }
 
-    /// Applies every migration not applied yet; returns their versions.
-    pub async fn migrate(&self) -> Result<Vec<u32>, StoreError> {
-        Ok(migrate::apply(&self.client, schemas::MIGRATIONS).await?)
+    /// The migrations recorded in `schema_migrations`; none if the table
+    /// is not there yet.
+    pub async fn applied_migrations(&self) -> Result<Vec<AppliedMigration>, StoreError> {
+        #[derive(Row, Deserialize)]
+        struct Applied {
+            version: u32,
+            checksum: u64,
+        }
+        let exists: u8 = self
+            .client
+            .query(
+                "SELECT count() > 0 FROM system.tables \
+                 WHERE database = currentDatabase() AND name = 'schema_migrations'",
+            )
+            .fetch_one()
+            .await?;
+        if exists == 0 {
+            return Ok(Vec::new());
+        }
+        let applied: Vec<Applied> = self
+            .client
+            .query("SELECT version, checksum FROM schema_migrations")
+            .fetch_all()
+            .await?;
+        Ok(applied
+            .into_iter()
+            .map(|a| AppliedMigration {
+                version: a.version,
+                checksum: a.checksum,
+            })
+            .collect())
+    }
+
+    /// Whether the database holds every migration this build's rows need.
+    /// The processor only checks: migrating is `telemetry-admin migrate`'s
+    /// job (the `warehouse` crate), run before a new build starts.
+    pub async fn check_migrations(&self) -> Result<(), StoreError> {
+        let applied = self.applied_migrations().await?;
+        let pending = pending(schemas::MIGRATIONS, &applied)?;
+        if pending.is_empty() {
+            return Ok(());
+        }
+        Err(StoreError::Behind {
+            database: self.database.clone(),
+            pending: pending.iter().map(|m| m.version()).collect(),
+        })
     }
 
     /// Which rows like `rows` are already in their table: each stored key

@@ -57,27 +57,15 @@ pub struct Installed {
     pub wrote_config: bool,
 }
 
-fn xml_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 /// The Task Scheduler definition (schema 1.2, Windows 7 and later) of the
 /// task that runs `exe --config <config> run` as SYSTEM.
 pub fn task_xml(exe: &Path, config: &Path, every_hours: u32) -> String {
     let hours = every_hours.clamp(1, 24);
-    let exe = xml_escape(&exe.display().to_string());
-    let args = xml_escape(&format!("--config \"{}\" run", config.display()));
+    // XML escapes are HTML's for `& < > " '`.
+    let exe = html_escape::encode_quoted_attribute(&exe.display().to_string()).into_owned();
+    let args =
+        html_escape::encode_quoted_attribute(&format!("--config \"{}\" run", config.display()))
+            .into_owned();
     let mut xml = String::new();
     let _ = write!(
         xml,

@@ -72,6 +72,51 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!("0007_request_embeddings"),
 ];
 
+/// A migration recorded in `schema_migrations`: its version and the
+/// checksum of the file that ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppliedMigration {
+    pub version: u32,
+    pub checksum: u64,
+}
+
+/// An applied migration whose file has changed since it ran: the tables no
+/// longer match the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "migration {version} ({name}) was changed after it was applied; \
+     leave applied migrations as they are and add a new one"
+)]
+pub struct ChangedMigration {
+    pub version: u32,
+    pub name: &'static str,
+}
+
+/// The migrations of `migrations` that `applied` lacks, oldest first, for
+/// the runner to apply and the processor to refuse a database behind its
+/// build. Applied versions this build does not know (a newer build ran
+/// first) are left alone.
+pub fn pending<'m>(
+    migrations: &'m [Migration],
+    applied: &[AppliedMigration],
+) -> Result<Vec<&'m Migration>, ChangedMigration> {
+    let mut pending = Vec::new();
+    for migration in migrations {
+        let version = migration.version();
+        match applied.iter().find(|a| a.version == version) {
+            Some(done) if done.checksum != migration.checksum() => {
+                return Err(ChangedMigration {
+                    version,
+                    name: migration.name(),
+                });
+            }
+            Some(_) => {}
+            None => pending.push(migration),
+        }
+    }
+    Ok(pending)
+}
+
 /// How a table is partitioned, for retention.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Partitioned {
@@ -348,6 +393,49 @@ impl fmt::Display for ServerVersion {
 mod tests {
     use super::*;
     use std::collections::HashSet;
+
+    fn applied(migration: &Migration) -> AppliedMigration {
+        AppliedMigration {
+            version: migration.version(),
+            checksum: migration.checksum(),
+        }
+    }
+
+    #[test]
+    fn pending_migrations_are_those_not_recorded_oldest_first() {
+        let versions = |pending: Vec<&Migration>| -> Vec<u32> {
+            pending.iter().map(|m| m.version()).collect()
+        };
+        let all: Vec<u32> = MIGRATIONS.iter().map(Migration::version).collect();
+        assert_eq!(versions(pending(MIGRATIONS, &[]).expect("fresh")), all);
+        let first_two: Vec<_> = MIGRATIONS[..2].iter().map(applied).collect();
+        assert_eq!(
+            versions(pending(MIGRATIONS, &first_two).expect("behind")),
+            all[2..]
+        );
+        let every: Vec<_> = MIGRATIONS.iter().map(applied).collect();
+        assert!(pending(MIGRATIONS, &every).expect("current").is_empty());
+        // A newer build's migration, unknown here, is no reason to refuse.
+        let mut newer = every.clone();
+        newer.push(AppliedMigration {
+            version: 9_999,
+            checksum: 1,
+        });
+        assert!(pending(MIGRATIONS, &newer).expect("ahead").is_empty());
+    }
+
+    #[test]
+    fn a_migration_changed_after_it_ran_is_refused() {
+        let mut every: Vec<_> = MIGRATIONS.iter().map(applied).collect();
+        every[0].checksum ^= 1;
+        assert_eq!(
+            pending(MIGRATIONS, &every),
+            Err(ChangedMigration {
+                version: MIGRATIONS[0].version(),
+                name: MIGRATIONS[0].name(),
+            })
+        );
+    }
 
     #[test]
     fn every_materialised_view_is_found_with_its_source_and_target() {

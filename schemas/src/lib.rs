@@ -43,7 +43,7 @@ pub mod report;
 pub mod tables;
 pub mod topics;
 
-pub use clickhouse::{MIGRATIONS, Migration, ServerVersion};
+pub use clickhouse::{AppliedMigration, ChangedMigration, MIGRATIONS, Migration, ServerVersion};
 pub use outcome::{Outcome, OutcomeEvent};
 pub use received::Received;
 pub use report::{

@@ -6,7 +6,8 @@
 //! - a [`TestEnv`] per test: its own topics and its own ClickHouse database
 //!   (random suffix), removed again by [`TestEnv::cleanup`];
 //! - ingest and processor started in-process, each stopped by dropping its
-//!   handle's sender;
+//!   handle's sender (the processor's database migrated first, as
+//!   `telemetry-admin migrate` does before a rollout: [`migrate`]);
 //! - [`eventually`]: polling with a deadline, never a fixed sleep.
 
 use std::future::Future;
@@ -405,14 +406,40 @@ pub fn start_processor(config: processor::Config) -> Running<processor::RunError
     start_processor_with(config, Arc::new(processor::Metrics::default()))
 }
 
-/// Starts the processor in-process, counting into `metrics`.
+/// Starts the processor in-process, counting into `metrics`, once its
+/// database is migrated.
 pub fn start_processor_with(
+    config: processor::Config,
+    metrics: Arc<processor::Metrics>,
+) -> Running<processor::RunError> {
+    let (stop, signal) = stop_signal();
+    let task = tokio::spawn(async move {
+        migrate(&config.clickhouse).await;
+        processor::run_with_metrics(config, signal, metrics).await
+    });
+    Running { stop, task }
+}
+
+/// Starts the processor in-process as it is, on a database that may lack
+/// migrations.
+pub fn start_processor_unmigrated(
     config: processor::Config,
     metrics: Arc<processor::Metrics>,
 ) -> Running<processor::RunError> {
     let (stop, signal) = stop_signal();
     let task = tokio::spawn(processor::run_with_metrics(config, signal, metrics));
     Running { stop, task }
+}
+
+/// Applies this build's migrations to the database of `config`, as
+/// `telemetry-admin migrate` does (the processor only checks for them).
+pub async fn migrate(config: &ClickHouseConfig) {
+    let store = processor::Store::connect(config)
+        .await
+        .expect("clickhouse is up (scripts/services start)");
+    warehouse::migrate::apply_all(&store)
+        .await
+        .expect("migrations apply");
 }
 
 /// Runs `scripts/services ARGS` (e.g. `["stop", "kafka"]`) with this
@@ -664,7 +691,10 @@ pub fn serve_as_child_processor() {
         .enable_all()
         .build()
         .expect("runtime")
-        .block_on(processor::run(config, pipeline::shutdown::signal()))
+        .block_on(async {
+            migrate(&config.clickhouse).await;
+            processor::run(config, pipeline::shutdown::signal()).await
+        })
         .expect("child processor ran");
 }
 

@@ -171,3 +171,57 @@ async fn scrape_if_up(url: &str) -> Option<Scrape> {
     reqwest::get(format!("{url}/metrics")).await.ok()?;
     Some(scrape(url).await)
 }
+
+/// `telemetry-admin serve` on a fresh database: migrates it, turns ready,
+/// and counts its job runs under its own `admin_` names (none of the
+/// processor's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scheduled_jobs_migrate_then_count_their_runs() {
+    let env = TestEnv::new();
+    let mut settings = warehouse::Settings::from(env.processor_config());
+    settings.retention.interval_secs = 3_600;
+    settings.analytics.interval_secs = 3_600;
+    let addr = free_port();
+    let url = format!("http://{addr}");
+    let metrics = std::sync::Arc::new(warehouse::metrics::Metrics::default());
+    let stop = tokio_util::sync::CancellationToken::new();
+    let observed: std::sync::Arc<dyn pipeline::health::Observed> = metrics.clone();
+    tokio::spawn(pipeline::health::serve(addr, observed, stop.clone()));
+    let jobs = tokio::spawn(warehouse::serve(settings, metrics, stop.clone()));
+
+    // Both jobs run right away, the first time.
+    let scrape = eventually("both jobs ran once", Duration::from_secs(60), || {
+        let url = url.clone();
+        async move {
+            let scrape = scrape_if_up(&url).await?;
+            let runs = |job| counter(&scrape, "admin_scheduled_runs_total", &[("job", job)]);
+            (runs("retention") == 1.0 && runs("crash_regressions") == 1.0).then_some(scrape)
+        }
+    })
+    .await;
+    assert_eq!(counter(&scrape, "admin_scheduled_failures_total", &[]), 0.0);
+    assert_eq!(
+        counter(&scrape, "admin_retention_partitions_dropped_total", &[]),
+        0.0
+    );
+    assert!(
+        scrape
+            .samples
+            .iter()
+            .all(|s| s.metric.starts_with("admin_")),
+        "only the jobs' own metrics"
+    );
+    let ready = reqwest::get(format!("{url}/readyz"))
+        .await
+        .expect("answers");
+    assert_eq!(ready.status(), 200);
+    let store = env.clickhouse().await;
+    store
+        .check_migrations()
+        .await
+        .expect("serve migrated the database first");
+
+    stop.cancel();
+    jobs.await.expect("jobs stop");
+    env.cleanup().await;
+}

@@ -59,7 +59,9 @@ async fn totals_stay_exact_when_the_processor_is_killed_again_and_again() {
     let _turn = TURN.lock().await;
     let env = TestEnv::new();
     let store = env.clickhouse().await;
-    store.migrate().await.expect("migrations");
+    warehouse::migrate::apply_all(&store)
+        .await
+        .expect("migrations");
     let binary = processor_binary();
 
     // The child's configuration: a fixed member id, so that a restarted
@@ -225,7 +227,9 @@ async fn clickhouse_down_means_waiting_not_losing() {
     let _turn = TURN.lock().await;
     let env = TestEnv::new();
     let store = env.clickhouse().await;
-    store.migrate().await.expect("migrations");
+    warehouse::migrate::apply_all(&store)
+        .await
+        .expect("migrations");
     let metrics = Arc::new(processor::Metrics::default());
     let mut config = env.processor_config();
     config.batch.max_backoff_ms = 1_000;

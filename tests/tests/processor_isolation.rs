@@ -27,7 +27,9 @@ async fn poison_messages_in_the_middle_of_ten_thousand_hold_up_nothing() {
     const GOOD: usize = 10_000;
     let env = TestEnv::new();
     let store = env.clickhouse().await;
-    store.migrate().await.expect("migrations");
+    warehouse::migrate::apply_all(&store)
+        .await
+        .expect("migrations");
     let metrics = Arc::new(processor::Metrics::default());
     let processor = start_processor_with(env.processor_config(), Arc::clone(&metrics));
 
@@ -125,7 +127,9 @@ fn metric_max(text: &str, prefix: &str) -> f64 {
 async fn a_partition_that_stops_committing_shows_in_the_metrics_within_a_minute() {
     let env = TestEnv::new();
     let store = env.clickhouse().await;
-    store.migrate().await.expect("migrations");
+    warehouse::migrate::apply_all(&store)
+        .await
+        .expect("migrations");
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")
@@ -203,7 +207,9 @@ async fn a_member_joining_and_leaving_twenty_times_loses_and_doubles_nothing() {
     const CYCLES: usize = 20;
     let env = TestEnv::new();
     let store = env.clickhouse().await;
-    store.migrate().await.expect("migrations");
+    warehouse::migrate::apply_all(&store)
+        .await
+        .expect("migrations");
     // Slow inserts: every block written to crash_reports also passes a view
     // that sleeps, so batches are in flight when partitions move.
     store

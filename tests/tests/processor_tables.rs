@@ -267,28 +267,96 @@ async fn undecodable_messages_go_to_dead_letters_and_never_block() {
 async fn migrations_apply_once_and_refuse_a_changed_file() {
     let env = TestEnv::new();
     let store = env.clickhouse().await;
-    let first = store.migrate().await.expect("migrations apply");
+    let first = warehouse::migrate::apply_all(&store)
+        .await
+        .expect("migrations apply");
     assert_eq!(first.len(), schemas::MIGRATIONS.len());
     assert!(
-        store.migrate().await.expect("again").is_empty(),
+        warehouse::migrate::apply_all(&store)
+            .await
+            .expect("again")
+            .is_empty(),
         "nothing the second time"
     );
     assert_eq!(
         scalar(&store, "SELECT count() FROM schema_migrations").await,
         schemas::MIGRATIONS.len() as u64
     );
+    store.check_migrations().await.expect("current");
     let mut changed = schemas::MIGRATIONS.to_vec();
     changed[0].sql = "CREATE TABLE IF NOT EXISTS crash_reports (x UInt8) ENGINE = Log";
-    let error = processor::migrate::apply(store.client(), &changed)
+    let error = warehouse::migrate::apply(&store, &changed)
         .await
-        .expect_err("a changed migration stops the start");
+        .expect_err("a changed migration stops the run");
     assert!(
         matches!(
             error,
-            processor::migrate::MigrationError::Changed { version: 1, .. }
+            warehouse::migrate::MigrationError::Changed(schemas::ChangedMigration {
+                version: 1,
+                ..
+            })
         ),
         "{error}"
     );
+    env.cleanup().await;
+}
+
+/// The processor never migrates: on a database behind its build it waits,
+/// not ready, saying which migrations are missing and how to apply them,
+/// and starts consuming once `telemetry-admin migrate` has run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_processor_waits_for_a_database_behind_its_build() {
+    let env = TestEnv::new();
+    let store = env.clickhouse().await;
+    let older: Vec<schemas::Migration> = schemas::MIGRATIONS[..3].to_vec();
+    warehouse::migrate::apply(&store, &older)
+        .await
+        .expect("the first three migrations");
+    let error = store.check_migrations().await.expect_err("behind");
+    let text = error.to_string();
+    let missing: Vec<String> = schemas::MIGRATIONS[3..]
+        .iter()
+        .map(|m| m.version().to_string())
+        .collect();
+    assert!(
+        text.contains(&missing.join(", ")) && text.contains("telemetry-admin migrate"),
+        "{text}"
+    );
+
+    let metrics = std::sync::Arc::new(processor::Metrics::default());
+    let mut config = env.processor_config();
+    config.batch.max_backoff_ms = 200;
+    let processor = e2e::start_processor_unmigrated(config, std::sync::Arc::clone(&metrics));
+    eventually("the start-up check fails and is retried", WAIT, || async {
+        (processor::Metrics::get(&metrics.startup_retries) >= 2).then_some(())
+    })
+    .await;
+    assert!(!metrics.is_ready(), "not ready on a database behind");
+    assert!(!processor.task.is_finished(), "waits, does not exit");
+    assert_eq!(
+        scalar(&store, "SELECT count() FROM schema_migrations").await,
+        3,
+        "the processor applied nothing"
+    );
+
+    warehouse::migrate::apply_all(&store)
+        .await
+        .expect("the rest");
+    eventually("ready once migrated", WAIT, || async {
+        metrics.is_ready().then_some(())
+    })
+    .await;
+    produce(
+        &env.reports_topic,
+        &[accepted(fixtures::CRASH, "grid", "behind")],
+    )
+    .await;
+    eventually("the report is stored", WAIT, || async {
+        (e2e::try_scalar(&store, "SELECT count() FROM crash_reports").await == Some(1))
+            .then_some(())
+    })
+    .await;
+    processor.shutdown().await.expect("processor stops");
     env.cleanup().await;
 }
 
@@ -296,7 +364,9 @@ async fn migrations_apply_once_and_refuse_a_changed_file() {
 async fn retention_drops_old_partitions_and_keeps_recent_ones() {
     let env = TestEnv::new();
     let store = env.clickhouse().await;
-    store.migrate().await.expect("migrations");
+    warehouse::migrate::apply_all(&store)
+        .await
+        .expect("migrations");
     let insert = |table: &str, when: &str| {
         format!(
             "INSERT INTO {table} (report_id, received_at, machine_hash, org_id, day) \
@@ -481,7 +551,9 @@ async fn an_out_of_range_offset_restarts_from_the_earliest_not_a_crash_loop() {
 async fn what_another_instance_clustered_is_picked_up() {
     let env = TestEnv::new();
     let store = env.clickhouse().await;
-    store.migrate().await.expect("migrations");
+    warehouse::migrate::apply_all(&store)
+        .await
+        .expect("migrations");
     let mut config = env.processor_config();
     config.analytics.cluster_refresh_secs = 1;
     let metrics = std::sync::Arc::new(processor::Metrics::default());

@@ -117,7 +117,7 @@ async fn migration_5_keeps_what_was_stored_and_counts_it_once() {
         .copied()
         .filter(|m| m.version() < 5)
         .collect();
-    processor::migrate::apply(store.client(), &before)
+    warehouse::migrate::apply(&store, &before)
         .await
         .expect("migrations 1 to 4");
 

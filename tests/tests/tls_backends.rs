@@ -234,7 +234,9 @@ async fn the_processor_store_and_ingest_exports_use_clickhouse_over_https() {
     let store = Store::connect(&https_clickhouse(&env, Some(ca)))
         .await
         .expect("connected over https");
-    store.migrate().await.expect("migrated over https");
+    warehouse::migrate::apply_all(&store)
+        .await
+        .expect("migrated over https");
     let tables = "SELECT count() FROM system.tables WHERE database = currentDatabase()";
     assert!(
         e2e::scalar(&store, tables).await > 0,

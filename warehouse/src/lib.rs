@@ -7,6 +7,7 @@
 //!    ├─▶ analytics    crash regressions by build order ─▶ crash_regressions_runs
 //!    ├─▶ retention    expired partitions dropped, raw by day, aggregates by month
 //!    └─▶ cookbook     the analysts' queries (schemas/queries/) ─▶ TSV
+//!  migrate: schemas/migrations/ not yet recorded ─▶ DDL ─▶ schema_migrations
 //!  schedule: retention and regressions on their intervals (`telemetry-admin serve`)
 //! ```
 //!
@@ -16,16 +17,16 @@
 //! Out: files, rows of `crash_regressions_runs` and `analytics_runs`,
 //! dropped partitions, and TSV.
 //!
-//! Migrations are applied through [`processor::Store::migrate`]: the
-//! processor applies the missing ones at its start (it cannot write without
-//! the tables) and [`serve`] when it connects; `telemetry-admin migrate`
-//! applies them on demand, e.g. before a rollout. The runner stays in the
-//! processor because the processor needs it and this crate builds on the
-//! processor's `Store`. `telemetry-admin` (`src/main.rs`) is the command
-//! line over all of this.
+//! Migrations are applied here ([`migrate`]): by `telemetry-admin migrate`,
+//! run before a new build rolls out, and by [`serve`] when it connects. The
+//! processor never migrates: it checks that its database has every
+//! migration of its build and waits, not ready, until it has.
+//! `telemetry-admin` (`src/main.rs`) is the command line over all of this.
 
 pub mod analytics;
 pub mod cookbook;
+pub mod metrics;
+pub mod migrate;
 pub mod report;
 pub mod retention;
 mod schedule;

@@ -193,7 +193,7 @@ async fn main() -> anyhow::Result<ExitCode> {
             }
         }
         Command::Migrate => {
-            for version in connect().await?.migrate().await? {
+            for version in warehouse::migrate::apply_all(&connect().await?).await? {
                 writeln!(out, "{version}")?;
             }
         }
@@ -212,13 +212,10 @@ async fn main() -> anyhow::Result<ExitCode> {
         }
         Command::Serve { metrics_listen } => {
             let stop = CancellationToken::new();
-            let metrics = Arc::new(processor::Metrics::default());
+            let metrics = Arc::new(warehouse::metrics::Metrics::default());
             if let Some(addr) = metrics_listen {
-                tokio::spawn(processor::serve_metrics(
-                    addr,
-                    Arc::clone(&metrics),
-                    stop.clone(),
-                ));
+                let observed: Arc<dyn pipeline::health::Observed> = metrics.clone();
+                tokio::spawn(pipeline::health::serve(addr, observed, stop.clone()));
             }
             let trigger = stop.clone();
             tokio::spawn(async move {

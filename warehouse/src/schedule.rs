@@ -1,17 +1,22 @@
-//! The scheduled jobs: retention and crash regressions, each every
-//! `interval_secs` of its section (the first time right away), until
-//! shutdown. A failed run (ClickHouse down included) is logged and counted,
+//! The scheduled jobs: the migrations once at start, then retention and
+//! crash regressions, each every `interval_secs` of its section (the first
+//! time right away), until shutdown. A failed run (ClickHouse down included) is logged and counted,
 //! and the next one tries again; neither job waits on the other.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use processor::{Metrics, Store, StoreError};
+use processor::Store;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
+use crate::metrics::Metrics;
+use crate::migrate::{self, MigrationError};
 use crate::{Settings, analytics, retention};
+
+/// A job's failure, whatever its step: shown in the log, counted.
+type JobError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Runs the jobs until `stop`; returns when every job has stopped.
 pub async fn serve(settings: Settings, metrics: Arc<Metrics>, stop: CancellationToken) {
@@ -19,6 +24,17 @@ pub async fn serve(settings: Settings, metrics: Arc<Metrics>, stop: Cancellation
         settings: settings.clone(),
         store: Mutex::new(None),
     });
+    // Migrate first, whatever the intervals: processors of this build wait
+    // for it. Ready once done; a ClickHouse down is waited for.
+    let mut pause = Duration::from_millis(500);
+    while let Err(error) = store.get().await {
+        tracing::warn!(%error, retry_in = ?pause, "cannot migrate clickhouse yet");
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(pause) => {}
+        }
+        pause = (pause * 2).min(Duration::from_secs(30));
+    }
     let retention = tokio::spawn(scheduled(
         "retention",
         settings.retention.interval_secs,
@@ -32,7 +48,7 @@ pub async fn serve(settings: Settings, metrics: Arc<Metrics>, stop: Cancellation
                     let today = time::OffsetDateTime::now_utc().date();
                     let config = &store.settings.retention;
                     let dropped = retention::run_once(&store.get().await?, config, today).await?;
-                    Metrics::add(&metrics.retention_partitions_dropped, dropped.len() as u64);
+                    metrics.partitions_dropped.inc_by(dropped.len() as u64);
                     Ok(())
                 }
             }
@@ -62,21 +78,21 @@ pub async fn serve(settings: Settings, metrics: Arc<Metrics>, stop: Cancellation
 
 /// The store, connected at its first use and again after a failed connect
 /// or migration. Migrations not applied yet are applied on connecting (the
-/// processor does the same at its start), so that no job reads tables older
-/// than it was built for.
+/// processor only checks for them), so that no job reads tables older than
+/// it was built for.
 struct Connection {
     settings: Settings,
     store: Mutex<Option<Store>>,
 }
 
 impl Connection {
-    async fn get(&self) -> Result<Store, StoreError> {
+    async fn get(&self) -> Result<Store, MigrationError> {
         let mut store = self.store.lock().await;
         if let Some(store) = store.as_ref() {
             return Ok(store.clone());
         }
         let connected = Store::connect(&self.settings.clickhouse).await?;
-        connected.migrate().await?;
+        migrate::apply_all(&connected).await?;
         *store = Some(connected.clone());
         Ok(connected)
     }
@@ -92,7 +108,7 @@ async fn scheduled<F, Fut>(
     job: F,
 ) where
     F: Fn() -> Fut,
-    Fut: Future<Output = Result<(), StoreError>>,
+    Fut: Future<Output = Result<(), JobError>>,
 {
     if interval_secs == 0 {
         return;
@@ -105,9 +121,9 @@ async fn scheduled<F, Fut>(
             _ = interval.tick() => {}
         }
         match job().await {
-            Ok(()) => Metrics::add(&metrics.scheduled_runs, 1),
+            Ok(()) => metrics.ran(name, true),
             Err(error) => {
-                Metrics::add(&metrics.scheduled_failures, 1);
+                metrics.ran(name, false);
                 tracing::warn!(job = name, %error, "scheduled job failed");
             }
         }

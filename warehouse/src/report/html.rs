@@ -5,20 +5,10 @@ use std::fmt::Write;
 
 use super::{Report, TopSignature};
 
-/// Escapes text for HTML element content and attribute values.
-pub(crate) fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(c),
-        }
-    }
-    out
+/// Escapes text for HTML element content and quoted attribute values
+/// (`& < > " '`).
+pub(crate) fn escape(text: &str) -> std::borrow::Cow<'_, str> {
+    html_escape::encode_quoted_attribute(text)
 }
 
 const STYLE: &str = "body{font-family:system-ui,\"Microsoft YaHei\",\"PingFang SC\",\"Noto Sans CJK SC\",sans-serif;margin:2rem auto;max-width:72rem;color:#1d2330;padding:0 1rem}\
@@ -269,7 +259,7 @@ fn clusters(page: &mut String, report: &Report) {
          <th class=\"n\">Machines</th><th class=\"n\">Requests</th><th>Also worded as</th></tr>",
     );
     for (i, c) in report.clusters.iter().enumerate() {
-        let examples: Vec<String> = c.examples.iter().map(|e| escape(e)).collect();
+        let examples: Vec<String> = c.examples.iter().map(|e| escape(e).into_owned()).collect();
         let _ = write!(
             page,
             "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td></tr>",

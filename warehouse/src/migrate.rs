@@ -2,23 +2,23 @@
 //! applied in order and recorded in `schema_migrations`.
 //!
 //! Applying twice is harmless: a recorded version is skipped. A recorded
-//! version whose file has changed since stops the start, since the tables no
-//! longer match the file; write a new migration instead.
+//! version whose file has changed since stops the run, since the tables no
+//! longer match the file; write a new migration instead. The processor only
+//! checks ([`processor::Store::check_migrations`]) and waits on a database
+//! this has not brought up to its build.
 
-use clickhouse::{Client, Row};
+use processor::{Store, StoreError};
 use schemas::Migration;
-use schemas::clickhouse::SCHEMA_MIGRATIONS_DDL;
-use serde::Deserialize;
+use schemas::clickhouse::{SCHEMA_MIGRATIONS_DDL, pending};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MigrationError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
     #[error("clickhouse: {0}")]
     ClickHouse(#[from] clickhouse::error::Error),
-    #[error(
-        "migration {version} ({name}) was changed after it was applied; \
-         leave applied migrations as they are and add a new one"
-    )]
-    Changed { version: u32, name: &'static str },
+    #[error(transparent)]
+    Changed(#[from] schemas::ChangedMigration),
     #[error("migration {version} ({name}) failed: {source}")]
     Statement {
         version: u32,
@@ -27,32 +27,15 @@ pub enum MigrationError {
     },
 }
 
-#[derive(Debug, Row, Deserialize)]
-struct Applied {
-    version: u32,
-    checksum: u64,
-}
-
-/// Applies the migrations not yet recorded, oldest first.
-pub async fn apply(client: &Client, migrations: &[Migration]) -> Result<Vec<u32>, MigrationError> {
+/// Applies the migrations not yet recorded, oldest first; returns their
+/// versions.
+pub async fn apply(store: &Store, migrations: &[Migration]) -> Result<Vec<u32>, MigrationError> {
+    let client = store.client();
     client.query_raw(SCHEMA_MIGRATIONS_DDL).execute().await?;
-    let applied: Vec<Applied> = client
-        .query("SELECT version, checksum FROM schema_migrations")
-        .fetch_all()
-        .await?;
+    let applied = store.applied_migrations().await?;
     let mut newly_applied = Vec::new();
-    for migration in migrations {
+    for migration in pending(migrations, &applied)? {
         let version = migration.version();
-        match applied.iter().find(|a| a.version == version) {
-            Some(done) if done.checksum != migration.checksum() => {
-                return Err(MigrationError::Changed {
-                    version,
-                    name: migration.name(),
-                });
-            }
-            Some(_) => continue,
-            None => {}
-        }
         for statement in migration.statements() {
             client
                 .query_raw(&statement)
@@ -78,4 +61,9 @@ pub async fn apply(client: &Client, migrations: &[Migration]) -> Result<Vec<u32>
         newly_applied.push(version);
     }
     Ok(newly_applied)
+}
+
+/// Every migration this build has.
+pub async fn apply_all(store: &Store) -> Result<Vec<u32>, MigrationError> {
+    apply(store, schemas::MIGRATIONS).await
 }
