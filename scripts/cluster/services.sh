@@ -65,7 +65,12 @@ install_zookeeper() {
     return
   fi
   log "installing zookeeper $ZOOKEEPER_DEB_VERSION from Debian"
-  apt_install "zookeeper=$ZOOKEEPER_DEB_VERSION"
+  # A point release replaces the pinned version in the archive: then the
+  # current one, said loudly, rather than no cluster at all.
+  if ! apt_install "zookeeper=$ZOOKEEPER_DEB_VERSION"; then
+    log "warning: zookeeper $ZOOKEEPER_DEB_VERSION is not in the archive; installing its current version"
+    apt_install zookeeper
+  fi
 }
 
 start_zookeeper() {
