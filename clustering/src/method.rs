@@ -18,7 +18,7 @@ use crate::cluster::{
     Assignment, ClusterConfig, ConfigError, IndexStats, Method, MinHashClusterer,
 };
 use crate::cluster_id_for;
-use crate::embed::{DIM, Embedder, Quantized, SemanticClusterer};
+use crate::embed::{DIM, Embedder, Merge, Quantized, SemanticClusterer};
 use crate::minhash::MinHashSignature;
 
 /// Assigns feature requests to clusters as they arrive, by the configured
@@ -195,6 +195,32 @@ impl Clusterer {
                     s.index.insert_id(cluster_id);
                 }
             }
+        }
+    }
+
+    /// Merges clusters that have drifted together
+    /// ([`SemanticClusterer::merge_pass`] at `merge_threshold`); returns
+    /// each id that now leads to another, for the processor to record.
+    /// MinHash clusters are never merged.
+    pub fn merge_pass(&mut self) -> Vec<Merge> {
+        match &mut self.kind {
+            Kind::MinHash(_) => Vec::new(),
+            Kind::Embedding(s) => s.index.merge_pass(self.config.merge_threshold),
+        }
+    }
+
+    /// Forgets which clusters changed since the last merge pass (after
+    /// the index is rebuilt from the store at start).
+    pub fn settle(&mut self) {
+        if let Kind::Embedding(s) = &mut self.kind {
+            s.index.settle();
+        }
+    }
+
+    /// Applies a recorded merge (decided by this or another instance).
+    pub fn apply_merge(&mut self, cluster_id: u64, merged_into: u64) {
+        if let Kind::Embedding(s) = &mut self.kind {
+            s.index.apply_merge(cluster_id, merged_into);
         }
     }
 

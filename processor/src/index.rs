@@ -5,12 +5,18 @@
 //! so cluster ids stay what they were; while
 //! running, each instance adds now and then what the others clustered, so
 //! that a paraphrase gets the same cluster whichever instance reads it.
+//!
+//! Clustered by meaning, each refresh then reads the merges recorded in
+//! `cluster_merges` since the last, applies them, and runs the merge pass
+//! over the clusters that changed (here or, just read, elsewhere): clusters
+//! that drifted together become one, and the merge is recorded for the
+//! other instances and for the analysts' queries.
 
 use std::collections::HashSet;
 
 use clickhouse::Row;
 use schemas::tables::FEATURE_REQUEST_SIGNATURES;
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -26,6 +32,18 @@ struct Stored {
     minhash: Vec<u8>,
     embedding: Vec<i8>,
 }
+
+/// One row of `cluster_merges`.
+#[derive(Debug, Row, Serialize, Deserialize)]
+struct MergeRow {
+    cluster_id: u64,
+    merged_into: u64,
+    similarity: f32,
+    #[serde(with = "clickhouse::serde::time::datetime")]
+    merged_at: OffsetDateTime,
+}
+
+const CLUSTER_MERGES: &str = "cluster_merges";
 
 /// Reads a ClickHouse `String` (bytes, not necessarily UTF-8) as bytes.
 fn bytes<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
@@ -66,6 +84,7 @@ pub async fn refresh(
             .bind(since.unix_timestamp()),
     };
     let stored: Vec<Stored> = query.fetch_all().await?;
+    let merges = recorded_merges(store, since).await?;
     let mut added = 0;
     let mine: HashSet<Uuid> = std::mem::take(&mut enricher.clustered_here);
     for row in stored {
@@ -84,5 +103,65 @@ pub async fn refresh(
             }
         }
     }
+    for merge in &merges {
+        enricher
+            .clusterer
+            .apply_merge(merge.cluster_id, merge.merged_into);
+    }
+    if since.is_none() {
+        // Rebuilt at start: what is stored was merged when it was written.
+        enricher.clusterer.settle();
+    } else {
+        record_merges(store, enricher).await?;
+    }
     Ok(added)
+}
+
+/// The merges recorded since `since` (all, for `None`), oldest first.
+async fn recorded_merges(
+    store: &Store,
+    since: Option<OffsetDateTime>,
+) -> Result<Vec<MergeRow>, StoreError> {
+    let select = format!(
+        "SELECT cluster_id, merged_into, similarity, merged_at FROM {CLUSTER_MERGES} FINAL"
+    );
+    let query = match since {
+        None => store
+            .client()
+            .query(&format!("{select} ORDER BY merged_at")),
+        Some(since) => store
+            .client()
+            .query(&format!(
+                "{select} WHERE merged_at >= toDateTime(?) ORDER BY merged_at"
+            ))
+            .bind(since.unix_timestamp()),
+    };
+    Ok(query.fetch_all().await?)
+}
+
+/// Runs the merge pass and records what it merged.
+async fn record_merges(store: &Store, enricher: &mut Enricher) -> Result<(), StoreError> {
+    let merges = enricher.clusterer.merge_pass();
+    if merges.is_empty() {
+        return Ok(());
+    }
+    let now = OffsetDateTime::now_utc();
+    let rows: Vec<MergeRow> = merges
+        .iter()
+        .map(|m| MergeRow {
+            cluster_id: m.cluster_id,
+            merged_into: m.merged_into,
+            similarity: m.similarity,
+            merged_at: now,
+        })
+        .collect();
+    for m in &merges {
+        tracing::info!(
+            cluster = m.cluster_id,
+            into = m.merged_into,
+            similarity = m.similarity,
+            "clusters merged"
+        );
+    }
+    store.insert(CLUSTER_MERGES, &rows).await
 }

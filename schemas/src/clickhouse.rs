@@ -70,6 +70,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!("0005_machine_and_report_key"),
     migration!("0006_aggregates_per_machine"),
     migration!("0007_request_embeddings"),
+    migration!("0008_cluster_merges"),
 ];
 
 /// A migration recorded in `schema_migrations`: its version and the

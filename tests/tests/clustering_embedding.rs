@@ -146,3 +146,115 @@ async fn a_missing_model_stops_the_start_with_its_folder_named() {
         "{text}"
     );
 }
+
+fn accepted_request(title: &str) -> schemas::AcceptedReport {
+    let mut report = e2e::accepted(fixtures::FEATURE_REQUEST, "grid", &"ab".repeat(16));
+    report.payload["title"] = json!(title);
+    report
+        .payload
+        .as_object_mut()
+        .expect("payload")
+        .remove("body");
+    report
+}
+
+/// Two instances founded a cluster each for one request, in Chinese and in
+/// English, before either saw the other's. The merge pass of the instance
+/// here joins them once it reads the other's, records the merge in
+/// `cluster_merges`, and from then on the request's history counts as one
+/// cluster and a later wording gets the surviving id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clusters_founded_apart_are_merged_and_history_follows() {
+    let env = TestEnv::new();
+    let mut config = embedding_config(&env);
+    config.analytics.cluster_refresh_secs = 1;
+    let model_dir = config.clustering.model_dir.clone();
+    let metrics = Arc::new(processor::Metrics::default());
+    let processor = start_processor_with(config, metrics.clone());
+    let store = env.clickhouse().await;
+    eventually("the processor is consuming", WAIT, || async {
+        (processor::Metrics::get(&metrics.partitions_assigned) > 0).then_some(())
+    })
+    .await;
+
+    let cluster_sql = |id: uuid::Uuid| {
+        format!("SELECT cluster_id FROM feature_requests WHERE report_id = toUUID('{id}')")
+    };
+    let english = accepted_request("Allow grouping apps in the Start menu into folders");
+    e2e::produce(&env.reports_topic, std::slice::from_ref(&english)).await;
+    let here = eventually("the English request stored", WAIT, || async {
+        e2e::try_scalar(&store, &cluster_sql(english.report_id)).await
+    })
+    .await;
+
+    // What the other instance wrote for the Chinese wording: its row and
+    // its signature, with the embedding it computed.
+    let chinese = "希望开始菜单支持分组";
+    let there = clustering::cluster_id_for(chinese);
+    assert_ne!(here, there, "founded apart");
+    let embedder = clustering::embed::Embedder::load(&model_dir).expect("model");
+    let embedding = format!("{:?}", embedder.embed(chinese).quantize().0);
+    let minhash: String = clustering::MinHashSignature::from_text(chinese)
+        .to_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let other_id = uuid::Uuid::new_v4();
+    for sql in [
+        format!(
+            "INSERT INTO feature_requests (report_id, received_at, org_id, machine_hash, title, \
+             language, cluster_id, cluster_similarity, inserted_at) \
+             VALUES ('{other_id}', now(), 'water', '{}', '{chinese}', 'zh-CN', {there}, 1, now())",
+            "cd".repeat(16)
+        ),
+        format!(
+            "INSERT INTO feature_request_signatures \
+             (cluster_id, report_id, received_at, minhash, embedding, inserted_at) \
+             VALUES ({there}, '{other_id}', now(), unhex('{minhash}'), {embedding}, now())"
+        ),
+    ] {
+        store.client().query(&sql).execute().await.expect(&sql);
+    }
+
+    let (gone, kept) = (here.max(there), here.min(there));
+    let merged_sql =
+        format!("SELECT merged_into FROM cluster_merges FINAL WHERE cluster_id = {gone}");
+    let merged_into = eventually("the merge recorded", WAIT, || async {
+        e2e::try_scalar(&store, &merged_sql).await
+    })
+    .await;
+    assert_eq!(merged_into, kept, "the smaller id survives");
+
+    // History follows the merge: both requests count in one cluster.
+    let followed = format!(
+        "SELECT uniqExact(if(m.merged_into = 0, cluster_id, m.merged_into)) \
+         FROM feature_requests \
+         ANY LEFT JOIN (SELECT cluster_id, merged_into FROM cluster_merges FINAL) AS m \
+         USING cluster_id \
+         WHERE report_id IN (toUUID('{}'), toUUID('{other_id}'))",
+        english.report_id
+    );
+    assert_eq!(e2e::scalar(&store, &followed).await, 1);
+    let stored_ids = format!(
+        "SELECT uniqExact(cluster_id) FROM feature_requests \
+         WHERE report_id IN (toUUID('{}'), toUUID('{other_id}'))",
+        english.report_id
+    );
+    assert_eq!(
+        e2e::scalar(&store, &stored_ids).await,
+        2,
+        "stored ids unchanged"
+    );
+
+    // A later wording joins the surviving cluster.
+    let later = accepted_request("Please support folders in the Start menu");
+    e2e::produce(&env.reports_topic, std::slice::from_ref(&later)).await;
+    let joined = eventually("the later request stored", WAIT, || async {
+        e2e::try_scalar(&store, &cluster_sql(later.report_id)).await
+    })
+    .await;
+    assert_eq!(joined, kept);
+
+    processor.shutdown().await.expect("processor stops cleanly");
+    env.cleanup().await;
+}

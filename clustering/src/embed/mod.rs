@@ -29,7 +29,7 @@ use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
 pub use model::Model;
-pub use online::{SemanticAssignment, SemanticClusterer, SemanticConfig, SemanticStats};
+pub use online::{Merge, SemanticAssignment, SemanticClusterer, SemanticConfig, SemanticStats};
 pub use tokenizer::Tokenizer;
 
 /// Dimensions of an embedding.

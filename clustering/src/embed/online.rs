@@ -74,7 +74,23 @@ pub struct SemanticClusterer {
     counts: Vec<u32>,
     /// `DIM` sums per cluster, contiguous.
     sums: Vec<f32>,
+    /// Every id known, merged-away ones included, to the cluster it now
+    /// belongs to.
     by_id: HashMap<u64, usize>,
+    /// Clusters that gained members since the last [`Self::merge_pass`].
+    dirty: Vec<usize>,
+}
+
+/// One id that [`SemanticClusterer::merge_pass`] sent to another cluster.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Merge {
+    /// The id merged away (or merged away before, into the cluster that is
+    /// merged away now).
+    pub cluster_id: u64,
+    /// The surviving cluster's id.
+    pub merged_into: u64,
+    /// The average link of the two clusters when they merged.
+    pub similarity: f32,
 }
 
 impl SemanticClusterer {
@@ -85,6 +101,7 @@ impl SemanticClusterer {
             counts: Vec::new(),
             sums: Vec::new(),
             by_id: HashMap::new(),
+            dirty: Vec::new(),
         }
     }
 
@@ -126,6 +143,9 @@ impl SemanticClusterer {
     /// Adds a member to cluster `index`'s sum, unless it has its fill.
     fn add_member(&mut self, index: usize, unit: &[f32]) {
         if (self.counts[index] as usize) < self.config.max_members {
+            if !self.dirty.contains(&index) {
+                self.dirty.push(index);
+            }
             self.counts[index] += 1;
             let sum = &mut self.sums[index * DIM..(index + 1) * DIM];
             for (s, v) in sum.iter_mut().zip(unit) {
@@ -169,7 +189,7 @@ impl SemanticClusterer {
                 let i = self.cluster(founding_id);
                 self.add_member(i, &unit);
                 SemanticAssignment {
-                    cluster_id: founding_id,
+                    cluster_id: self.ids[i],
                     is_new,
                     similarity,
                 }
@@ -182,6 +202,95 @@ impl SemanticClusterer {
     pub fn insert_existing(&mut self, cluster_id: u64, embedding: &Quantized) {
         let i = self.cluster(cluster_id);
         self.add_member(i, &embedding.unit());
+    }
+
+    /// Merges clusters that have drifted together: each cluster that gained
+    /// members since the last pass is compared with every other by average
+    /// link (the mean cosine over all pairs of their members, from the two
+    /// sums), and merged with the closest if that reaches `threshold`. The
+    /// smaller id survives, so merges never form a cycle, whichever
+    /// instance decides them. Returns every id that now leads elsewhere,
+    /// each to the surviving id, for the processor to record.
+    ///
+    /// Cost: clusters changed × clusters dot products of 512.
+    pub fn merge_pass(&mut self, threshold: f32) -> Vec<Merge> {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        dirty.sort_unstable();
+        let mut merges = Vec::new();
+        for d in dirty {
+            if self.counts[d] == 0 {
+                continue;
+            }
+            let sum_d = &self.sums[d * DIM..(d + 1) * DIM];
+            let mut best: Option<(usize, f32)> = None;
+            for (j, (sum_j, &count_j)) in self.sums.chunks_exact(DIM).zip(&self.counts).enumerate()
+            {
+                if j == d || count_j == 0 {
+                    continue;
+                }
+                let sim = dot(sum_d, sum_j) / (self.counts[d] as f32 * count_j as f32);
+                if sim >= threshold && best.is_none_or(|(_, b)| sim > b) {
+                    best = Some((j, sim));
+                }
+            }
+            if let Some((j, similarity)) = best {
+                let (keep, gone) = if self.ids[d] < self.ids[j] {
+                    (d, j)
+                } else {
+                    (j, d)
+                };
+                merges.extend(self.merge_into(gone, keep, similarity));
+            }
+        }
+        merges
+    }
+
+    /// Forgets which clusters changed, so the next [`Self::merge_pass`]
+    /// looks only at later changes (after the index is rebuilt at start:
+    /// what it holds was merged when it was written).
+    pub fn settle(&mut self) {
+        self.dirty.clear();
+    }
+
+    /// Applies a merge decided elsewhere (read back from the store): `from`
+    /// and every id leading to it now lead to `into`.
+    pub fn apply_merge(&mut self, from: u64, into: u64) {
+        let keep = self.cluster(into);
+        match self.by_id.get(&from) {
+            Some(&gone) if gone != keep => {
+                self.merge_into(gone, keep, 0.0);
+            }
+            Some(_) => {}
+            None => {
+                self.by_id.insert(from, keep);
+            }
+        }
+    }
+
+    fn merge_into(&mut self, gone: usize, keep: usize, similarity: f32) -> Vec<Merge> {
+        for k in 0..DIM {
+            self.sums[keep * DIM + k] += self.sums[gone * DIM + k];
+            self.sums[gone * DIM + k] = 0.0;
+        }
+        self.counts[keep] += self.counts[gone];
+        self.counts[gone] = 0;
+        if !self.dirty.contains(&keep) {
+            self.dirty.push(keep);
+        }
+        let merged_into = self.ids[keep];
+        let mut moved = Vec::new();
+        for (&id, index) in &mut self.by_id {
+            if *index == gone {
+                *index = keep;
+                moved.push(Merge {
+                    cluster_id: id,
+                    merged_into,
+                    similarity,
+                });
+            }
+        }
+        moved.sort_by_key(|m| m.cluster_id);
+        moved
     }
 
     /// Makes a cluster known by its id alone (a request stored without an
@@ -239,6 +348,41 @@ mod tests {
         rebuilt.insert_existing(3, &q(&[(1, 100)]));
         let probe = q(&[(0, 50), (2, 50)]);
         assert_eq!(c.assign(9, &probe), rebuilt.assign(9, &probe));
+    }
+
+    #[test]
+    fn clusters_that_drift_together_merge_into_the_smaller_id() {
+        let mut c = SemanticClusterer::new(SemanticConfig {
+            threshold: 0.9,
+            max_members: 8,
+        });
+        // Founded apart (cos 0.8 is below 0.9), then each gains a member
+        // that sits between them.
+        assert!(c.assign(20, &q(&[(0, 100)])).is_new);
+        assert!(c.assign(10, &q(&[(0, 80), (1, 60)])).is_new);
+        assert!(c.merge_pass(0.95).is_empty(), "0.8 < 0.95");
+        assert_eq!(c.assign(30, &q(&[(0, 100)])).cluster_id, 20);
+        let merges = c.merge_pass(0.7);
+        assert_eq!(merges.len(), 1, "{merges:?}");
+        assert_eq!((merges[0].cluster_id, merges[0].merged_into), (20, 10));
+        assert!(merges[0].similarity >= 0.7);
+        // Requests that would have joined 20 now get 10, and so does 20's id.
+        assert_eq!(c.assign(40, &q(&[(0, 100)])).cluster_id, 10);
+        assert_eq!(c.assign(20, &q(&[(9, 100)])).cluster_id, 10);
+        assert_eq!(c.stats().clusters, 2, "ids stay known");
+
+        // Another instance reads the merge back and decides alike.
+        let mut other = SemanticClusterer::new(SemanticConfig {
+            threshold: 0.9,
+            max_members: 8,
+        });
+        other.insert_existing(20, &q(&[(0, 100)]));
+        other.insert_existing(10, &q(&[(0, 80), (1, 60)]));
+        other.apply_merge(20, 10);
+        assert_eq!(other.assign(50, &q(&[(0, 100)])).cluster_id, 10);
+        // A merge of an id it has never seen is remembered too.
+        other.apply_merge(99, 10);
+        assert_eq!(other.assign(99, &q(&[(7, 1)])).cluster_id, 10);
     }
 
     #[test]
