@@ -23,7 +23,9 @@
 //! `heartbeats`, `outcomes`, `processing_errors`; the aggregate views
 //! `crash_signatures`, `crash_daily`, `crash_free_daily`,
 //! `feature_request_clusters`, `feedback_daily`; `crash_regressions`;
-//! `erasures`; and dead letters.
+//! `erasures`; the clustering index's `feature_request_signatures` and
+//! `cluster_merges` (read back at start and by every instance, see
+//! `index`); and dead letters.
 //!
 //! The jobs over these tables (the roadmap report, crash regressions,
 //! retention, the analysts' cookbook) are the `warehouse` crate's, run by
