@@ -133,6 +133,17 @@ pub struct ClickHouseConfig {
     /// A secret: inline, `{ env = "NAME" }` or `{ file = "/path" }`.
     #[serde(default, deserialize_with = "pipeline::config::secret")]
     pub password: String,
+    /// The servers' `remote_servers` cluster whose replicas hold the tables;
+    /// empty for a single server. Named, the migrations make replicated
+    /// tables `ON CLUSTER` ([`schemas::replicated`]).
+    #[serde(default)]
+    pub cluster: String,
+    /// Replicas that must have an insert before it is acknowledged; 0 (the
+    /// default) for ClickHouse's own answer once one has it. Above 0, reads
+    /// ask for sequential consistency too, so a look-up of stored ids sees
+    /// every insert acknowledged on any replica, or fails and is retried.
+    #[serde(default)]
+    pub insert_quorum: u32,
 }
 
 impl ClickHouseConfig {
@@ -143,6 +154,8 @@ impl ClickHouseConfig {
             database: database.into(),
             user: default_user(),
             password: String::new(),
+            cluster: String::new(),
+            insert_quorum: 0,
         }
     }
 }
@@ -221,6 +234,9 @@ impl Config {
         }
         if !is_identifier(&self.clickhouse.database) {
             return invalid("clickhouse.database must be letters, digits and underscores");
+        }
+        if !self.clickhouse.cluster.is_empty() && !is_identifier(&self.clickhouse.cluster) {
+            return invalid("clickhouse.cluster must be letters, digits and underscores");
         }
         Ok(self)
     }

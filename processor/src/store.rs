@@ -121,6 +121,7 @@ pub struct Store {
     client: Client,
     version: ServerVersion,
     database: String,
+    cluster: Option<String>,
 }
 
 impl std::fmt::Debug for Store {
@@ -142,9 +143,13 @@ impl Store {
             .with_validation(false);
         let text: String = probe.query("SELECT version()").fetch_one().await?;
         let version = ServerVersion::parse(&text).ok_or(StoreError::Version(text))?;
+        let on_cluster = match config.cluster.as_str() {
+            "" => String::new(),
+            cluster => format!(" ON CLUSTER {cluster}"),
+        };
         probe
             .query_raw(&format!(
-                "CREATE DATABASE IF NOT EXISTS `{}`",
+                "CREATE DATABASE IF NOT EXISTS `{}`{on_cluster}",
                 config.database
             ))
             .execute()
@@ -154,6 +159,7 @@ impl Store {
             client: Self::client_for(config, version),
             version,
             database: config.database.clone(),
+            cluster: Self::cluster_of(config),
         })
     }
 
@@ -164,7 +170,12 @@ impl Store {
             client: Self::client_for(config, self.version),
             version: self.version,
             database: config.database.clone(),
+            cluster: Self::cluster_of(config),
         }
+    }
+
+    fn cluster_of(config: &ClickHouseConfig) -> Option<String> {
+        (!config.cluster.is_empty()).then(|| config.cluster.clone())
     }
 
     /// Where the server is and who logs in.
@@ -182,10 +193,16 @@ impl Store {
         } else {
             Compression::None
         };
-        Self::server(config)
+        let client = Self::server(config)
             .with_database(&config.database)
             .with_compression(compression)
-            .with_validation(version.supports_row_type_validation())
+            .with_validation(version.supports_row_type_validation());
+        if config.insert_quorum == 0 {
+            return client;
+        }
+        client
+            .with_setting("insert_quorum", config.insert_quorum.to_string())
+            .with_setting("select_sequential_consistency", "1")
     }
 
     pub fn version(&self) -> ServerVersion {
@@ -194,6 +211,17 @@ impl Store {
 
     pub fn client(&self) -> &Client {
         &self.client
+    }
+
+    /// The database's name.
+    pub fn database(&self) -> &str {
+        &self.database
+    }
+
+    /// The cluster whose replicas hold the tables (`[clickhouse] cluster`);
+    /// `None` for a single server.
+    pub fn cluster(&self) -> Option<&str> {
+        self.cluster.as_deref()
     }
 
     /// The migrations recorded in `schema_migrations`; none if the table

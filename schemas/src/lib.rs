@@ -19,6 +19,8 @@
 //!   and one for the outcomes;
 //! - [`clickhouse`]: the DDL as ordered migrations, and [`ServerVersion`],
 //!   the one place where ClickHouse version differences are decided;
+//! - [`replicated`]: the migrations' statements as a replicated cluster
+//!   runs them (`Replicated*MergeTree`, `ON CLUSTER`);
 //! - [`erasure`]: a machine's erasure request and the SQL that carries it
 //!   out;
 //! - [`hex`]: the one spelling of exception codes and offsets;
@@ -39,6 +41,7 @@ pub mod json_schema;
 mod outcome;
 pub mod probes;
 mod received;
+pub mod replicated;
 pub mod report;
 pub mod tables;
 pub mod topics;

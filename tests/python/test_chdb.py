@@ -225,3 +225,20 @@ def test_erasing_a_machine_leaves_nothing_of_it_and_the_rest_counted(db, ddl_fil
     assert one(db, "SELECT title, machines FROM feature_request_clusters") == '"title cd34",1'
     assert one(db, "SELECT ratings FROM feedback_daily") == "1"
     assert one(db, "SELECT count() FROM feature_request_signatures") == "1"
+
+
+def test_replicated_ddl_parses_on_current_clickhouse():
+    """The statements a replicated cluster runs ([clickhouse] cluster set):
+    chdb has neither ZooKeeper nor a cluster, so it cannot run ON CLUSTER or
+    make a Replicated*MergeTree table; it parses each one (EXPLAIN AST). The
+    cluster check runs them on 18.16 replicas."""
+    from conftest import cargo_example
+
+    files = cargo_example("schemas", "replicated_ddl")
+    statements = [(f["file"], s) for f in files for s in f["statements"]]
+    assert any("ReplicatedAggregatingMergeTree(" in s for _, s in statements)
+    for file, statement in statements:
+        try:
+            chdb.query(f"EXPLAIN AST {statement}", "CSV")
+        except Exception as error:  # chdb raises its own error type
+            pytest.fail(f"{file}: {error}\n{statement}")

@@ -180,3 +180,173 @@ async fn a_row_inserted_on_one_replica_is_read_on_the_other() {
     )
     .await;
 }
+
+/// A database of the cluster's replicas, migrated as `telemetry-admin
+/// migrate` does with `[clickhouse] cluster = "telemetry"`.
+fn cluster_config(url: &str, database: &str) -> processor::config::ClickHouseConfig {
+    processor::config::ClickHouseConfig {
+        cluster: "telemetry".into(),
+        ..processor::config::ClickHouseConfig::local(url, database)
+    }
+}
+
+#[tokio::test]
+async fn the_migrations_make_replicated_tables_on_both_replicas_that_count_alike() {
+    let http = reqwest::Client::new();
+    let urls = replica_urls();
+    let (first, second) = (&urls[0], &urls[1]);
+    let database = format!("cluster_migrate_{}", suffix());
+    let store = processor::Store::connect(&cluster_config(first, &database))
+        .await
+        .expect("connected to the first replica");
+    let applied = warehouse::migrate::apply_all(&store)
+        .await
+        .expect("migrations apply on the cluster");
+    assert_eq!(applied.len(), schemas::MIGRATIONS.len());
+
+    // Both replicas hold the same tables and views, every table replicated,
+    // with its ZooKeeper path from the macros.
+    let listing = format!(
+        "SELECT name, engine FROM system.tables WHERE database = '{database}' ORDER BY name"
+    );
+    let on_first = query(&http, first, &listing).await;
+    let on_second = query(&http, second, &listing).await;
+    assert_eq!(on_first, on_second, "both replicas have the same tables");
+    let mut tables = 0;
+    for line in on_first.lines() {
+        let (name, engine) = line.split_once('\t').expect("name and engine");
+        if engine.ends_with("MergeTree") {
+            tables += 1;
+            assert!(engine.starts_with("Replicated"), "{name}: {engine}");
+        } else {
+            assert!(engine.ends_with("View"), "{name}: {engine}");
+        }
+    }
+    assert!(
+        tables >= 16,
+        "every table, schema_migrations too: {on_first}"
+    );
+    // One path per table, in the shard's and the database's folder; a
+    // table a migration made under another name and renamed keeps the
+    // path of that name.
+    let paths = query(
+        &http,
+        second,
+        &format!(
+            "SELECT toString(uniqExact(zookeeper_path)), \
+             toString(countIf(startsWith(zookeeper_path, '/clickhouse/tables/01/{database}/'))) \
+             FROM system.replicas WHERE database = '{database}'"
+        ),
+    )
+    .await;
+    assert_eq!(
+        paths.trim(),
+        format!("{tables}\t{tables}"),
+        "paths from the macros"
+    );
+
+    // The second replica agrees on what ran: its own look at
+    // schema_migrations finds nothing pending, and a second run applies
+    // nothing.
+    query(
+        &http,
+        second,
+        &format!("SYSTEM SYNC REPLICA {database}.schema_migrations"),
+    )
+    .await;
+    let on_replica_two = processor::Store::connect(&cluster_config(second, &database))
+        .await
+        .expect("connected to the second replica");
+    on_replica_two
+        .check_migrations()
+        .await
+        .expect("the second replica has every migration recorded");
+    assert!(
+        warehouse::migrate::apply_all(&on_replica_two)
+            .await
+            .expect("a second run")
+            .is_empty()
+    );
+
+    // A heartbeat inserted on the first replica feeds the views there; the
+    // second fetches both the raw part and the aggregate part, and counts
+    // the machine once.
+    query(
+        &http,
+        first,
+        &format!(
+            "INSERT INTO {database}.heartbeats (report_id, received_at, sent_at, machine_hash, \
+             os_build_full, build_key, day) \
+             SELECT generateUUIDv4(), now(), now(), 'machine-1', '10.0.19045.3570', 1, today()"
+        ),
+    )
+    .await;
+    for table in ["heartbeats", "machine_days_agg"] {
+        query(
+            &http,
+            second,
+            &format!("SYSTEM SYNC REPLICA {database}.{table}"),
+        )
+        .await;
+    }
+    let counted = format!("SELECT toString(sum(active_machines)) FROM {database}.crash_free_daily");
+    assert_eq!(query(&http, second, &counted).await.trim(), "1");
+    assert_eq!(query(&http, first, &counted).await.trim(), "1");
+    let raw = format!("SELECT toString(count()) FROM {database}.heartbeats");
+    assert_eq!(query(&http, second, &raw).await.trim(), "1");
+
+    query(
+        &http,
+        first,
+        &format!("DROP DATABASE {database} ON CLUSTER telemetry"),
+    )
+    .await;
+}
+
+/// With `insert_quorum = 2` an insert is acknowledged once both replicas
+/// have it, so the processor's look-up of stored ids on either replica
+/// finds it at once, without waiting for replication.
+#[tokio::test]
+async fn a_quorum_insert_on_one_replica_is_found_at_once_on_the_other() {
+    let http = reqwest::Client::new();
+    let urls = replica_urls();
+    let database = format!("cluster_quorum_{}", suffix());
+    let quorum = |url: &str| processor::config::ClickHouseConfig {
+        insert_quorum: 2,
+        ..cluster_config(url, &database)
+    };
+    let writer = processor::Store::connect(&quorum(&urls[0]))
+        .await
+        .expect("connected to the first replica");
+    warehouse::migrate::apply_all(&writer)
+        .await
+        .expect("migrations apply on the cluster");
+    let reader = processor::Store::connect(&quorum(&urls[1]))
+        .await
+        .expect("connected to the second replica");
+    for batch in 0..5u32 {
+        writer
+            .client()
+            .query(
+                "INSERT INTO feedback (report_id, received_at, sent_at, machine_hash, rating) \
+                 SELECT generateUUIDv4(), now(), now(), concat('machine-', toString(number)), 5 \
+                 FROM system.numbers LIMIT 100",
+            )
+            .execute()
+            .await
+            .expect("a quorum insert");
+        let seen: u64 = reader
+            .client()
+            .query("SELECT count() FROM feedback")
+            .fetch_one()
+            .await
+            .expect("a sequentially consistent read on the second replica");
+        assert_eq!(seen, u64::from(batch + 1) * 100, "batch {batch}");
+    }
+    query(
+        &http,
+        &urls[0],
+        &format!("DROP DATABASE {database} ON CLUSTER telemetry"),
+    )
+    .await;
+}

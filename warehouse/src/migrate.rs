@@ -6,10 +6,18 @@
 //! longer match the file; write a new migration instead. The processor only
 //! checks ([`processor::Store::check_migrations`]) and waits on a database
 //! this has not brought up to its build.
+//!
+//! With `[clickhouse] cluster` set, each statement runs as
+//! [`schemas::replicated::on_cluster`] rewrites it: replicated tables made,
+//! changed and dropped `ON CLUSTER`, `schema_migrations` among them, so that
+//! every replica holds the tables and agrees on what ran. The migrations
+//! then need every replica up: an `ON CLUSTER` statement returns once each
+//! has run it.
 
 use processor::{Store, StoreError};
 use schemas::Migration;
 use schemas::clickhouse::{SCHEMA_MIGRATIONS_DDL, pending};
+use schemas::replicated::on_cluster;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MigrationError {
@@ -31,14 +39,21 @@ pub enum MigrationError {
 /// versions.
 pub async fn apply(store: &Store, migrations: &[Migration]) -> Result<Vec<u32>, MigrationError> {
     let client = store.client();
-    client.query_raw(SCHEMA_MIGRATIONS_DDL).execute().await?;
+    let for_cluster = |statement: &str| match store.cluster() {
+        Some(cluster) => on_cluster(statement, cluster, store.database()),
+        None => statement.to_string(),
+    };
+    client
+        .query_raw(&for_cluster(SCHEMA_MIGRATIONS_DDL))
+        .execute()
+        .await?;
     let applied = store.applied_migrations().await?;
     let mut newly_applied = Vec::new();
     for migration in pending(migrations, &applied)? {
         let version = migration.version();
         for statement in migration.statements() {
             client
-                .query_raw(&statement)
+                .query_raw(&for_cluster(&statement))
                 .execute()
                 .await
                 .map_err(|source| MigrationError::Statement {
