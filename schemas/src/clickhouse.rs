@@ -71,6 +71,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!("0006_aggregates_per_machine"),
     migration!("0007_request_embeddings"),
     migration!("0008_cluster_merges"),
+    migration!("0009_cluster_titles"),
 ];
 
 /// A migration recorded in `schema_migrations`: its version and the

@@ -121,6 +121,33 @@ async fn a_chinese_request_and_its_english_wording_share_a_cluster() {
         "a paraphrase read after the restart joins the same cluster"
     );
 
+    // What analysts see: per language, the most central title and counts.
+    let titles = format!(
+        "SELECT language, title, requests, organisations, machines \
+         FROM feature_request_cluster_titles WHERE cluster_id = {chinese} ORDER BY language"
+    );
+    let seen: Vec<(String, String, u64, u64, u64)> = store
+        .client()
+        .query(&titles)
+        .fetch_all()
+        .await
+        .expect("the cluster's titles");
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!(seen[0].0, "en");
+    assert!(
+        [
+            "Allow grouping apps in the Start menu into folders",
+            "Please support folders in the Start menu"
+        ]
+        .contains(&seen[0].1.as_str()),
+        "{seen:?}"
+    );
+    assert_eq!((seen[0].2, seen[0].3), (2, 1), "{seen:?}");
+    assert_eq!(
+        (seen[1].0.as_str(), seen[1].1.as_str(), seen[1].2),
+        ("zh", "希望开始菜单支持分组", 1)
+    );
+
     ingest
         .running
         .shutdown()
