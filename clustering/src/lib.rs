@@ -29,8 +29,9 @@
 //!   ([`embed::SemanticClusterer`]). Ids follow the same rule as below
 //!   ([`cluster_id_for`] of the founder's text, never changed), and the
 //!   index is rebuilt from the stored bytes, so a restart does not run the
-//!   model again and every instance compares the same values. About 8 ms
-//!   of CPU per request in a release build (`bench/RESULTS.md`). Without
+//!   model again and every instance compares the same values. About 3 ms
+//!   of CPU per request in new words in a release build, a lookup for a
+//!   text seen among the last 4,096 (`bench/RESULTS.md`). Without
 //!   the model the clusterer is refused ([`ConfigError::Model`], naming the
 //!   folder and `scripts/model`), never silently replaced by MinHash:
 //!   instances that clustered differently would disagree on ids.
