@@ -167,6 +167,13 @@ async fn the_roadmap_report_renders_in_a_browser_with_charts_and_tables() {
     assert_eq!(report.clusters.len(), 1);
     assert_eq!(report.clusters[0].organisations, 2);
     assert_eq!(report.clusters[0].examples.len(), 2, "both wordings shown");
+    let titles = &report.clusters[0].titles;
+    assert_eq!(titles.len(), 1, "one language: {titles:?}");
+    assert_eq!(titles[0].0, "zh", "zh-CN is shown as zh");
+    assert!(
+        report.clusters[0].examples.contains(&titles[0].1),
+        "the representative title is one of the wordings: {titles:?}"
+    );
     assert_eq!(report.feedback.len(), 1);
 
     let dir = tempfile::tempdir().expect("out dir");

@@ -17,6 +17,7 @@ table{border-collapse:collapse;width:100%;font-size:.9rem;margin-top:.6rem}\
 th,td{text-align:left;padding:.35rem .5rem;border-bottom:1px solid #e6e9ee;vertical-align:top}\
 td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}\
 .sig{font-family:ui-monospace,monospace;font-size:.8rem;word-break:break-all}\
+.lang{color:#5b6472;font-size:.75rem;margin-right:.3rem}\
 .kind{display:inline-block;padding:0 .4rem;border-radius:.3rem;font-size:.8rem;background:#fde2e1;color:#8a1c17}\
 .kind.new{background:#e1ecfd;color:#173f8a}.empty{color:#6b7385;font-style:italic}\
 .muted{color:#6b7385;font-size:.85rem}svg text{font-family:system-ui,sans-serif}";
@@ -255,16 +256,28 @@ fn clusters(page: &mut String, report: &Report) {
         "",
     );
     page.push_str(
-        "<table id=\"table-clusters\"><tr><th>#</th><th>Request</th><th class=\"n\">Organisations</th>\
+        "<table id=\"table-clusters\"><tr><th>#</th><th>Request, per language</th><th class=\"n\">Organisations</th>\
          <th class=\"n\">Machines</th><th class=\"n\">Requests</th><th>Also worded as</th></tr>",
     );
     for (i, c) in report.clusters.iter().enumerate() {
         let examples: Vec<String> = c.examples.iter().map(|e| escape(e).into_owned()).collect();
+        let titles: Vec<String> = c
+            .titles
+            .iter()
+            .map(|(language, title)| {
+                let language = if language.is_empty() { "?" } else { language };
+                format!(
+                    "<span class=\"lang\">{}</span> {}",
+                    escape(language),
+                    escape(title)
+                )
+            })
+            .collect();
         let _ = write!(
             page,
             "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
             i + 1,
-            escape(&c.title),
+            titles.join("<br>"),
             c.organisations,
             c.machines,
             c.requests,

@@ -5,8 +5,9 @@
 //! In: the ClickHouse views over the last `days` days. Out: `report.html`
 //! with crash-free rate by build, the top signatures with their daily
 //! trend, the regressions of the newest build, the top feature-request
-//! clusters by organisations with example wordings, and feedback by
-//! category; and one CSV per table beside it.
+//! clusters by organisations (merged clusters counted as one), each with
+//! its representative title per language and example wordings, and
+//! feedback by category; and one CSV per table beside it.
 
 mod html;
 
@@ -17,6 +18,54 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 
 use processor::{Store, StoreError};
+
+/// Every query the report runs, by name; `?` marks a bound value. Listed so
+/// that a check runs each on current ClickHouse (`tests/python/test_chdb.py`,
+/// through `cargo run -p warehouse --example report_sql`).
+pub const QUERIES: &[(&str, &str)] = &[
+    ("builds", BUILDS_SQL),
+    ("top_signatures", TOP_SIGNATURES_SQL),
+    ("daily", DAILY_SQL),
+    ("regressions", REGRESSIONS_SQL),
+    ("clusters", CLUSTERS_SQL),
+    ("feedback", FEEDBACK_SQL),
+];
+
+const BUILDS_SQL: &str = "SELECT os_build_full, build_key, uniqExactMerge(active) AS active_machines, \
+             uniqExactMerge(crashed) AS crashed_machines \
+             FROM machine_days_agg WHERE day >= today() - ? \
+             GROUP BY os_build_full, build_key ORDER BY build_key, os_build_full";
+const TOP_SIGNATURES_SQL: &str = "SELECT signature, uniqExactMerge(reports) AS reports, \
+             uniqExactMerge(machines) AS machines, uniqExactMerge(organisations) AS organisations \
+             FROM crash_daily_agg WHERE day >= today() - ? AND grouping_version = ? \
+             GROUP BY signature ORDER BY machines DESC, reports DESC, signature LIMIT ?";
+const DAILY_SQL: &str = "SELECT signature, toUInt32(today() - day) AS age, uniqExactMerge(reports) AS reports \
+             FROM crash_daily_agg WHERE day >= today() - ? AND grouping_version = ? \
+             GROUP BY signature, day";
+const REGRESSIONS_SQL: &str = "SELECT os_build_full, previous_build, signature, kind, machines, rate_per_1000, \
+             previous_rate_per_1000 FROM crash_regressions \
+             WHERE build_key = (SELECT max(build_key) FROM crash_regressions) \
+             ORDER BY kind, machines DESC, signature";
+const CLUSTERS_SQL: &str = "SELECT cluster_id, organisations, machines, requests, examples, \
+             languages, titles, language_requests \
+             FROM (SELECT cluster AS cluster_id, uniqExact(org_id) AS organisations, \
+                   uniqExact(machine_hash) AS machines, count() AS requests, \
+                   arraySlice(arraySort(groupUniqArray(title)), 1, 3) AS examples \
+                   FROM feature_request_members WHERE received_at >= now() - ? * 86400 \
+                   GROUP BY cluster_id \
+                   ORDER BY organisations DESC, machines DESC, requests DESC, cluster_id LIMIT ?) \
+             AS ranked \
+             ANY LEFT JOIN (SELECT cluster_id, groupArray(language) AS languages, \
+                   groupArray(title) AS titles, groupArray(requests) AS language_requests \
+                   FROM feature_request_cluster_titles GROUP BY cluster_id) AS named \
+             USING (cluster_id) \
+             ORDER BY organisations DESC, machines DESC, requests DESC, cluster_id";
+const FEEDBACK_SQL: &str = "SELECT category, n AS ratings, weighted / n AS average_rating FROM \
+             (SELECT category, sum(ratings) AS n, \
+              sum(rated_1) + 2 * sum(rated_2) + 3 * sum(rated_3) + 4 * sum(rated_4) \
+              + 5 * sum(rated_5) AS weighted \
+              FROM feedback_daily WHERE day >= today() - ? GROUP BY category) \
+             ORDER BY ratings DESC, category";
 
 /// Crash-free rate of one build over the period.
 #[derive(Debug, Clone, PartialEq, Row, Deserialize)]
@@ -58,14 +107,39 @@ pub struct RegressionRow {
     pub previous_rate_per_1000: f64,
 }
 
-#[derive(Debug, Clone, PartialEq, Row, Deserialize)]
+/// One cluster of feature requests as it stands after merges
+/// (`feature_request_members`), counted over the period.
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterRow {
     pub cluster_id: u64,
-    pub title: String,
+    /// The representative title in each language present (the most central
+    /// request in it; `feature_request_cluster_titles`), the language with
+    /// the most requests first. `""` is a language nobody named.
+    pub titles: Vec<(String, String)>,
     pub organisations: u64,
     pub machines: u64,
     pub requests: u64,
     pub examples: Vec<String>,
+}
+
+impl ClusterRow {
+    /// The title in the cluster's main language.
+    pub fn title(&self) -> &str {
+        self.titles.first().map_or("", |(_, title)| title)
+    }
+
+    /// `zh: 标题 | en: title`.
+    pub fn titles_line(&self) -> String {
+        let shown: Vec<String> = self
+            .titles
+            .iter()
+            .map(|(language, title)| {
+                let language = if language.is_empty() { "?" } else { language };
+                format!("{language}: {title}")
+            })
+            .collect();
+        shown.join(" | ")
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Row, Deserialize)]
@@ -98,16 +172,7 @@ const TOP: usize = 10;
 /// Queries everything the report shows, over the last `days` days.
 pub async fn gather(store: &Store, days: u32) -> Result<Report, StoreError> {
     let client = store.client();
-    let builds: Vec<BuildHealth> = client
-        .query(
-            "SELECT os_build_full, build_key, uniqExactMerge(active) AS active_machines, \
-             uniqExactMerge(crashed) AS crashed_machines \
-             FROM machine_days_agg WHERE day >= today() - ? \
-             GROUP BY os_build_full, build_key ORDER BY build_key, os_build_full",
-        )
-        .bind(days)
-        .fetch_all()
-        .await?;
+    let builds: Vec<BuildHealth> = client.query(BUILDS_SQL).bind(days).fetch_all().await?;
 
     #[derive(Row, Deserialize)]
     struct Top {
@@ -117,12 +182,7 @@ pub async fn gather(store: &Store, days: u32) -> Result<Report, StoreError> {
         organisations: u64,
     }
     let top: Vec<Top> = client
-        .query(
-            "SELECT signature, uniqExactMerge(reports) AS reports, \
-             uniqExactMerge(machines) AS machines, uniqExactMerge(organisations) AS organisations \
-             FROM crash_daily_agg WHERE day >= today() - ? AND grouping_version = ? \
-             GROUP BY signature ORDER BY machines DESC, reports DESC, signature LIMIT ?",
-        )
+        .query(TOP_SIGNATURES_SQL)
         .bind(days)
         .bind(grouping::GROUPING_VERSION)
         .bind(TOP as u64)
@@ -135,11 +195,7 @@ pub async fn gather(store: &Store, days: u32) -> Result<Report, StoreError> {
         reports: u64,
     }
     let daily: Vec<Daily> = client
-        .query(
-            "SELECT signature, toUInt32(today() - day) AS age, uniqExactMerge(reports) AS reports \
-             FROM crash_daily_agg WHERE day >= today() - ? AND grouping_version = ? \
-             GROUP BY signature, day",
-        )
+        .query(DAILY_SQL)
         .bind(days)
         .bind(grouping::GROUPING_VERSION)
         .fetch_all()
@@ -164,44 +220,48 @@ pub async fn gather(store: &Store, days: u32) -> Result<Report, StoreError> {
         })
         .collect();
 
-    let regressions: Vec<RegressionRow> = client
-        .query(
-            "SELECT os_build_full, previous_build, signature, kind, machines, rate_per_1000, \
-             previous_rate_per_1000 FROM crash_regressions \
-             WHERE build_key = (SELECT max(build_key) FROM crash_regressions) \
-             ORDER BY kind, machines DESC, signature",
-        )
-        .fetch_all()
-        .await?;
+    let regressions: Vec<RegressionRow> = client.query(REGRESSIONS_SQL).fetch_all().await?;
 
-    let clusters: Vec<ClusterRow> = client
-        .query(
-            "SELECT cluster_id, title, organisations, machines, requests, examples \
-             FROM (SELECT cluster_id, title, organisations, machines, requests \
-                   FROM feature_request_clusters WHERE last_seen >= now() - ? * 86400 \
-                   ORDER BY organisations DESC, machines DESC, requests DESC, cluster_id LIMIT ?) \
-             ANY LEFT JOIN (SELECT cluster_id, \
-                   arraySlice(arraySort(groupUniqArray(title)), 1, 3) AS examples \
-                   FROM feature_requests GROUP BY cluster_id) USING (cluster_id) \
-             ORDER BY organisations DESC, machines DESC, requests DESC, cluster_id",
-        )
+    #[derive(Row, Deserialize)]
+    struct Cluster {
+        cluster_id: u64,
+        organisations: u64,
+        machines: u64,
+        requests: u64,
+        examples: Vec<String>,
+        languages: Vec<String>,
+        titles: Vec<String>,
+        language_requests: Vec<u64>,
+    }
+    let clusters: Vec<Cluster> = client
+        .query(CLUSTERS_SQL)
         .bind(days)
         .bind(TOP as u64)
         .fetch_all()
         .await?;
+    let clusters = clusters
+        .into_iter()
+        .map(|c| {
+            let mut titles: Vec<(u64, String, String)> = c
+                .language_requests
+                .into_iter()
+                .zip(c.languages)
+                .zip(c.titles)
+                .map(|((n, language), title)| (n, language, title))
+                .collect();
+            titles.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+            ClusterRow {
+                cluster_id: c.cluster_id,
+                titles: titles.into_iter().map(|(_, l, t)| (l, t)).collect(),
+                organisations: c.organisations,
+                machines: c.machines,
+                requests: c.requests,
+                examples: c.examples,
+            }
+        })
+        .collect();
 
-    let feedback: Vec<FeedbackRow> = client
-        .query(
-            "SELECT category, n AS ratings, weighted / n AS average_rating FROM \
-             (SELECT category, sum(ratings) AS n, \
-              sum(rated_1) + 2 * sum(rated_2) + 3 * sum(rated_3) + 4 * sum(rated_4) \
-              + 5 * sum(rated_5) AS weighted \
-              FROM feedback_daily WHERE day >= today() - ? GROUP BY category) \
-             ORDER BY ratings DESC, category",
-        )
-        .bind(days)
-        .fetch_all()
-        .await?;
+    let feedback: Vec<FeedbackRow> = client.query(FEEDBACK_SQL).bind(days).fetch_all().await?;
 
     Ok(Report {
         generated_at: OffsetDateTime::now_utc(),
@@ -269,11 +329,14 @@ pub(crate) fn csv_tables(report: &Report) -> Vec<(&'static str, String)> {
             format!("{:.2}", r.previous_rate_per_1000),
         ]));
     }
-    let mut clusters = String::from("cluster_id,title,organisations,machines,requests,examples\n");
+    let mut clusters = String::from(
+        "cluster_id,title,titles_by_language,organisations,machines,requests,examples\n",
+    );
     for c in &report.clusters {
         clusters.push_str(&csv_line(&[
             c.cluster_id.to_string(),
-            c.title.clone(),
+            c.title().to_string(),
+            c.titles_line(),
             c.organisations.to_string(),
             c.machines.to_string(),
             c.requests.to_string(),
@@ -358,7 +421,10 @@ pub(crate) mod tests {
             }],
             clusters: vec![ClusterRow {
                 cluster_id: 42,
-                title: "希望任务栏支持按项目分组窗口".into(),
+                titles: vec![
+                    ("zh".into(), "希望任务栏支持按项目分组窗口".into()),
+                    ("en".into(), "Group taskbar windows by project".into()),
+                ],
                 organisations: 2,
                 machines: 3,
                 requests: 3,
@@ -403,6 +469,9 @@ pub(crate) mod tests {
             .expect("clusters")
             .1;
         assert!(clusters.contains("\"任务栏能否按项目对窗口进行分组 | a, \"\"quoted\"\" one\""));
+        assert!(clusters.contains(
+            "42,希望任务栏支持按项目分组窗口,zh: 希望任务栏支持按项目分组窗口 | en: Group taskbar windows by project,2,3,3,"
+        ));
         let builds = &tables
             .iter()
             .find(|(n, _)| *n == "crash_free")
