@@ -3,9 +3,13 @@
 //! cluster of the servers' `remote_servers`.
 //!
 //! - every `*MergeTree` engine becomes its `Replicated*MergeTree`, with the
-//!   ZooKeeper path [`ZOOKEEPER_PATH`] and the replica `{replica}` taken from
-//!   each server's macros; the path is expanded once, when the table is
-//!   made, so a table renamed later keeps the path it was made with;
+//!   ZooKeeper path `/clickhouse/tables/{shard}/<database>/<table>` and the
+//!   replica `{replica}`, the two macros from each server's configuration.
+//!   The database and table are written out, not left to the `{database}`
+//!   and `{table}` macros: 18.16 keeps the macros in the table's metadata
+//!   and expands them again at every start, so a table made as `t_v6` and
+//!   renamed `t` (as migrations 5 to 7 do) would look for its replica under
+//!   `t` after a restart, and the server would refuse to start;
 //! - `CREATE`, `DROP`, `RENAME` and `ALTER` get `ON CLUSTER <name>`: each
 //!   server's DDL worker runs them, and the statement returns once every
 //!   replica has;
@@ -22,9 +26,11 @@
 //! are replicated like any other (their targets are replicated tables), so
 //! the other replica neither feeds them again nor misses them.
 
-/// Where a replicated table keeps its state in ZooKeeper: one path per
-/// shard, database and table, from the servers' macros.
-pub const ZOOKEEPER_PATH: &str = "/clickhouse/tables/{shard}/{database}/{table}";
+/// Where the replicated table `table` of `database` keeps its state in
+/// ZooKeeper: one path per shard (the `{shard}` macro), database and table.
+pub fn zookeeper_path(database: &str, table: &str) -> String {
+    format!("/clickhouse/tables/{{shard}}/{database}/{table}")
+}
 
 /// `statement`, one statement of a migration (as
 /// [`crate::Migration::statements`] gives it), as it runs on the replicated
@@ -46,7 +52,8 @@ pub fn on_cluster(statement: &str, cluster: &str, database: &str) -> String {
         ],
     ) {
         let (name, body) = split_name(rest);
-        let body = replicated_engine(&qualify_sources(body, database));
+        let path = zookeeper_path(database, name);
+        let body = replicated_engine(&qualify_sources(body, database), &path);
         return format!("{head}{} ON CLUSTER {cluster}{body}", qualify(name));
     }
     if let Some((head, rest)) = after_prefix(trimmed, &["DROP TABLE IF EXISTS ", "DROP TABLE "]) {
@@ -146,7 +153,7 @@ fn qualify_sources(sql: &str, database: &str) -> String {
 
 /// `ENGINE = XMergeTree(args)` → `ENGINE = ReplicatedXMergeTree(path,
 /// '{replica}', args)`; other engines (views have none) as they are.
-fn replicated_engine(sql: &str) -> String {
+fn replicated_engine(sql: &str, path: &str) -> String {
     const ENGINE: &str = "ENGINE = ";
     let Some(at) = sql.find(ENGINE) else {
         return sql.to_string();
@@ -165,7 +172,7 @@ fn replicated_engine(sql: &str) -> String {
         return sql.to_string();
     };
     let args = rest[args_start..args_start + close].trim();
-    let replication = format!("'{ZOOKEEPER_PATH}', '{{replica}}'");
+    let replication = format!("'{path}', '{{replica}}'");
     let args = if args.is_empty() {
         replication
     } else {
@@ -204,7 +211,7 @@ mod tests {
             on_cluster(SCHEMA_MIGRATIONS_DDL, CLUSTER, DB),
             "CREATE TABLE IF NOT EXISTS telemetry.schema_migrations ON CLUSTER telemetry \
              (version UInt32, name String, checksum UInt64, applied_at DateTime) \
-             ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/{table}', \
+             ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/telemetry/schema_migrations', \
              '{replica}') ORDER BY version"
         );
         let replacing = "CREATE TABLE IF NOT EXISTS t\n(\n    x UInt8\n)\n\
@@ -212,12 +219,12 @@ mod tests {
         assert_eq!(
             on_cluster(replacing, CLUSTER, "db"),
             "CREATE TABLE IF NOT EXISTS db.t ON CLUSTER telemetry\n(\n    x UInt8\n)\n\
-             ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', \
+             ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/db/t', \
              '{replica}', inserted_at)\nORDER BY (x)"
         );
         let summing = "CREATE TABLE s (k UInt8, n UInt64) ENGINE = SummingMergeTree() ORDER BY k";
         assert!(on_cluster(summing, CLUSTER, "db").contains(
-            "ENGINE = ReplicatedSummingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}') ORDER BY k"
+            "ENGINE = ReplicatedSummingMergeTree('/clickhouse/tables/{shard}/db/s', '{replica}') ORDER BY k"
         ));
         let log = "CREATE TABLE l (k UInt8) ENGINE = Log";
         assert_eq!(
@@ -273,7 +280,7 @@ mod tests {
 
     #[test]
     fn every_shipped_statement_is_rewritten_whole() {
-        let mut made = 0;
+        let mut made = std::collections::HashSet::new();
         for (file, statement) in every_statement() {
             let rewritten = on_cluster(&statement, CLUSTER, DB);
             let ddl = ["CREATE ", "DROP ", "RENAME ", "ALTER "]
@@ -289,14 +296,23 @@ mod tests {
                 "{file}: {rewritten}"
             );
             if statement.contains("ENGINE = ") {
-                made += 1;
+                let table = statement
+                    .trim_start_matches("CREATE TABLE ")
+                    .trim_start_matches("IF NOT EXISTS ")
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string();
                 assert!(
                     rewritten.contains("ENGINE = Replicated")
-                        && rewritten.contains(
-                            "MergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}'"
-                        ),
+                        && rewritten.contains(&format!(
+                            "MergeTree('/clickhouse/tables/{{shard}}/telemetry/{table}', '{{replica}}'"
+                        )),
                     "{file}: {rewritten}"
                 );
+                // A name made again after a drop would find the dropped
+                // table's path: every table is made under a name of its own.
+                assert!(made.insert(table.clone()), "{file}: {table} made twice");
             }
             // Every table named after FROM, JOIN or TO is in the database.
             let words: Vec<&str> = rewritten
@@ -317,6 +333,9 @@ mod tests {
                 }
             }
         }
-        assert!(made >= 15, "every table the migrations make: {made}");
+        assert!(
+            made.len() >= 15,
+            "every table the migrations make: {made:?}"
+        );
     }
 }

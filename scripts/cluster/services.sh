@@ -10,6 +10,7 @@
 #     two replicas of shard 01 of the cluster `telemetry`.
 #
 # usage: scripts/services install|start|stop|restart|status|wait|clean --cluster
+#        scripts/services stop-replica --cluster N   (ClickHouse replica N only)
 #
 # `wait --cluster` waits for explicit signals: ZooKeeper answers `ruok`; each
 # broker has started and the cluster's metadata lists all three brokers; each
@@ -272,9 +273,17 @@ cluster_status() {
 }
 
 cluster_main() { # the command line, --cluster anywhere in it
-  local cmd="" arg
-  for arg in "$@"; do [ "$arg" = --cluster ] || { cmd=$arg; break; }; done
+  local cmd="" arg rest=()
+  for arg in "$@"; do
+    [ "$arg" = --cluster ] && continue
+    if [ -z "$cmd" ]; then cmd=$arg; else rest+=("$arg"); fi
+  done
   case $cmd in
+    # One ClickHouse replica, for the fault check; `start --cluster` brings
+    # it back (the rest are already running).
+    stop-replica)
+      [ "${#rest[@]}" = 1 ] || die "usage: scripts/services stop-replica --cluster N"
+      stop_one "clickhouse-${rest[0]}" "$CLUSTER_DIR/clickhouse-${rest[0]}/clickhouse.pid" ;;
     install) install_kafka; install_zookeeper; install_clickhouse ;;
     start) cluster_start ;;
     stop) cluster_stop ;;
