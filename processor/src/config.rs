@@ -283,4 +283,28 @@ mod tests {
             Err(ConfigError::Invalid(_))
         ));
     }
+
+    #[test]
+    fn a_cluster_is_named_by_an_identifier_and_single_server_is_the_default() {
+        let with = |extra: &str| {
+            Config::from_toml(&format!(
+                "[kafka]\nbrokers = \"x\"\n[clickhouse]\nurl = \"http://x\"\n{extra}"
+            ))
+        };
+        let single = with("").expect("valid");
+        assert_eq!(
+            (
+                single.clickhouse.cluster.as_str(),
+                single.clickhouse.insert_quorum
+            ),
+            ("", 0)
+        );
+        let replicated = with("cluster = \"telemetry\"\ninsert_quorum = 2\n").expect("valid");
+        assert_eq!(replicated.clickhouse.cluster, "telemetry");
+        assert_eq!(replicated.clickhouse.insert_quorum, 2);
+        assert!(matches!(
+            with("cluster = \"a b\"\n"),
+            Err(ConfigError::Invalid(_))
+        ));
+    }
 }
