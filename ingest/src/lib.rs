@@ -29,11 +29,14 @@
 // What other crates use: the routes and the OpenAPI document (`api`), the
 // configuration, token and machine hashing (`auth`, `privacy`), and the two
 // settings tests check against. The answers' types are `schemas::contract`.
+// `bench` is the per-report path without HTTP, for `bench/instr`.
 // The rest is the service's own (the fuzz targets compile `body`, `error`
 // and `validate` from their files).
 pub mod api;
 pub mod auth;
 mod batch;
+#[doc(hidden)]
+pub mod bench;
 mod body;
 mod budget;
 pub mod config;

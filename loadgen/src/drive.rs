@@ -88,10 +88,7 @@ const FRESHNESS_SAMPLE: u64 = 50;
 /// Bodies prepared before the run, so the generator costs little while it
 /// runs: a pool of report templates and a fresh id per report.
 fn templates(plan: &Plan) -> Vec<Vec<u8>> {
-    let mut rng = Rng::new(42);
-    (0..1024)
-        .map(|i| reports::report(i % plan.machines.max(1), &mut rng))
-        .collect()
+    reports::templates(plan.machines)
 }
 
 fn body(plan: &Plan, templates: &[Vec<u8>], rng: &mut Rng) -> Bytes {

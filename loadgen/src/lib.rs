@@ -5,8 +5,9 @@
 //!   from when each request was due into an HdrHistogram, a JSON summary.
 //! - [`bare`]: the baseline server: answers 202 and does nothing else.
 //! - [`backlog`]: writes accepted reports straight into Kafka.
-//! - `reports` (private): realistic crash reports (20–40 frames of real
-//!   Windows modules), feature requests in Chinese and English, heartbeats.
+//! - [`reports`]: realistic crash reports (20–40 frames of real Windows
+//!   modules), feature requests in Chinese and English, heartbeats; the
+//!   mix every run draws from (`bench/instr` counts instructions on it).
 //!
 //! In: a target URL or Kafka topic and a plan. Out: load, and a summary
 //! (the batch answers read as `schemas::contract::BatchResult`).
@@ -14,4 +15,4 @@
 pub mod backlog;
 pub mod bare;
 pub mod drive;
-mod reports;
+pub mod reports;

@@ -172,6 +172,15 @@ pub fn report(machine: u64, rng: &mut Rng) -> Vec<u8> {
     serde_json::to_vec(&value).expect("a report encodes")
 }
 
+/// The pool of report templates a run draws from: 1,024 reports of the mix
+/// from up to `machines` machines, the same for every run.
+pub fn templates(machines: u64) -> Vec<Vec<u8>> {
+    let mut rng = Rng::new(42);
+    (0..1024)
+        .map(|i| report(i % machines.max(1), &mut rng))
+        .collect()
+}
+
 /// Puts a fresh id in place of [`PLACEHOLDER_ID`].
 pub fn with_fresh_id(template: &[u8]) -> Vec<u8> {
     let mut body = template.to_vec();

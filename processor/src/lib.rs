@@ -37,6 +37,9 @@
 //! reads the configuration.
 
 mod batch;
+// The per-message path without Kafka or ClickHouse, for `bench/instr`.
+#[doc(hidden)]
+pub mod bench;
 pub mod config;
 mod consumer;
 mod dead_letter;
