@@ -46,6 +46,17 @@ pub fn clickhouse_url() -> String {
     std::env::var("CLICKHOUSE_URL").unwrap_or_else(|_| "http://127.0.0.1:8123".into())
 }
 
+/// How the tests reach `database`: at [`clickhouse_url`], and, when
+/// `$CLICKHOUSE_CLUSTER` names a cluster (as `scripts/cluster/check` sets
+/// it to run the end-to-end tests on the local cluster), with the
+/// migrations made replicated `ON CLUSTER`, as `[clickhouse] cluster` does.
+pub fn clickhouse_config(database: &str) -> ClickHouseConfig {
+    ClickHouseConfig {
+        cluster: std::env::var("CLICKHOUSE_CLUSTER").unwrap_or_default(),
+        ..ClickHouseConfig::local(clickhouse_url(), database)
+    }
+}
+
 /// An organisation of the test deployment and the token its machines use.
 #[derive(Debug, Clone)]
 pub struct TestOrg {
@@ -154,7 +165,7 @@ impl TestEnv {
                 outcomes: self.outcomes_topic.clone(),
                 dead_letters: self.dead_letters_topic.clone(),
             },
-            clickhouse: ClickHouseConfig::local(clickhouse_url(), &self.database),
+            clickhouse: clickhouse_config(&self.database),
             batch: BatchConfig {
                 max_age_ms: 200,
                 ..BatchConfig::default()
@@ -176,7 +187,7 @@ impl TestEnv {
     /// A ClickHouse client for this test's database, set up like the
     /// processor's.
     pub async fn clickhouse(&self) -> processor::Store {
-        processor::Store::connect(&ClickHouseConfig::local(clickhouse_url(), &self.database))
+        processor::Store::connect(&clickhouse_config(&self.database))
             .await
             .expect("clickhouse is up (scripts/services start)")
     }
@@ -339,7 +350,14 @@ impl TestEnv {
         let store = self.clickhouse().await;
         let _ = store
             .client()
-            .query(&format!("DROP DATABASE IF EXISTS `{}`", self.database))
+            .query(&format!(
+                "DROP DATABASE IF EXISTS `{}`{}",
+                self.database,
+                store
+                    .cluster()
+                    .map(|c| format!(" ON CLUSTER {c}"))
+                    .unwrap_or_default()
+            ))
             .execute()
             .await;
     }
