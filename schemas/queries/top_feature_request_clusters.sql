@@ -2,8 +2,11 @@
 -- purpose: The feature requests most asked for, as clusters ranked by distinct organisations.
 -- params: limit UInt32
 --
--- A cluster gathers requests saying the same thing in any wording; title is
--- the request that founded it. Over the aggregates' retention (730 days).
+-- A cluster gathers requests saying the same thing in any wording; a
+-- cluster merged into another counts under the surviving id, once. title
+-- is the representative title of its main language (the earliest request
+-- once raw retention dropped them all). Over the aggregates' retention
+-- (730 days).
 SELECT
     cluster_id,
     title,

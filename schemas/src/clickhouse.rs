@@ -72,6 +72,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!("0007_request_embeddings"),
     migration!("0008_cluster_merges"),
     migration!("0009_cluster_titles"),
+    migration!("0010_cluster_trends"),
 ];
 
 /// A migration recorded in `schema_migrations`: its version and the

@@ -252,9 +252,45 @@ def test_every_report_query_runs_on_current_clickhouse(db, ddl_files):
 
     apply_all(db, ddl_files)
     queries = cargo_example("warehouse", "report_sql")
-    assert {q["name"] for q in queries} >= {"builds", "clusters", "feedback"}
+    assert {q["name"] for q in queries} >= {"builds", "clusters", "feedback", "trends"}
     for query in queries:
         try:
             db.query(query["sql"].replace("?", "1"), "TSV")
         except Exception as error:  # chdb raises its own error type
             pytest.fail(f"{query['name']}: {error}\n{query['sql']}")
+
+
+def test_a_merged_cluster_counts_once_under_the_surviving_id(db, ddl_files):
+    """feature_request_clusters and feature_request_weeks on current
+    ClickHouse: cluster 2 merged into 1 leaves one row, for 1, counting both
+    ids' requests, organisations and machines once, a title per language,
+    and this ISO week's requests against the four weeks before."""
+    apply_all(db, ddl_files)
+    columns = "report_id, received_at, org_id, machine_hash, title, language, cluster_id, inserted_at"
+    rows = [
+        # (cluster, days after this week's Monday, org, machine, title, language)
+        (1, -20, "grid", "a", "Pin folders to Start", "en"),
+        (2, -6, "water", "b", "Pin folders to Start", "en"),
+        (2, 0, "water", "c", "开始菜单固定文件夹", "zh-CN"),
+        (2, 0, "sun", "d", "开始菜单支持固定文件夹", "zh-CN"),
+        (3, 0, "grid", "e", "Export the log to CSV", "en"),
+    ]
+    for cluster, days, org, machine, title, language in rows:
+        db.query(
+            f"INSERT INTO feature_requests ({columns}) SELECT generateUUIDv4(), "
+            f"toDateTime(toMonday(today()) + {days}) + 60, '{org}', '{machine}', '{title}', "
+            f"'{language}', {cluster}, now()"
+        )
+    db.query("INSERT INTO cluster_merges VALUES (2, 1, 0.9, now())")
+    got = one(
+        db,
+        "SELECT cluster_id, languages, requests, organisations, machines, requests_this_week, "
+        "requests_weekly_average, organisations_this_week, new_this_week "
+        "FROM feature_request_clusters ORDER BY cluster_id",
+    )
+    assert got.split("\n") == [
+        "1,\"['en','zh']\",4,3,4,2,0.5,2,0",
+        "3,\"['en']\",1,1,1,1,0,1,1",
+    ], got
+    weeks = one(db, "SELECT cluster_id, requests FROM feature_request_weeks ORDER BY cluster_id, week")
+    assert weeks.split("\n") == ["1,1", "1,1", "1,2", "3,1"], weeks

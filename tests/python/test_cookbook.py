@@ -255,6 +255,7 @@ class Fixture:
         """query name -> (params, expected rows as TSVWithNames lines)."""
         d0, d1 = self.d0.isoformat(), self.d1.isoformat()
         taskbar, sm2, dark = self.clusters["taskbar"], self.clusters["sm2"], self.clusters["dark"]
+        monday = (self.d0 - datetime.timedelta(days=self.d0.weekday())).isoformat()
         sig_c_tsv = SIG_C.replace("'", "\\'")
         return {
             "top_crash_signatures_for_build": (
@@ -314,6 +315,27 @@ class Fixture:
                     "cluster_id\ttitle\torganisations\trequests\tmachines\tfiled_under",
                     f"{taskbar}\t希望任务栏支持按项目分组窗口\t2\t3\t3\t['shell.taskbar','shell.windows']",
                     f"{sm2}\tSupport SM2 certificates for smart card login\t1\t2\t2\t['security.login']",
+                ],
+            ),
+            # Every request came today: each cluster is new this week,
+            # with nothing in the four weeks before.
+            "feature_request_trends": (
+                {"week_of": d0, "limit": 2},
+                [
+                    "cluster_id\ttitle\tweek_start\trequests_this_week\trequests_weekly_average"
+                    "\torganisations_this_week\torganisations_weekly_average\tfirst_seen\tnew_this_week",
+                    f"{taskbar}\t希望任务栏支持按项目分组窗口\t{monday}\t3\t0\t2\t0\t{d0} 12:00:01\t1",
+                    f"{sm2}\tSupport SM2 certificates for smart card login\t{monday}\t2\t0\t1\t0\t{d0} 12:00:04\t1",
+                ],
+            ),
+            "new_feature_request_clusters": (
+                {"week_of": d0},
+                [
+                    "cluster_id\ttitle\tlanguages\tfirst_seen\trequests_this_week\torganisations_this_week"
+                    "\tmachines_this_week",
+                    f"{taskbar}\t希望任务栏支持按项目分组窗口\t['zh']\t{d0} 12:00:01\t3\t2\t3",
+                    f"{sm2}\tSupport SM2 certificates for smart card login\t['en']\t{d0} 12:00:04\t2\t1\t2",
+                    f"{dark}\tDark mode for the taskbar\t['en']\t{d0} 12:00:06\t1\t1\t1",
                 ],
             ),
             "top_feature_request_clusters_by_category": (
@@ -396,7 +418,8 @@ def test_every_query_file_has_a_header_matching_its_placeholders():
         assert purpose, path.name
         used = {(m.group(1), m.group(2)) for m in PLACEHOLDER.finditer(path.read_text(encoding="utf-8"))}
         assert used == set(params.items()), f"{path.name}: declared {params}, used {sorted(used)}"
-        bound(name, {p: "1" for p in params})  # types the substitution knows
+        samples = {"Date": "2026-11-30"}
+        bound(name, {p: samples.get(t, "1") for p, t in params.items()})  # types the substitution knows
 
 
 def test_substitution_quotes_strings_and_refuses_what_is_not_a_number():

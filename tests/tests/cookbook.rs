@@ -600,6 +600,33 @@ async fn every_cookbook_query_returns_the_known_rows() {
             format!("{sm2}\t{sm2_en}\t1\t2\t2\t['security.login']"),
         ],
     );
+    // Every request came today: each cluster is new this week, with
+    // nothing in the four weeks before.
+    let dark = clustering::cluster_id_for(dark_en).to_string();
+    let monday = warehouse::report::week_start(d0).to_string();
+    expect(
+        "feature_request_trends",
+        &[("week_of", &d0s), ("limit", "2")],
+        vec![
+            "cluster_id\ttitle\tweek_start\trequests_this_week\trequests_weekly_average\t\
+             organisations_this_week\torganisations_weekly_average\tfirst_seen\tnew_this_week"
+                .into(),
+            format!("{taskbar}\t{taskbar_zh}\t{monday}\t3\t0\t2\t0\t{d0s} 12:00:01\t1"),
+            format!("{sm2}\t{sm2_en}\t{monday}\t2\t0\t1\t0\t{d0s} 12:00:04\t1"),
+        ],
+    );
+    expect(
+        "new_feature_request_clusters",
+        &[("week_of", &d0s)],
+        vec![
+            "cluster_id\ttitle\tlanguages\tfirst_seen\trequests_this_week\t\
+             organisations_this_week\tmachines_this_week"
+                .into(),
+            format!("{taskbar}\t{taskbar_zh}\t['zh']\t{d0s} 12:00:01\t3\t2\t3"),
+            format!("{sm2}\t{sm2_en}\t['en']\t{d0s} 12:00:04\t2\t1\t2"),
+            format!("{dark}\t{dark_en}\t['en']\t{d0s} 12:00:06\t1\t1\t1"),
+        ],
+    );
     expect(
         "top_feature_request_clusters_by_category",
         &[("days", "7"), ("per_category", "1")],

@@ -1,13 +1,16 @@
 //! The roadmap report from data loaded through the real pipeline, rendered
-//! by headless Chromium (Debian's `chromium`, installed by `scripts/test`).
+//! by headless Chromium (Debian's `chromium`, installed by `scripts/test`),
+//! and the feature-request trend by ISO week, with requests received in
+//! chosen weeks and one cluster merged into another.
 
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use e2e::{TestEnv, accepted, eventually, fixtures, produce, start_processor, try_scalar};
+use e2e::{TestEnv, accepted, eventually, fixtures, produce, scalar, start_processor, try_scalar};
 use schemas::AcceptedReport;
 use serde_json::json;
+use time::{Date, Duration as Days, OffsetDateTime};
 
 fn on_build(mut report: AcceptedReport, revision: u32) -> AcceptedReport {
     report.os.revision = revision;
@@ -179,7 +182,7 @@ async fn the_roadmap_report_renders_in_a_browser_with_charts_and_tables() {
     let dir = tempfile::tempdir().expect("out dir");
     let page = dir.path().join("report.html");
     let written = warehouse::report::write(&report, &page).expect("written");
-    assert_eq!(written.len(), 6, "the page and five CSV tables");
+    assert_eq!(written.len(), 7, "the page and six CSV tables");
     let csv = std::fs::read_to_string(dir.path().join("report-crash_free.csv")).expect("csv");
     assert!(csv.contains("10.0.19045.3570,10,2,0.8000"), "{csv}");
 
@@ -215,6 +218,237 @@ async fn the_roadmap_report_renders_in_a_browser_with_charts_and_tables() {
         "escaped, not markup"
     );
     assert!(!dom.contains("<script"), "no scripts");
+
+    processor.shutdown().await.expect("processor stops");
+    env.cleanup().await;
+}
+
+fn request_at(org: &str, machine: &str, title: &str, language: &str, day: Date) -> AcceptedReport {
+    let mut report = accepted(fixtures::FEATURE_REQUEST, org, machine);
+    report.payload["title"] = json!(title);
+    report.payload["language"] = json!(language);
+    // Clustered by its title alone, so that its cluster id is known.
+    report
+        .payload
+        .as_object_mut()
+        .expect("object")
+        .remove("body");
+    report.received_at = day.midnight().assume_utc() + Days::hours(10);
+    report
+}
+
+/// The trend of one ISO week, chosen two weeks back so that every request
+/// of it and of the weeks around it lies in the past: requests in each of
+/// the four weeks before, in the week, after it and before the four
+/// weeks. One cluster founded in the week is merged into one founded two
+/// weeks before it (a row of `cluster_merges`, as the merge pass writes):
+/// its requests count under the surviving id, in the report, in the
+/// cookbook and in `feature_request_clusters`, and it is not new.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_weekly_trend_and_new_clusters_follow_merges() {
+    let env = TestEnv::new();
+    let processor = start_processor(env.processor_config());
+    let week = warehouse::report::week_start(OffsetDateTime::now_utc().date()) - Days::weeks(2);
+    let week_of = week + Days::days(2);
+    let (taskbar, folders_en, folders_zh, export) = (
+        "Group taskbar windows by project",
+        "Allow pinning folders to the Start menu",
+        "希望开始菜单支持固定文件夹",
+        "Export the event log to CSV",
+    );
+    // One request of each title first, so that each founds its cluster
+    // before its repeats arrive; then the rest.
+    let founders = vec![
+        request_at("grid", "t0", taskbar, "en", week),
+        request_at("water", "f0", folders_en, "en", week - Days::weeks(2)),
+        request_at("grid", "z0", folders_zh, "zh-CN", week + Days::days(1)),
+        request_at("sun", "e0", export, "en", week + Days::days(3)),
+    ];
+    produce(&env.reports_topic, &founders).await;
+    let store = env.clickhouse().await;
+    eventually("the founders stored", Duration::from_secs(60), || async {
+        (try_scalar(&store, "SELECT count() FROM feature_requests").await == Some(4)).then_some(())
+    })
+    .await;
+    let repeats = vec![
+        // The taskbar cluster: 3 requests from 3 organisations this week;
+        // 1 + 1 + 0 + 2 in the four weeks before (1 request, 1 organisation
+        // a week on average); one five weeks before and one the week after,
+        // which count in neither.
+        request_at("water", "t1", taskbar, "en", week + Days::days(4)),
+        request_at("sun", "t2", taskbar, "en", week + Days::days(6)),
+        request_at("grid", "t3", taskbar, "en", week - Days::weeks(4)),
+        request_at(
+            "water",
+            "t4",
+            taskbar,
+            "en",
+            week - Days::weeks(3) + Days::days(6),
+        ),
+        request_at("grid", "t5", taskbar, "en", week - Days::days(7)),
+        request_at("sun", "t6", taskbar, "en", week - Days::days(1)),
+        request_at("sun", "t7", taskbar, "en", week - Days::weeks(5)),
+        request_at("sun", "t8", taskbar, "en", week + Days::weeks(1)),
+        // The Chinese wording of the folders request: 2 requests this week.
+        request_at("water", "z1", folders_zh, "zh-CN", week + Days::days(2)),
+    ];
+    produce(&env.reports_topic, &repeats).await;
+    eventually("every request stored", Duration::from_secs(60), || async {
+        (try_scalar(&store, "SELECT count() FROM feature_requests").await == Some(13)).then_some(())
+    })
+    .await;
+    env.caught_up(Duration::from_secs(60)).await;
+    let ids = [taskbar, folders_en, folders_zh, export].map(clustering::cluster_id_for);
+    let stored = scalar(
+        &store,
+        &format!(
+            "SELECT uniqExact(cluster_id) FROM feature_requests WHERE cluster_id IN ({}, {}, {}, {})",
+            ids[0], ids[1], ids[2], ids[3]
+        ),
+    )
+    .await;
+    assert_eq!(stored, 4, "one cluster per title");
+    let (kept, gone) = (ids[1].min(ids[2]), ids[1].max(ids[2]));
+    store
+        .client()
+        .query(&format!(
+            "INSERT INTO cluster_merges (cluster_id, merged_into, similarity, merged_at) \
+             VALUES ({gone}, {kept}, 0.9, now())"
+        ))
+        .execute()
+        .await
+        .expect("merge recorded");
+
+    let report = warehouse::report::gather_for_week(&store, 70, week_of)
+        .await
+        .expect("report data");
+    assert_eq!(report.week_start, week);
+    let row = |id: u64| {
+        report
+            .clusters
+            .iter()
+            .find(|c| c.cluster_id == id)
+            .unwrap_or_else(|| panic!("cluster {id} in {:?}", report.clusters))
+    };
+    let t = &row(ids[0]).trend;
+    assert_eq!(
+        (
+            t.requests_this_week,
+            t.organisations_this_week,
+            t.new_this_week
+        ),
+        (3, 3, false)
+    );
+    assert_eq!(
+        (t.requests_weekly_average, t.organisations_weekly_average),
+        (1.0, 1.0)
+    );
+    assert_eq!(t.direction(), "up");
+    assert_eq!(row(ids[0]).requests, 9, "every request of the period");
+    let folders = row(kept);
+    assert!(
+        report.clusters.iter().all(|c| c.cluster_id != gone),
+        "the merged-away id is not shown"
+    );
+    assert_eq!((folders.requests, folders.organisations), (3, 2));
+    assert_eq!(
+        (
+            folders.trend.requests_this_week,
+            folders.trend.requests_weekly_average,
+            folders.trend.new_this_week
+        ),
+        (2, 0.25, false),
+        "founded before the week under the surviving id: not new"
+    );
+    let languages: Vec<&str> = folders.titles.iter().map(|(l, _)| l.as_str()).collect();
+    assert_eq!(languages, ["zh", "en"], "{:?}", folders.titles);
+    let new: Vec<(u64, &str, u64)> = report
+        .new_clusters
+        .iter()
+        .map(|c| (c.cluster_id, c.title.as_str(), c.requests_this_week))
+        .collect();
+    assert_eq!(new, [(ids[3], export, 1)], "only the export request is new");
+
+    let dir = tempfile::tempdir().expect("out dir");
+    let page = dir.path().join("report.html");
+    warehouse::report::write(&report, &page).expect("written");
+    let csv = std::fs::read_to_string(dir.path().join("report-clusters.csv")).expect("csv");
+    let taskbar_line = csv
+        .lines()
+        .find(|l| l.starts_with(&ids[0].to_string()))
+        .expect("taskbar row");
+    assert!(
+        taskbar_line.ends_with(&format!(",{week},3,1.00,3,1.00,up")),
+        "{taskbar_line}"
+    );
+    let new_csv = std::fs::read_to_string(dir.path().join("report-new_clusters.csv")).expect("csv");
+    assert_eq!(
+        new_csv.lines().nth(1),
+        Some(format!("{week},{},{export},1,1", ids[3]).as_str())
+    );
+    let html = std::fs::read_to_string(&page).expect("page");
+    assert!(html.contains("id=\"table-new-clusters\"") && html.contains(export));
+
+    // The cookbook's list of new clusters for the week, on 18.16.
+    let cookbook = warehouse::cookbook::Cookbook::built_in();
+    let values = [("week_of".to_string(), week_of.to_string())]
+        .into_iter()
+        .collect();
+    let sql = cookbook
+        .query("new_feature_request_clusters")
+        .expect("query")
+        .bind(&values)
+        .expect("binds");
+    let tsv = warehouse::cookbook::run(store.client(), &sql)
+        .await
+        .expect("runs");
+    let tsv = String::from_utf8(tsv).expect("utf-8");
+    let rows: Vec<&str> = tsv.lines().skip(1).collect();
+    assert_eq!(rows.len(), 1, "{tsv}");
+    assert!(
+        rows[0].starts_with(&format!("{}\t{export}\t['en']\t", ids[3])),
+        "{tsv}"
+    );
+
+    // The view analysts read follows the merge over the whole history:
+    // the surviving id alone, with both ids' requests, organisations and
+    // machines counted once, and a title per language.
+    #[derive(Debug, clickhouse::Row, serde::Deserialize)]
+    struct Cluster {
+        cluster_id: u64,
+        title: String,
+        languages: Vec<String>,
+        titles: Vec<String>,
+        requests: u64,
+        organisations: u64,
+        machines: u64,
+    }
+    let clusters: Vec<Cluster> = store
+        .client()
+        .query(
+            "SELECT cluster_id, title, languages, titles, requests, organisations, machines \
+             FROM feature_request_clusters ORDER BY cluster_id",
+        )
+        .fetch_all()
+        .await
+        .expect("feature_request_clusters");
+    assert_eq!(clusters.len(), 3, "{clusters:?}");
+    let folders = clusters
+        .iter()
+        .find(|c| c.cluster_id == kept)
+        .expect("surviving cluster");
+    assert_eq!(
+        (folders.requests, folders.organisations, folders.machines),
+        (3, 2, 3)
+    );
+    assert_eq!(folders.languages, ["zh", "en"]);
+    assert_eq!(folders.titles, [folders_zh, folders_en]);
+    assert_eq!(folders.title, folders_zh, "the main language's title");
+    let taskbar_all = clusters
+        .iter()
+        .find(|c| c.cluster_id == ids[0])
+        .expect("taskbar");
+    assert_eq!((taskbar_all.requests, taskbar_all.organisations), (9, 3));
 
     processor.shutdown().await.expect("processor stops");
     env.cleanup().await;

@@ -283,7 +283,12 @@ mod tests {
                 .collect();
             assert_eq!(placeholders(&query.sql), declared, "{stem}");
             for type_name in query.params.values() {
-                literal(type_name, "1").expect("a type the substitution knows");
+                let sample = if type_name == "Date" {
+                    "2026-11-30"
+                } else {
+                    "1"
+                };
+                literal(type_name, sample).expect("a type the substitution knows");
             }
         }
     }

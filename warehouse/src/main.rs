@@ -59,6 +59,10 @@ enum Command {
         /// Where the HTML goes; the CSV files go beside it.
         #[arg(long, default_value = "report.html")]
         out: PathBuf,
+        /// A day of the ISO week whose feature-request trend is shown
+        /// (YYYY-MM-DD, UTC); today by default.
+        #[arg(long, value_parser = day)]
+        week_of: Option<time::Date>,
     },
     /// Computes crash regressions once and prints them (TSV).
     Regressions,
@@ -92,6 +96,14 @@ enum Command {
 
 fn since(text: &str) -> Result<u32, String> {
     warehouse::report::parse_since(text).ok_or_else(|| format!("give days, e.g. 30d, not {text:?}"))
+}
+
+fn day(text: &str) -> Result<time::Date, String> {
+    time::Date::parse(
+        text,
+        time::macros::format_description!("[year]-[month]-[day]"),
+    )
+    .map_err(|_| format!("give a day, e.g. 2026-11-30, not {text:?}"))
 }
 
 fn param(text: &str) -> Result<(String, String), String> {
@@ -153,8 +165,14 @@ async fn main() -> anyhow::Result<ExitCode> {
     };
     let mut out = std::io::stdout().lock();
     match args.command {
-        Command::Report { since, out: path } => {
-            let report = warehouse::report::gather(&connect().await?, since).await?;
+        Command::Report {
+            since,
+            out: path,
+            week_of,
+        } => {
+            let week_of = week_of.unwrap_or_else(|| time::OffsetDateTime::now_utc().date());
+            let report =
+                warehouse::report::gather_for_week(&connect().await?, since, week_of).await?;
             for file in warehouse::report::write(&report, &path)
                 .with_context(|| format!("writing {}", path.display()))?
             {
@@ -300,7 +318,26 @@ mod tests {
         ])
         .expect("parses");
         assert_eq!(args.config, Some(PathBuf::from("p.toml")));
-        assert!(matches!(args.command, Command::Report { since: 7, .. }));
+        assert!(matches!(
+            args.command,
+            Command::Report {
+                since: 7,
+                week_of: None,
+                ..
+            }
+        ));
+        let args = Args::try_parse_from(["telemetry-admin", "report", "--week-of", "2026-12-02"])
+            .expect("parses");
+        assert!(matches!(
+            args.command,
+            Command::Report {
+                week_of: Some(day),
+                ..
+            } if day.to_string() == "2026-12-02"
+        ));
+        assert!(
+            Args::try_parse_from(["telemetry-admin", "report", "--week-of", "last week"]).is_err()
+        );
         assert!(Args::try_parse_from(["telemetry-admin", "report", "--since", "soon"]).is_err());
         let args = Args::try_parse_from([
             "telemetry-admin",

@@ -19,7 +19,8 @@ td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}\
 .sig{font-family:ui-monospace,monospace;font-size:.8rem;word-break:break-all}\
 .lang{color:#5b6472;font-size:.75rem;margin-right:.3rem}\
 .kind{display:inline-block;padding:0 .4rem;border-radius:.3rem;font-size:.8rem;background:#fde2e1;color:#8a1c17}\
-.kind.new{background:#e1ecfd;color:#173f8a}.empty{color:#6b7385;font-style:italic}\
+.kind.new{background:#e1ecfd;color:#173f8a}.kind.up{background:#fde2e1;color:#8a1c17}\
+.kind.down,.kind.flat{background:#eceef2;color:#3d4452}.empty{color:#6b7385;font-style:italic}\
 .muted{color:#6b7385;font-size:.85rem}svg text{font-family:system-ui,sans-serif}";
 
 pub(crate) fn render(report: &Report) -> String {
@@ -34,14 +35,17 @@ pub(crate) fn render(report: &Report) -> String {
          <title>Roadmap report</title><style>{STYLE}</style></head><body>\
          <h1>Roadmap report</h1>\
          <p class=\"muted\">Last {} days, generated {} (UTC). Counts are distinct reports, machines \
-         and organisations; builds are in version order.</p>",
+         and organisations; builds are in version order. Feature-request trends: the ISO week \
+         from Monday {} (UTC) against the weekly average of the four weeks before.</p>",
         report.days,
-        escape(&generated)
+        escape(&generated),
+        report.week_start
     );
     crash_free(&mut page, report);
     signatures(&mut page, &report.signatures);
     regressions(&mut page, report);
     clusters(&mut page, report);
+    new_clusters(&mut page, report);
     feedback(&mut page, report);
     page.push_str("</body></html>\n");
     page
@@ -257,7 +261,9 @@ fn clusters(page: &mut String, report: &Report) {
     );
     page.push_str(
         "<table id=\"table-clusters\"><tr><th>#</th><th>Request, per language</th><th class=\"n\">Organisations</th>\
-         <th class=\"n\">Machines</th><th class=\"n\">Requests</th><th>Also worded as</th></tr>",
+         <th class=\"n\">Machines</th><th class=\"n\">Requests</th><th class=\"n\">This week</th>\
+         <th class=\"n\">Weekly average, 4 weeks before</th><th class=\"n\">Organisations this week</th>\
+         <th>Trend</th><th>Also worded as</th></tr>",
     );
     for (i, c) in report.clusters.iter().enumerate() {
         let examples: Vec<String> = c.examples.iter().map(|e| escape(e).into_owned()).collect();
@@ -273,15 +279,48 @@ fn clusters(page: &mut String, report: &Report) {
                 )
             })
             .collect();
+        let trend = &c.trend;
         let _ = write!(
             page,
-            "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
+             <td class=\"n\">{}</td><td class=\"n\">{:.2}</td><td class=\"n\">{} (avg {:.2})</td>\
+             <td><span class=\"kind {dir}\">{dir}</span></td><td>{}</td></tr>",
             i + 1,
             titles.join("<br>"),
             c.organisations,
             c.machines,
             c.requests,
-            examples.join("<br>")
+            trend.requests_this_week,
+            trend.requests_weekly_average,
+            trend.organisations_this_week,
+            trend.organisations_weekly_average,
+            examples.join("<br>"),
+            dir = trend.direction(),
+        );
+    }
+    page.push_str("</table>");
+}
+
+fn new_clusters(page: &mut String, report: &Report) {
+    let _ = write!(
+        page,
+        "<h2 id=\"new-clusters\">New this week (from Monday {})</h2>",
+        report.week_start
+    );
+    if report.new_clusters.is_empty() {
+        return empty(page, "new requests");
+    }
+    page.push_str(
+        "<table id=\"table-new-clusters\"><tr><th>Request</th><th class=\"n\">Organisations</th>\
+         <th class=\"n\">Requests</th></tr>",
+    );
+    for c in &report.new_clusters {
+        let _ = write!(
+            page,
+            "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+            escape(&c.title),
+            c.organisations_this_week,
+            c.requests_this_week
         );
     }
     page.push_str("</table>");
@@ -345,12 +384,18 @@ mod tests {
         );
         assert!(page.contains("id=\"chart-crash-free\""));
         assert!(page.contains("80.0%"));
+        assert!(page.contains("<span class=\"kind up\">up</span>"));
+        assert!(page.contains("id=\"table-new-clusters\""));
+        assert!(page.contains("=Dark mode, please"));
     }
 
     #[test]
     fn empty_sections_say_so() {
         let mut report = sample();
         report.regressions.clear();
-        assert!(render(&report).contains("No regressions in this period."));
+        report.new_clusters.clear();
+        let page = render(&report);
+        assert!(page.contains("No regressions in this period."));
+        assert!(page.contains("No new requests in this period."));
     }
 }

@@ -6,8 +6,17 @@
 //! with crash-free rate by build, the top signatures with their daily
 //! trend, the regressions of the newest build, the top feature-request
 //! clusters by organisations (merged clusters counted as one), each with
-//! its representative title per language and example wordings, and
-//! feedback by category; and one CSV per table beside it.
+//! its representative title per language, example wordings and its trend,
+//! the clusters new this week, and feedback by category; and one CSV per
+//! table beside it.
+//!
+//! The trend compares one ISO week (Monday 00:00 UTC to the next Monday;
+//! the week holding the report's date, so far) with the weekly average of
+//! the four weeks before it, in requests and in distinct organisations. A
+//! cluster is new that week when its first request ever (of any id merged
+//! into it) falls in it. Both come from the cookbook's
+//! `feature_request_trends`, so the report and the analysts' query give the
+//! same numbers.
 
 mod html;
 
@@ -15,9 +24,11 @@ use std::path::{Path, PathBuf};
 
 use clickhouse::Row;
 use serde::Deserialize;
-use time::OffsetDateTime;
+use time::{Date, OffsetDateTime};
 
 use processor::{Store, StoreError};
+
+use crate::cookbook::{Cookbook, CookbookError};
 
 /// Every query the report runs, by name; `?` marks a bound value. Listed so
 /// that a check runs each on current ClickHouse (`tests/python/test_chdb.py`,
@@ -107,6 +118,45 @@ pub struct RegressionRow {
     pub previous_rate_per_1000: f64,
 }
 
+/// A cluster's requests and organisations in the report's week, against
+/// the weekly average of the four weeks before it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Trend {
+    pub requests_this_week: u64,
+    pub requests_weekly_average: f64,
+    pub organisations_this_week: u64,
+    pub organisations_weekly_average: f64,
+    /// Its first request ever falls in the report's week.
+    pub new_this_week: bool,
+}
+
+impl Trend {
+    /// `new`, `up`, `down` or `flat`: requests this week against the
+    /// weekly average before.
+    pub fn direction(&self) -> &'static str {
+        let now = self.requests_this_week as f64;
+        if self.new_this_week {
+            "new"
+        } else if now > self.requests_weekly_average {
+            "up"
+        } else if now < self.requests_weekly_average {
+            "down"
+        } else {
+            "flat"
+        }
+    }
+}
+
+/// A cluster whose first request falls in the report's week.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewCluster {
+    pub cluster_id: u64,
+    /// The representative title of its main language.
+    pub title: String,
+    pub requests_this_week: u64,
+    pub organisations_this_week: u64,
+}
+
 /// One cluster of feature requests as it stands after merges
 /// (`feature_request_members`), counted over the period.
 #[derive(Debug, Clone, PartialEq)]
@@ -120,6 +170,8 @@ pub struct ClusterRow {
     pub machines: u64,
     pub requests: u64,
     pub examples: Vec<String>,
+    /// Over the report's week, not the period.
+    pub trend: Trend,
 }
 
 impl ClusterRow {
@@ -154,11 +206,30 @@ pub struct FeedbackRow {
 pub struct Report {
     pub generated_at: OffsetDateTime,
     pub days: u32,
+    /// The Monday the report's ISO week starts on (UTC).
+    pub week_start: Date,
     pub builds: Vec<BuildHealth>,
     pub signatures: Vec<TopSignature>,
     pub regressions: Vec<RegressionRow>,
     pub clusters: Vec<ClusterRow>,
+    /// Clusters new in the report's week, by organisations asking.
+    pub new_clusters: Vec<NewCluster>,
     pub feedback: Vec<FeedbackRow>,
+}
+
+/// Why the report could not be gathered.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the cookbook's trend query: {0}")]
+    Cookbook(#[from] CookbookError),
+}
+
+impl From<clickhouse::error::Error> for ReportError {
+    fn from(error: clickhouse::error::Error) -> Self {
+        ReportError::Store(error.into())
+    }
 }
 
 /// `30d` → 30. Days are the only unit: the tables are daily.
@@ -169,8 +240,40 @@ pub fn parse_since(text: &str) -> Option<u32> {
 
 const TOP: usize = 10;
 
-/// Queries everything the report shows, over the last `days` days.
-pub async fn gather(store: &Store, days: u32) -> Result<Report, StoreError> {
+/// The Monday of `day`'s ISO week.
+pub fn week_start(day: Date) -> Date {
+    day - time::Duration::days(i64::from(day.weekday().number_days_from_monday()))
+}
+
+/// The cookbook's trend query for the ISO week holding `week_of`, every
+/// cluster active in those five weeks, selecting what the report shows.
+pub fn trends_sql(week_of: Date) -> Result<String, CookbookError> {
+    let values = [
+        ("week_of".to_string(), week_of.to_string()),
+        ("limit".to_string(), u32::MAX.to_string()),
+    ];
+    let sql = Cookbook::built_in()
+        .query("feature_request_trends")?
+        .bind(&values.into_iter().collect())?;
+    Ok(format!(
+        "SELECT cluster_id, title, requests_this_week, requests_weekly_average, \
+         organisations_this_week, organisations_weekly_average, new_this_week FROM ({sql}\n) AS trends"
+    ))
+}
+
+/// Queries everything the report shows, over the last `days` days, with
+/// the trend of the current ISO week.
+pub async fn gather(store: &Store, days: u32) -> Result<Report, ReportError> {
+    gather_for_week(store, days, OffsetDateTime::now_utc().date()).await
+}
+
+/// Queries everything the report shows, over the last `days` days, with
+/// the trend of the ISO week holding `week_of`.
+pub async fn gather_for_week(
+    store: &Store,
+    days: u32,
+    week_of: Date,
+) -> Result<Report, ReportError> {
     let client = store.client();
     let builds: Vec<BuildHealth> = client.query(BUILDS_SQL).bind(days).fetch_all().await?;
 
@@ -239,6 +342,42 @@ pub async fn gather(store: &Store, days: u32) -> Result<Report, StoreError> {
         .bind(TOP as u64)
         .fetch_all()
         .await?;
+
+    #[derive(Row, Deserialize)]
+    struct TrendRow {
+        cluster_id: u64,
+        title: String,
+        requests_this_week: u64,
+        requests_weekly_average: f64,
+        organisations_this_week: u64,
+        organisations_weekly_average: f64,
+        new_this_week: u8,
+    }
+    let trends: Vec<TrendRow> = client.query(&trends_sql(week_of)?).fetch_all().await?;
+    let trend_of = |cluster_id: u64| {
+        trends
+            .iter()
+            .find(|t| t.cluster_id == cluster_id)
+            .map(|t| Trend {
+                requests_this_week: t.requests_this_week,
+                requests_weekly_average: t.requests_weekly_average,
+                organisations_this_week: t.organisations_this_week,
+                organisations_weekly_average: t.organisations_weekly_average,
+                new_this_week: t.new_this_week == 1,
+            })
+            .unwrap_or_default()
+    };
+    let new_clusters = trends
+        .iter()
+        .filter(|t| t.new_this_week == 1)
+        .take(TOP)
+        .map(|t| NewCluster {
+            cluster_id: t.cluster_id,
+            title: t.title.clone(),
+            requests_this_week: t.requests_this_week,
+            organisations_this_week: t.organisations_this_week,
+        })
+        .collect();
     let clusters = clusters
         .into_iter()
         .map(|c| {
@@ -257,6 +396,7 @@ pub async fn gather(store: &Store, days: u32) -> Result<Report, StoreError> {
                 machines: c.machines,
                 requests: c.requests,
                 examples: c.examples,
+                trend: trend_of(c.cluster_id),
             }
         })
         .collect();
@@ -266,10 +406,12 @@ pub async fn gather(store: &Store, days: u32) -> Result<Report, StoreError> {
     Ok(Report {
         generated_at: OffsetDateTime::now_utc(),
         days,
+        week_start: week_start(week_of),
         builds,
         signatures,
         regressions,
         clusters,
+        new_clusters,
         feedback,
     })
 }
@@ -330,7 +472,9 @@ pub(crate) fn csv_tables(report: &Report) -> Vec<(&'static str, String)> {
         ]));
     }
     let mut clusters = String::from(
-        "cluster_id,title,titles_by_language,organisations,machines,requests,examples\n",
+        "cluster_id,title,titles_by_language,organisations,machines,requests,examples,\
+         week_start,requests_this_week,requests_weekly_average,organisations_this_week,\
+         organisations_weekly_average,trend\n",
     );
     for c in &report.clusters {
         clusters.push_str(&csv_line(&[
@@ -341,6 +485,23 @@ pub(crate) fn csv_tables(report: &Report) -> Vec<(&'static str, String)> {
             c.machines.to_string(),
             c.requests.to_string(),
             c.examples.join(" | "),
+            report.week_start.to_string(),
+            c.trend.requests_this_week.to_string(),
+            format!("{:.2}", c.trend.requests_weekly_average),
+            c.trend.organisations_this_week.to_string(),
+            format!("{:.2}", c.trend.organisations_weekly_average),
+            c.trend.direction().to_string(),
+        ]));
+    }
+    let mut new_clusters =
+        String::from("week_start,cluster_id,title,requests_this_week,organisations_this_week\n");
+    for c in &report.new_clusters {
+        new_clusters.push_str(&csv_line(&[
+            report.week_start.to_string(),
+            c.cluster_id.to_string(),
+            c.title.clone(),
+            c.requests_this_week.to_string(),
+            c.organisations_this_week.to_string(),
         ]));
     }
     let mut feedback = String::from("category,ratings,average_rating\n");
@@ -356,6 +517,7 @@ pub(crate) fn csv_tables(report: &Report) -> Vec<(&'static str, String)> {
         ("signatures", signatures),
         ("regressions", regressions),
         ("clusters", clusters),
+        ("new_clusters", new_clusters),
         ("feedback", feedback),
     ]
 }
@@ -389,6 +551,7 @@ pub(crate) mod tests {
         Report {
             generated_at: OffsetDateTime::UNIX_EPOCH,
             days: 3,
+            week_start: time::macros::date!(2026 - 11 - 30),
             builds: vec![
                 BuildHealth {
                     os_build_full: "10.0.19045.3570".into(),
@@ -432,6 +595,19 @@ pub(crate) mod tests {
                     "任务栏能否按项目对窗口进行分组".into(),
                     "a, \"quoted\" one".into(),
                 ],
+                trend: Trend {
+                    requests_this_week: 2,
+                    requests_weekly_average: 0.25,
+                    organisations_this_week: 2,
+                    organisations_weekly_average: 0.25,
+                    new_this_week: false,
+                },
+            }],
+            new_clusters: vec![NewCluster {
+                cluster_id: 77,
+                title: "=Dark mode, please".into(),
+                requests_this_week: 1,
+                organisations_this_week: 1,
             }],
             feedback: vec![FeedbackRow {
                 category: "update".into(),
@@ -439,6 +615,38 @@ pub(crate) mod tests {
                 average_rating: 11.0 / 3.0,
             }],
         }
+    }
+
+    #[test]
+    fn weeks_start_on_monday() {
+        use time::macros::date;
+        assert_eq!(week_start(date!(2026 - 11 - 30)), date!(2026 - 11 - 30));
+        assert_eq!(week_start(date!(2026 - 12 - 06)), date!(2026 - 11 - 30));
+        assert_eq!(week_start(date!(2027 - 01 - 01)), date!(2026 - 12 - 28));
+    }
+
+    #[test]
+    fn the_trend_query_is_the_cookbook_s_for_the_week() {
+        let sql = trends_sql(time::macros::date!(2026 - 12 - 02)).expect("binds");
+        assert!(sql.contains("toMonday(toDate('2026-12-02'))"), "{sql}");
+        assert!(
+            !sql.contains('?') && !sql.contains("{week_of"),
+            "nothing left to bind"
+        );
+    }
+
+    #[test]
+    fn trends_read_as_directions() {
+        let trend = |now, before, new_this_week| Trend {
+            requests_this_week: now,
+            requests_weekly_average: before,
+            new_this_week,
+            ..Trend::default()
+        };
+        assert_eq!(trend(3, 0.75, false).direction(), "up");
+        assert_eq!(trend(0, 0.25, false).direction(), "down");
+        assert_eq!(trend(1, 1.0, false).direction(), "flat");
+        assert_eq!(trend(1, 0.0, true).direction(), "new");
     }
 
     #[test]
@@ -472,6 +680,19 @@ pub(crate) mod tests {
         assert!(clusters.contains(
             "42,希望任务栏支持按项目分组窗口,zh: 希望任务栏支持按项目分组窗口 | en: Group taskbar windows by project,2,3,3,"
         ));
+        assert!(
+            clusters.ends_with(",2026-11-30,2,0.25,2,0.25,up\n"),
+            "{clusters}"
+        );
+        let new = &tables
+            .iter()
+            .find(|(n, _)| *n == "new_clusters")
+            .expect("new clusters")
+            .1;
+        assert_eq!(
+            new.lines().nth(1),
+            Some("2026-11-30,77,\"'=Dark mode, please\",1,1")
+        );
         let builds = &tables
             .iter()
             .find(|(n, _)| *n == "crash_free")
