@@ -1,4 +1,4 @@
-//! Prints the token ids and embedding of each line of a file as JSON, for
+//! Prints the token ids and the encoder's embedding ([`Embedder::sentence`]) of each line of a file as JSON, for
 //! the equivalence check against the reference encoder
 //! (`tests/python/test_embed.py`).
 //!
@@ -21,7 +21,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             serde_json::json!({
                 "text": text,
                 "ids": embedder.token_ids(text),
-                "embedding": embedder.embed(text).0,
+                "embedding": embedder.sentence(text).0,
             })
         })
         .collect();

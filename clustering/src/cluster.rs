@@ -36,14 +36,14 @@ pub struct ClusterConfig {
     /// directory.
     pub model_dir: PathBuf,
     /// Embedding: least mean cosine to a cluster's members to join it.
-    /// Default 0.425 (calibrated on the evaluation corpus); in (0, 1].
+    /// Default 0.45 (calibrated on the evaluation corpus); in (0, 1].
     pub embedding_threshold: f32,
     /// Embedding: members per cluster that count in that mean (the first
     /// ones). Default 32; at least 1.
     pub embedding_members: u32,
     /// Embedding: two clusters whose average link (mean cosine over all
     /// pairs of their members) reaches this are merged by the periodic
-    /// merge pass. Default 0.425, the joining bar; in (0, 1].
+    /// merge pass. Default 0.45, the joining bar; in (0, 1].
     pub merge_threshold: f32,
 }
 

@@ -22,10 +22,14 @@
 //!   request and its English wording never meet.
 //! * `embedding`: meaning, across languages. The sentence encoder of
 //!   [`embed`] (loaded from `model_dir`, ~1 s, ~100 MB) turns each request
-//!   into 512 values, stored in 8 bits ([`embed::Quantized`], 512 bytes in
+//!   into 512 values, with request boilerplate left out and the concepts of
+//!   a bilingual Windows/office glossary it names added as directions
+//!   ([`embed::glossary`]: "PDF" and "CSV", "Settings" and "Edge" apart,
+//!   "剪贴板" and "clipboard" together), stored in 8 bits
+//!   ([`embed::Quantized`], 512 bytes in
 //!   `feature_request_signatures.embedding`); the request joins the cluster
 //!   whose members it resembles most on average (cosine at least
-//!   `embedding_threshold`, 0.425) or founds one
+//!   `embedding_threshold`, 0.45) or founds one
 //!   ([`embed::SemanticClusterer`]). Ids follow the same rule as below
 //!   ([`cluster_id_for`] of the founder's text, never changed), and the
 //!   index is rebuilt from the stored bytes, so a restart does not run the

