@@ -449,6 +449,22 @@ async fn the_weekly_trend_and_new_clusters_follow_merges() {
         .find(|c| c.cluster_id == ids[0])
         .expect("taskbar");
     assert_eq!((taskbar_all.requests, taskbar_all.organisations), (9, 3));
+    // Its trend in the view is the current week's, two weeks after the
+    // chosen one: nothing yet this week; in the four weeks before, the
+    // chosen week (3 requests, 3 organisations), the week before it (2, 2)
+    // and the week after it (1, 1).
+    let sql = format!(
+        "SELECT requests_this_week, requests_weekly_average, organisations_weekly_average, \
+         new_this_week FROM feature_request_clusters WHERE cluster_id = {}",
+        ids[0]
+    );
+    let current: (u64, f64, f64, u8) = store
+        .client()
+        .query(&sql)
+        .fetch_one()
+        .await
+        .expect("the current week's trend");
+    assert_eq!(current, (0, 1.5, 1.5, 0));
 
     processor.shutdown().await.expect("processor stops");
     env.cleanup().await;
