@@ -273,7 +273,20 @@ impl Glossary {
         let text = normalize(text);
         let mut taken = vec![false; text.len()];
         let mut found = Vec::new();
+        // Most forms cannot occur: their first character is not in the
+        // text (a request has a few dozen distinct characters).
+        let mut present: Vec<char> = text.chars().collect();
+        present.sort_unstable();
+        present.dedup();
         for form in &self.forms {
+            if !form
+                .text
+                .chars()
+                .next()
+                .is_some_and(|c| present.binary_search(&c).is_ok())
+            {
+                continue;
+            }
             let mut from = 0;
             while let Some(pos) = text[from..].find(&form.text) {
                 let start = from + pos;
