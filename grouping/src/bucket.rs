@@ -40,7 +40,7 @@ pub fn bucket(crash: &CrashPayload) -> String {
         hasher.update(field.as_bytes());
     }
     let digest = hasher.finalize();
-    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(&digest[..16])
 }
 
 #[cfg(test)]

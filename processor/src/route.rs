@@ -106,11 +106,17 @@ fn erasure(value: &[u8]) -> Option<Result<Routed, DeadLetter>> {
 
 /// The envelope and the typed payload, in one pass over the message; when
 /// that fails, again in two, to tell a bad envelope from a bad payload.
+///
+/// The message is checked as UTF-8 once, whole, and then read as text:
+/// read as bytes, serde_json checks each of a report's ~180 strings on its
+/// own, which cost an eighth of the per-message instructions.
 fn decode(value: &[u8]) -> Result<(AcceptedReport<()>, Payload), DeadLetter> {
-    if let Ok(Received { report, payload }) = serde_json::from_slice(value) {
+    let text = std::str::from_utf8(value)
+        .map_err(|e| DeadLetter::new(Stage::Decode, "undecodable_report", e))?;
+    if let Ok(Received { report, payload }) = serde_json::from_str(text) {
         return Ok((report, payload));
     }
-    let report: AcceptedReport<Box<RawValue>> = serde_json::from_slice(value)
+    let report: AcceptedReport<Box<RawValue>> = serde_json::from_str(text)
         .map_err(|e| DeadLetter::new(Stage::Decode, "undecodable_report", e))?;
     let payload = Payload::decode_json(report.schema, report.payload.get())
         .map_err(|e| DeadLetter::new(Stage::Decode, "undecodable_payload", e))?;
@@ -226,6 +232,20 @@ mod tests {
             panic!("bad payload routed");
         };
         assert_eq!(dead.reason, "undecodable_payload");
+        // A byte that is not UTF-8 inside a string of a valid report.
+        let mut value = accepted(fixtures::CRASH);
+        let at = value
+            .windows(12)
+            .position(|w| w == b"explorer.exe")
+            .expect("the fixture names explorer.exe");
+        value[at] = 0xff;
+        let Err(dead) = e.route(Stream::Reports, &value, SOURCE, now) else {
+            panic!("a report that is not UTF-8 routed");
+        };
+        assert_eq!(
+            (dead.stage, dead.reason),
+            (Stage::Decode, "undecodable_report")
+        );
         let Err(dead) = e.route(Stream::Outcomes, b"{}", SOURCE, now) else {
             panic!("bad outcome routed");
         };

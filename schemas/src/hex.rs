@@ -20,7 +20,12 @@ pub fn normalise(value: &str) -> String {
     } else {
         significant
     };
-    format!("0x{}", significant.to_ascii_uppercase())
+    // Built in place: `format!` of an upper-cased copy allocated twice, for
+    // every frame of every crash.
+    let mut spelled = String::with_capacity(2 + significant.len());
+    spelled.push_str("0x");
+    spelled.extend(significant.chars().map(|c| c.to_ascii_uppercase()));
+    spelled
 }
 
 /// The digits after an optional `0x`/`0X` prefix.
