@@ -279,11 +279,11 @@ impl Glossary {
         present.sort_unstable();
         present.dedup();
         for form in &self.forms {
-            if !form
+            if form
                 .text
                 .chars()
                 .next()
-                .is_some_and(|c| present.binary_search(&c).is_ok())
+                .is_none_or(|c| present.binary_search(&c).is_err())
             {
                 continue;
             }
