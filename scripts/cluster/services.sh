@@ -11,6 +11,8 @@
 #
 # usage: scripts/services install|start|stop|restart|status|wait|clean --cluster
 #        scripts/services stop-replica --cluster N   (ClickHouse replica N only)
+#        scripts/services stop-broker|kill-broker|start-broker --cluster N
+#                                                    (Kafka node N only)
 #
 # `wait --cluster` waits for explicit signals: ZooKeeper answers `ruok`; each
 # broker has started and the cluster's metadata lists all three brokers; each
@@ -272,6 +274,26 @@ cluster_status() {
   return $rc
 }
 
+cluster_broker() { # stop-broker|kill-broker|start-broker node
+  local dir=$CLUSTER_DIR/kafka-$2 pid
+  case $1 in
+    stop-broker) stop_one "kafka-$2" "$dir/kafka.pid" ;;
+    kill-broker)
+      if pid_alive "$dir/kafka.pid"; then
+        pid=$(cat "$dir/kafka.pid")
+        log "killing kafka-$2 (pid $pid)"
+        kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+        while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+      fi
+      rm -f "$dir/kafka.pid" ;;
+    start-broker)
+      install_kafka
+      start_cluster_kafka_node "$2"
+      wait_one "kafka-$2" "cluster_kafka_node_ready $2" "$dir/kafka.pid" "$dir/server.log"
+      wait_cluster_kafka_brokers ;;
+  esac
+}
+
 cluster_main() { # the command line, --cluster anywhere in it
   local cmd="" arg rest=()
   for arg in "$@"; do
@@ -284,6 +306,15 @@ cluster_main() { # the command line, --cluster anywhere in it
     stop-replica)
       [ "${#rest[@]}" = 1 ] || die "usage: scripts/services stop-replica --cluster N"
       stop_one "clickhouse-${rest[0]}" "$CLUSTER_DIR/clickhouse-${rest[0]}/clickhouse.pid" ;;
+    # One Kafka node, for the fault checks: stop-broker is a controlled
+    # shutdown (SIGTERM: it hands its leaderships over first), kill-broker
+    # a crash (SIGKILL: the others elect new leaders once its session
+    # lapses). start-broker brings it back and waits until it has started
+    # and the metadata lists every broker again.
+    stop-broker|kill-broker|start-broker)
+      [ "${#rest[@]}" = 1 ] && [[ " ${CLUSTER_KAFKA_NODES[*]} " == *" ${rest[0]} "* ]] \
+        || die "usage: scripts/services $cmd --cluster N (N in ${CLUSTER_KAFKA_NODES[*]})"
+      cluster_broker "$cmd" "${rest[0]}" ;;
     install) install_kafka; install_zookeeper; install_clickhouse ;;
     start) cluster_start ;;
     stop) cluster_stop ;;

@@ -6,6 +6,7 @@ each other, the ZooKeeper and their own replica name. The local cluster of
 `scripts/services start --cluster` is checked to have the same shape."""
 
 import re
+import tomllib
 import xml.etree.ElementTree as ET
 
 import yaml
@@ -21,7 +22,7 @@ def cluster_services(root):
 
 
 def by_image(services, prefix):
-    return {name: s for name, s in services.items() if s["image"].startswith(prefix)}
+    return {name: s for name, s in services.items() if s.get("image", "").startswith(prefix)}
 
 
 def test_cluster_profile_has_three_brokers_zookeeper_and_two_replicas(root):
@@ -29,7 +30,9 @@ def test_cluster_profile_has_three_brokers_zookeeper_and_two_replicas(root):
     assert len(by_image(services, "apache/kafka")) == 3
     assert len(by_image(services, "zookeeper")) == 1
     assert len(by_image(services, "clickhouse/clickhouse-server")) == 2
-    assert len(services) == 6, sorted(services)
+    built = sorted(name for name, s in services.items() if "build" in s)
+    assert built == ["cluster-ingest", "cluster-jobs", "cluster-processor"], built
+    assert len(services) == 9, sorted(services)
     # The single-node services stay out of the profile: `up` without it is
     # what it was.
     single = compose(root)["services"]
@@ -56,6 +59,41 @@ def test_the_three_brokers_form_one_quorum_and_replicate_three_times(root):
         assert env["KAFKA_UNCLEAN_LEADER_ELECTION_ENABLE"] == "false", name
     volumes = [v.split(":")[0] for s in brokers.values() for v in s["volumes"]]
     assert len(set(volumes)) == 3, "each broker keeps its own data"
+
+
+def mounted_toml(root, service):
+    (mount,) = [v for v in service["volumes"] if v.startswith("./config/")]
+    return tomllib.loads((root / mount.split(":")[0].removeprefix("./")).read_text(encoding="utf-8"))
+
+
+def test_the_pipeline_in_the_profile_is_configured_with_every_broker_and_the_cluster(root):
+    """Ingest, processor and jobs of the profile list all three brokers (a
+    client given one cannot start while that one is down), make topics with
+    three replicas and two in sync, and wait for the brokers they use; the
+    processor and jobs write to a replica of the cluster with a quorum of
+    both."""
+    services = cluster_services(root)
+    brokers = sorted(by_image(services, "apache/kafka"))
+    replicas = sorted(by_image(services, "clickhouse/clickhouse-server"))
+    for name in ("cluster-ingest", "cluster-processor", "cluster-jobs"):
+        config = mounted_toml(root, services[name])
+        kafka = config["kafka"]
+        assert sorted(kafka["brokers"].split(",")) == [f"{b}:9092" for b in brokers], name
+        assert kafka["replication_factor"] == 3, name
+        assert kafka["min_insync_replicas"] == 2, name
+        if name != "cluster-ingest":
+            clickhouse = config["clickhouse"]
+            assert clickhouse["cluster"] == "telemetry", name
+            assert clickhouse["insert_quorum"] == len(replicas), name
+            assert clickhouse["url"].split("//")[1].split(":")[0] in replicas, name
+    for name in ("cluster-ingest", "cluster-processor"):
+        waits_for = services[name]["depends_on"]
+        assert all(waits_for[b]["condition"] == "service_healthy" for b in brokers), name
+    for name in ("cluster-processor", "cluster-jobs"):
+        waits_for = services[name]["depends_on"]
+        assert all(waits_for[r]["condition"] == "service_healthy" for r in replicas), name
+    # Both run from one configuration, so they agree on the database.
+    assert services["cluster-processor"]["volumes"] == services["cluster-jobs"]["volumes"]
 
 
 def replica_config(root, relative):

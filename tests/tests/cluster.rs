@@ -9,10 +9,11 @@
 //!   on both replicas, which then count alike;
 //! - with `insert_quorum = 2` an insert through one replica is read at once
 //!   through the other;
-//! - replica 2 stopped under load while the processor writes to replica 1:
+//! - replica 2 stopped 60 s under load while the processor writes to replica 1:
 //!   it catches up, and both count every report answered 2xx once (prints
 //!   sent, 2xx, stored, lost, doubled). It stops a replica, so the check
-//!   runs these tests one at a time.
+//!   runs these tests one at a time;
+//! - the configurations of docker-compose's `cluster` profile load.
 //!
 //! Run by `scripts/cluster/check`, which starts the cluster and waits for it;
 //! not run by a plain `cargo test` (`test = false` in `Cargo.toml`), since the
@@ -424,7 +425,7 @@ async fn count(http: &reqwest::Client, url: &str, sql: &str) -> u64 {
         .expect("a number")
 }
 
-/// Replica 2 stopped for 20 s under a steady load while the processor
+/// Replica 2 stopped for 60 s under a steady load while the processor
 /// writes to replica 1 (without a quorum, so it keeps writing); after its
 /// restart replica 2 fetches what it missed, and both count every report
 /// answered 2xx exactly once. The processor talks to one replica: stopping
@@ -488,7 +489,7 @@ async fn a_replica_stopped_under_load_catches_up_and_both_count_every_report_onc
         || async { stored_on_first().await.filter(|n| *n > before + 200) },
     )
     .await;
-    tokio::time::sleep_until(outage + Duration::from_secs(20)).await;
+    tokio::time::sleep_until(outage + Duration::from_secs(60)).await;
     tokio::task::spawn_blocking(|| {
         e2e::services(&["start", "--cluster"]);
         e2e::services(&["wait", "--cluster"]);
@@ -534,7 +535,7 @@ async fn a_replica_stopped_under_load_catches_up_and_both_count_every_report_onc
         let stored = count(&http, url, &distinct).await;
         let counted = count(&http, url, &aggregated).await;
         println!(
-            "replica 2 away {:.0} s (stopped 20 s, then restarted until ready), read on {url}: sent {}, 2xx {expected}, stored {stored}, \
+            "replica 2 away {:.0} s (stopped 60 s, then restarted until ready), read on {url}: sent {}, 2xx {expected}, stored {stored}, \
              lost {lost}, doubled {}, counted {counted}",
             down.as_secs_f64(),
             sent.sent,
@@ -574,4 +575,20 @@ async fn a_replica_stopped_under_load_catches_up_and_both_count_every_report_onc
             &AdminOptions::new(),
         )
         .await;
+}
+
+/// The configurations of docker-compose's `cluster` profile load, and name
+/// every broker of the cluster and its replicated ClickHouse.
+#[test]
+fn the_compose_cluster_configurations_load() {
+    let brokers = "kafka-1:9092,kafka-2:9092,kafka-3:9092";
+    let ingest = ingest::Config::from_toml(include_str!("../../config/cluster/ingest.toml"))
+        .expect("config/cluster/ingest.toml loads");
+    assert_eq!(ingest.kafka.brokers, brokers);
+    let processor =
+        processor::Config::from_toml(include_str!("../../config/cluster/processor.toml"))
+            .expect("config/cluster/processor.toml loads");
+    assert_eq!(processor.kafka.brokers, brokers);
+    assert_eq!(processor.clickhouse.cluster, "telemetry");
+    assert_eq!(processor.clickhouse.insert_quorum, 2);
 }
