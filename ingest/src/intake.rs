@@ -55,8 +55,10 @@ pub fn prepare(
     text: &[u8],
     received_at: OffsetDateTime,
 ) -> Result<Prepared, Refusal> {
-    crate::body::check_depth(text, state.limits.max_json_depth)?;
-    let checked = state.validator.check_body(text, received_at)?;
+    let checked =
+        state
+            .validator
+            .check_body_within(text, state.limits.max_json_depth, received_at)?;
     let (mut envelope, schema) = (checked.envelope, checked.schema);
     let refuse = |error: ApiError| Refusal {
         error,

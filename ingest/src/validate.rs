@@ -80,9 +80,32 @@ impl Validator {
     /// Parses and checks one report body: the fast way when it takes the
     /// report, else the reference way.
     pub fn check_body(&self, body: &[u8], now: OffsetDateTime) -> Result<Checked, Refusal> {
+        self.check_body_within(body, usize::MAX, now)
+    }
+
+    /// [`Validator::check_body`], refusing JSON nested deeper than
+    /// `max_depth` arrays and objects before the reference way parses it.
+    ///
+    /// The fast way takes nothing deeper than [`fast::MAX_DEPTH`] (its types
+    /// nest no further), so the depth is looked at only for what it leaves:
+    /// the answer is the same as looking first, for every `max_depth` at
+    /// least that; below it, the depth is looked at first.
+    pub fn check_body_within(
+        &self,
+        body: &[u8],
+        max_depth: usize,
+        now: OffsetDateTime,
+    ) -> Result<Checked, Refusal> {
+        let fast_within = max_depth >= fast::MAX_DEPTH;
+        if !fast_within {
+            crate::body::check_depth(body, max_depth)?;
+        }
         let checked = match fast::check(body) {
             Some((envelope, schema)) => Checked { envelope, schema },
             None => {
+                if fast_within {
+                    crate::body::check_depth(body, max_depth)?;
+                }
                 let value: Value = serde_json::from_slice(body)
                     .map_err(|e| ApiError::MalformedJson(e.to_string()))?;
                 let hint = value
@@ -281,6 +304,33 @@ mod tests {
             let checked = validator.check_body(text.as_bytes(), NOW).expect("valid");
             assert_eq!(checked.schema.to_string(), checked.envelope.schema);
         }
+    }
+
+    #[test]
+    fn the_depth_is_refused_whether_or_not_the_fast_way_looked() {
+        let validator = Validator::new(86_400);
+        for text in fixtures::ALL {
+            let body = text.as_bytes();
+            assert!(fast::check(body).is_some());
+            assert!(crate::body::check_depth(body, fast::MAX_DEPTH).is_ok());
+        }
+        let sent = fixtures::CRASH.as_bytes();
+        let too_deep = validator
+            .check_body_within(sent, fast::MAX_DEPTH - 1, NOW)
+            .expect_err("deeper than allowed");
+        assert_eq!(too_deep.error.code(), "too_deep");
+        assert!(
+            validator
+                .check_body_within(sent, fast::MAX_DEPTH, NOW)
+                .is_ok()
+        );
+        let mut deep = crash();
+        deep["payload"]["frames"][0]["module"] = json!([[["x"]]]);
+        let body = serde_json::to_vec(&deep).expect("encodes");
+        let refused = validator
+            .check_body_within(&body, 6, NOW)
+            .expect_err("too deep");
+        assert_eq!(refused.error.code(), "too_deep");
     }
 
     #[test]

@@ -20,6 +20,10 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
+/// The deepest nesting of arrays and objects in a report the fast way
+/// takes: the envelope, the payload, a crash's `frames`, a frame.
+pub(super) const MAX_DEPTH: usize = 4;
+
 /// The envelope as sent. Borrowed strings fail on escapes, which sends
 /// such a report the reference way; unknown or repeated fields do too.
 #[derive(Deserialize)]
