@@ -16,22 +16,25 @@ use uuid::Uuid;
 /// What makes a report the same report: the hashed machine id and the
 /// client's report id.
 ///
-/// The machine is kept as the 32 bytes its hex hash spells, not as the
-/// text: no allocation per report, and 48 bytes per remembered report (a
-/// full cache of 200,000 holds ~10 MB, not ~40 MB of strings).
+/// The machine is kept as the 16 bytes its 32 hex digits spell
+/// ([`crate::privacy::MachineHasher`]), not as the text: no allocation per
+/// report, and a 32-byte key per remembered report, in the set and again
+/// in the queue of when it was seen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ReportKey {
-    machine: [u8; 32],
+    machine: [u8; 16],
     report_id: Uuid,
 }
 
 impl ReportKey {
-    /// `machine_hash` is the edge's HMAC-SHA256 in hex; anything else (only
-    /// tests make such) is known by its SHA-256 instead.
+    /// `machine_hash` is the edge's keyed hash in hex (32 digits); anything
+    /// else (only tests make such) is known by the first 16 bytes of its
+    /// SHA-256 instead.
     pub fn new(machine_hash: &str, report_id: Uuid) -> Self {
-        let mut machine = [0u8; 32];
+        let mut machine = [0u8; 16];
         if hex::decode_to_slice(machine_hash, &mut machine).is_err() {
-            machine = sha2::Sha256::digest(machine_hash.as_bytes()).into();
+            let digest = sha2::Sha256::digest(machine_hash.as_bytes());
+            machine.copy_from_slice(&digest[..16]);
         }
         ReportKey { machine, report_id }
     }
@@ -126,6 +129,17 @@ mod tests {
         }
         assert!(!recent.contains(&ids[0], now));
         assert!(ids[1..].iter().all(|id| recent.contains(id, now)));
+    }
+
+    #[test]
+    fn a_machine_hash_is_kept_as_the_bytes_it_spells() {
+        let hasher = crate::privacy::MachineHasher::new(
+            crate::privacy::MachineIdHash::HmacSha256,
+            "deployment-secret-one-0123456789",
+        );
+        let hash = hasher.hash("m-7d2f9a41c0b84e55");
+        let key = ReportKey::new(&hash, Uuid::nil());
+        assert_eq!(hex::encode(key.machine), hash, "no digest of the digest");
     }
 
     #[test]

@@ -91,7 +91,9 @@ pub fn prepare(
         .scrub_typed(&mut envelope.payload, &mut scrubbed);
     let mut report = envelope.accept(schema, org.id.clone(), machine_hash, received_at);
     report.scrubbed = scrubbed;
-    let payload = serde_json::to_vec(&report).map_err(|e| {
+    // The message is about as long as the report sent: one allocation.
+    let mut payload = Vec::with_capacity(text.len() + 256);
+    serde_json::to_writer(&mut payload, &report).map_err(|e| {
         tracing::error!(error = %e, "encoding an accepted report failed");
         refuse(ApiError::Unavailable)
     })?;

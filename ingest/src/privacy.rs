@@ -59,19 +59,19 @@ impl MachineHasher {
     }
 
     pub fn hash(&self, machine_id: &str) -> String {
-        let mut hex = match &self.mac {
-            Keyed::Sha256(mac) => hex::encode(mac_of(mac, machine_id)),
-            Keyed::Sm3(mac) => hex::encode(mac_of(mac, machine_id)),
-        };
-        hex.truncate(HASH_HEX_LEN);
-        hex
+        match &self.mac {
+            Keyed::Sha256(mac) => hex_of(mac, machine_id),
+            Keyed::Sm3(mac) => hex_of(mac, machine_id),
+        }
     }
 }
 
-fn mac_of<M: Mac + Clone>(mac: &M, message: &str) -> Vec<u8> {
+/// The MAC of `message`, its first [`HASH_HEX_LEN`] hex digits.
+fn hex_of<M: Mac + Clone>(mac: &M, message: &str) -> String {
     let mut mac = mac.clone();
     mac.update(message.as_bytes());
-    mac.finalize().into_bytes().to_vec()
+    let bytes = mac.finalize().into_bytes();
+    hex::encode(&bytes[..HASH_HEX_LEN / 2])
 }
 
 #[cfg(test)]
