@@ -6,6 +6,11 @@
 //!  JSON text ─▶ checks (validate) ─▶ organisation policy ─▶ consent ─▶ machine id → hash
 //!            ─▶ rate limits ─▶ recent duplicate? ─▶ scrub ─▶ AcceptedReport ─▶ deliver
 //! ```
+//!
+//! The accepted report carries the payload's JSON text as the machine sent
+//! it when the fast way checked it and scrubbing changed nothing in it (the
+//! text decodes to exactly the payload checked); otherwise the payload is
+//! encoded from its checked, scrubbed form.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -86,22 +91,36 @@ pub fn prepare(
         });
     }
     let mut scrubbed = BTreeMap::new();
-    settings
+    let replaced = settings
         .scrubber
         .scrub_typed(&mut envelope.payload, &mut scrubbed);
     let mut report = envelope.accept(schema, org.id.clone(), machine_hash, received_at);
     report.scrubbed = scrubbed;
     // The message is about as long as the report sent: one allocation.
     let mut payload = Vec::with_capacity(text.len() + 256);
-    serde_json::to_writer(&mut payload, &report).map_err(|e| {
+    // A payload scrubbing left as it was goes on as sent (the fast way
+    // decoded exactly that text); one it changed is encoded anew.
+    let report_id = report.report_id;
+    let (encoded, key) = match checked.sent_payload {
+        Some(sent) if !replaced => {
+            let report = report.with_payload(sent);
+            let encoded = serde_json::to_writer(&mut payload, &report);
+            (encoded, report.machine_hash)
+        }
+        _ => (
+            serde_json::to_writer(&mut payload, &report),
+            report.machine_hash,
+        ),
+    };
+    encoded.map_err(|e| {
         tracing::error!(error = %e, "encoding an accepted report failed");
         refuse(ApiError::Unavailable)
     })?;
     Ok(Prepared::Ready(Ready {
-        report_id: report.report_id,
+        report_id,
         schema,
         outgoing: Outgoing {
-            key: report.machine_hash,
+            key,
             schema: schema.to_string(),
             payload,
         },

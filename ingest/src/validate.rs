@@ -18,6 +18,7 @@ use std::collections::HashMap;
 use jsonschema::error::ValidationErrorKind;
 use schemas::{Envelope, Payload, SchemaId, SchemaIdError, json_schema};
 use serde_json::Value;
+use serde_json::value::RawValue;
 use time::OffsetDateTime;
 
 use crate::error::ApiError;
@@ -38,9 +39,13 @@ pub struct Validator {
 
 /// A report that passed every check.
 #[derive(Debug)]
-pub struct Checked {
+pub struct Checked<'a> {
     pub envelope: Envelope<Payload>,
     pub schema: SchemaId,
+    /// The payload's JSON text as sent, when the fast way took the report:
+    /// it decodes to `envelope.payload` exactly (the fast way decoded it),
+    /// so it may be passed on as it is while nothing in it is changed.
+    pub sent_payload: Option<&'a RawValue>,
 }
 
 /// A refused report, with its schema when that was known.
@@ -78,8 +83,14 @@ impl Validator {
     }
 
     /// Parses and checks one report body: the fast way when it takes the
-    /// report, else the reference way.
-    pub fn check_body(&self, body: &[u8], now: OffsetDateTime) -> Result<Checked, Refusal> {
+    /// report, else the reference way. (The service asks
+    /// [`Validator::check_body_within`]; the tests and the fuzz target this.)
+    #[allow(dead_code)]
+    pub fn check_body<'a>(
+        &self,
+        body: &'a [u8],
+        now: OffsetDateTime,
+    ) -> Result<Checked<'a>, Refusal> {
         self.check_body_within(body, usize::MAX, now)
     }
 
@@ -90,21 +101,25 @@ impl Validator {
     /// nest no further), so the depth is looked at only for what it leaves:
     /// the answer is the same as looking first, for every `max_depth` at
     /// least that; below it, the depth is looked at first.
-    pub fn check_body_within(
+    pub fn check_body_within<'a>(
         &self,
-        body: &[u8],
+        body: &'a [u8],
         max_depth: usize,
         now: OffsetDateTime,
-    ) -> Result<Checked, Refusal> {
+    ) -> Result<Checked<'a>, Refusal> {
         let fast_within = max_depth >= fast::MAX_DEPTH;
         if !fast_within {
-            crate::body::check_depth(body, max_depth)?;
+            super::body::check_depth(body, max_depth)?;
         }
-        let checked = match fast::check(body) {
-            Some((envelope, schema)) => Checked { envelope, schema },
+        let checked = match fast::check_raw(body) {
+            Some((envelope, schema, sent_payload)) => Checked {
+                envelope,
+                schema,
+                sent_payload: Some(sent_payload),
+            },
             None => {
                 if fast_within {
-                    crate::body::check_depth(body, max_depth)?;
+                    super::body::check_depth(body, max_depth)?;
                 }
                 let value: Value = serde_json::from_slice(body)
                     .map_err(|e| ApiError::MalformedJson(e.to_string()))?;
@@ -172,7 +187,7 @@ impl Validator {
 
     /// The reference way: one report parsed as a JSON value, checked by the
     /// compiled JSON Schemas, the first violation worded as the error.
-    pub fn check_value(&self, mut value: Value) -> Result<Checked, ApiError> {
+    pub fn check_value(&self, mut value: Value) -> Result<Checked<'static>, ApiError> {
         if !value.is_object() {
             return Err(invalid("", "a report must be a JSON object".into()));
         }
@@ -206,6 +221,7 @@ impl Validator {
         Ok(Checked {
             envelope: envelope.with_payload(payload),
             schema,
+            sent_payload: None,
         })
     }
 }
@@ -331,6 +347,21 @@ mod tests {
             .check_body_within(&body, 6, NOW)
             .expect_err("too deep");
         assert_eq!(refused.error.code(), "too_deep");
+    }
+
+    #[test]
+    fn the_payload_as_sent_decodes_to_the_checked_payload() {
+        let validator = Validator::new(86_400);
+        for text in fixtures::ALL {
+            let checked = validator.check_body(text.as_bytes(), NOW).expect("valid");
+            let sent = checked.sent_payload.expect("the fast way took it");
+            let decoded = Payload::decode_json(checked.schema, sent.get()).expect("decodes");
+            assert_eq!(decoded, checked.envelope.payload);
+        }
+        let reference = validator
+            .check_value(serde_json::from_str(fixtures::CRASH).expect("fixture"))
+            .expect("valid");
+        assert!(reference.sent_payload.is_none());
     }
 
     #[test]

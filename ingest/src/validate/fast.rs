@@ -42,7 +42,14 @@ struct Incoming<'a> {
 }
 
 /// The checked report, or `None` for "ask the schemas".
+#[cfg(test)]
 pub(super) fn check(body: &[u8]) -> Option<(Envelope<Payload>, SchemaId)> {
+    check_raw(body).map(|(envelope, schema, _)| (envelope, schema))
+}
+
+/// [`check`], with the payload's JSON text as sent: it decodes to the
+/// returned payload and holds no `null`.
+pub(super) fn check_raw(body: &[u8]) -> Option<(Envelope<Payload>, SchemaId, &RawValue)> {
     let incoming: Incoming = serde_json::from_slice(body).ok()?;
     let schema = schema_id(incoming.schema)?;
     let report_id = uuid(incoming.report_id)?;
@@ -77,7 +84,7 @@ pub(super) fn check(body: &[u8]) -> Option<(Envelope<Payload>, SchemaId)> {
         os: incoming.os,
         payload,
     };
-    Some((envelope, schema))
+    Some((envelope, schema, incoming.payload))
 }
 
 /// `^[a-z_]+/[0-9]+$`, and a schema this build knows.
