@@ -81,8 +81,9 @@ mod normalize;
 mod rules;
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::ops::Range;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use regex::Regex;
 use schemas::{Payload, SchemaId};
@@ -148,10 +149,55 @@ struct Compiled {
     matcher: Matcher,
 }
 
-/// A compiled, ordered rule set. Cheap to clone (the regexes are shared).
+/// A compiled, ordered rule set. Cheap to clone (the regexes, and the
+/// memory of short texts found clean, are shared).
 #[derive(Debug, Clone)]
 pub struct Scrubber {
     rules: Vec<Compiled>,
+    clean: Arc<CleanTexts>,
+}
+
+/// Longest payload text remembered as clean: a module or function name
+/// (crash stacks repeat the same few from report to report), not prose.
+const CLEAN_MAX_BYTES: usize = 64;
+
+/// How many clean texts are remembered; when full, all are forgotten (at
+/// most 16,384 × 64 bytes of text, under 2 MB with the set's overhead).
+const CLEAN_CAPACITY: usize = 16_384;
+
+/// Short payload texts the rules replaced nothing in. Scrubbing is
+/// deterministic, so such a text is clean again the next time; this set
+/// belongs to one rule set (a [`Scrubber`] and its clones), so a change of
+/// rules starts from nothing.
+#[derive(Default)]
+struct CleanTexts {
+    texts: Mutex<HashSet<Box<str>>>,
+}
+
+impl std::fmt::Debug for CleanTexts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CleanTexts")
+            .field("len", &self.lock().len())
+            .finish()
+    }
+}
+
+impl CleanTexts {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<Box<str>>> {
+        self.texts.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn contains(&self, text: &str) -> bool {
+        self.lock().contains(text)
+    }
+
+    fn insert(&self, text: &str) {
+        let mut texts = self.lock();
+        if texts.len() >= CLEAN_CAPACITY {
+            texts.clear();
+        }
+        texts.insert(text.into());
+    }
 }
 
 impl Default for Scrubber {
@@ -211,7 +257,10 @@ impl Scrubber {
                 matcher,
             });
         }
-        Ok(Scrubber { rules: compiled })
+        Ok(Scrubber {
+            rules: compiled,
+            clean: Arc::default(),
+        })
     }
 
     /// The [`default_rules`].
@@ -270,12 +319,23 @@ impl Scrubber {
     /// Never touches fields whose form the schema pins down (offsets,
     /// exception codes, versions, category, language, rating, day; see the
     /// README's "Fields a machine fills"). Whether anything was replaced.
+    ///
+    /// Short texts found clean (stack frames' module and function names)
+    /// are remembered, and the same text is not scanned again.
     pub fn scrub_typed(&self, payload: &mut Payload, counts: &mut BTreeMap<String, u32>) -> bool {
         let mut replaced = false;
         payload.for_each_free_text(|text| {
-            if let Cow::Owned(scrubbed) = self.scrub_text(text, counts) {
-                *text = scrubbed;
-                replaced = true;
+            let short = text.len() <= CLEAN_MAX_BYTES;
+            if short && self.clean.contains(text) {
+                return;
+            }
+            match self.scrub_text(text, counts) {
+                Cow::Owned(scrubbed) => {
+                    *text = scrubbed;
+                    replaced = true;
+                }
+                Cow::Borrowed(_) if short => self.clean.insert(text),
+                Cow::Borrowed(_) => {}
             }
         });
         replaced
@@ -505,4 +565,52 @@ fn replace_custom(
         buf.push_str(&text[copied..]);
         buf
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use schemas::{CrashPayload, Frame};
+
+    fn crash(function: &str) -> Payload {
+        let text = schemas::fixtures::CRASH;
+        let report: schemas::Envelope = serde_json::from_str(text).expect("fixture");
+        let mut crash: CrashPayload =
+            serde_json::from_value(report.payload).expect("a crash payload");
+        crash.frames = vec![Frame {
+            module: "ntdll.dll".into(),
+            function: Some(function.into()),
+            offset: "0x1".into(),
+        }];
+        Payload::Crash(crash)
+    }
+
+    fn function(payload: &Payload) -> &str {
+        match payload {
+            Payload::Crash(crash) => crash.frames[0].function.as_deref().expect("function"),
+            _ => unreachable!(),
+        }
+    }
+
+    /// Texts remembered as clean are the ones nothing was replaced in; a
+    /// text with something to replace is scrubbed and counted every time.
+    #[test]
+    fn remembered_clean_texts_scrub_as_before() {
+        let scrubber = Scrubber::with_default_rules();
+        let clone = scrubber.clone();
+        for round in 0..3 {
+            for s in [&scrubber, &clone] {
+                let mut counts = BTreeMap::new();
+                let mut clean = crash("RtlUserThreadStart");
+                assert!(!s.scrub_typed(&mut clean, &mut counts), "round {round}");
+                assert_eq!(function(&clean), "RtlUserThreadStart");
+                let mut personal = crash("open_13800138000");
+                assert!(s.scrub_typed(&mut personal, &mut counts), "round {round}");
+                assert_eq!(function(&personal), "open_<phone>");
+                assert_eq!(counts, BTreeMap::from([("phone".to_string(), 1)]));
+            }
+        }
+        assert!(scrubber.clean.contains("RtlUserThreadStart"));
+        assert!(!scrubber.clean.contains("open_13800138000"));
+    }
 }
