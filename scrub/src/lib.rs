@@ -171,7 +171,9 @@ const CLEAN_CAPACITY: usize = 16_384;
 /// rules starts from nothing.
 #[derive(Default)]
 struct CleanTexts {
-    texts: Mutex<HashSet<Box<str>>>,
+    /// Keyed per process (foldhash's random seed), so texts cannot be
+    /// chosen to collide.
+    texts: Mutex<HashSet<Box<str>, foldhash::fast::RandomState>>,
 }
 
 impl std::fmt::Debug for CleanTexts {
@@ -183,7 +185,7 @@ impl std::fmt::Debug for CleanTexts {
 }
 
 impl CleanTexts {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<Box<str>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<Box<str>, foldhash::fast::RandomState>> {
         self.texts.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
