@@ -160,7 +160,15 @@ impl Worker {
             // ClickHouse may be down for long; the loop keeps polling
             // meanwhile only between retries, so allow a long pause.
             ("max.poll.interval.ms", "600000"),
-            ("partition.assignment.strategy", "cooperative-sticky"),
+            // Each topic's partitions are split over the instances on their
+            // own, so every instance takes a share of the reports. The
+            // cooperative-sticky assignor balanced only the total over both
+            // topics, and left one of two instances every reports partition
+            // and the other only the outcomes (tests/tests/cluster_faults.rs
+            // saw it in two runs of three). An eager rebalance revokes every
+            // partition first; what was read and not yet written is dropped
+            // and read again, and the stored-id look-up keeps it exact.
+            ("partition.assignment.strategy", "range"),
         ]);
         // A consumer property only: the dead-letter producer must not get it.
         if let Some(instance) = &config.instance_id {
