@@ -100,6 +100,8 @@ struct Sent {
     sent: usize,
     accepted: HashSet<Uuid>,
     refused_at: Vec<Instant>,
+    /// What the non-2xx answers were: a status, or the client's error.
+    refused: std::collections::BTreeMap<String, usize>,
     /// When each answer that took longer than [`SLOW`] came, and how long
     /// it took.
     slow: Vec<(Instant, Duration)>,
@@ -164,7 +166,16 @@ async fn load(urls: Vec<String>, token: String, per_second: u32, until: Stop) ->
                 Ok(response) if response.status().is_success() => {
                     sent.accepted.insert(id);
                 }
-                _ => sent.refused_at.push(Instant::now()),
+                other => {
+                    let why = match other {
+                        Ok(response) => response.status().to_string(),
+                        Err(error) if error.is_timeout() => "client timeout (30 s)".into(),
+                        Err(error) if error.is_connect() => "connection refused".into(),
+                        Err(_) => "connection error".into(),
+                    };
+                    *sent.refused.entry(why).or_default() += 1;
+                    sent.refused_at.push(Instant::now());
+                }
             }
             if took > SLOW {
                 sent.slow.push((Instant::now(), took));
@@ -238,11 +249,12 @@ async fn count_on(scenario: &str, http: &reqwest::Client, url: &str, database: &
     // 2xx: not a loss, and listed apart.
     let unanswered = ids.difference(&sent.accepted).count();
     println!(
-        "{scenario}, read on {url}: sent {}, 2xx {}, non-2xx {}, stored {} (+{unanswered} never answered 2xx), \
+        "{scenario}, read on {url}: sent {}, 2xx {}, non-2xx {} {:?}, stored {} (+{unanswered} never answered 2xx), \
          lost {lost}, doubled {doubled}, counted by the aggregate {counted}",
         sent.sent,
         sent.accepted.len(),
         sent.refused_at.len(),
+        sent.refused,
         ids.len() - unanswered,
     );
     assert_eq!(lost, 0, "{scenario} on {url}: accepted reports missing");
