@@ -362,6 +362,34 @@ mod tests {
         assert!(uuid("{00000000-0000-4000-8000-000000000000}").is_none());
     }
 
+    /// A payload is passed on as sent when scrubbing replaces nothing, so
+    /// the text sent must hold nothing the typed payload (what scrubbing
+    /// reads) does not: a field written twice, or one the payload lacks,
+    /// goes the reference way, whose schemas refuse it.
+    #[test]
+    fn the_text_taken_holds_nothing_the_typed_payload_does_not() {
+        let sent = schemas::fixtures::FEATURE_REQUEST;
+        assert!(
+            check_raw(sent.as_bytes()).is_some(),
+            "the fixture goes the fast way"
+        );
+        let twice = sent.replacen(
+            "\"title\":",
+            "\"title\": \"call 13800138000\", \"title\":",
+            1,
+        );
+        assert_ne!(twice, sent, "the fixture has a title");
+        assert!(
+            check_raw(twice.as_bytes()).is_none(),
+            "a field written twice"
+        );
+        let unknown = sent.replacen("\"title\":", "\"phone\": \"13800138000\", \"title\":", 1);
+        assert!(
+            check_raw(unknown.as_bytes()).is_none(),
+            "a field the payload lacks"
+        );
+    }
+
     #[test]
     fn lengths_count_code_points() {
         assert!(chars_within("机器", 2, 2));
