@@ -65,16 +65,40 @@ impl From<ApiError> for Refusal {
 }
 
 impl Validator {
+    /// Compiles the embedded schemas.
+    ///
+    /// Each is compiled through a one-line root that only refers to it
+    /// (`{"$ref": …}`), the schema itself handed over as a resource: the
+    /// same checks, errors and instance paths, but only that root is checked
+    /// against the draft 2020-12 meta-schema at build time. jsonschema checks
+    /// a schema with one process-wide meta-schema validator that compiles
+    /// (and keeps, with a copy of the meta-schema) a subtree for each level
+    /// of nesting it meets. Compiling the five in full kept 37 MB resident
+    /// for the life of the process, almost all of it for the envelope and
+    /// crash schemas; compiled this way they take 5.6 MB (a process doing
+    /// only this; bench/RESULTS.md, "B5: what ingest's memory is"). That the
+    /// schemas are valid 2020-12 schemas is checked where they live
+    /// (`schemas/tests/json_schemas.rs` compiles each in full).
     pub fn new(max_clock_skew_secs: u64) -> Self {
-        let compile = |text: &str| {
+        let compile = |name: &str, text: &str| {
             let schema: Value = serde_json::from_str(text).expect("embedded schema is JSON");
-            jsonschema::validator_for(&schema).expect("embedded schema compiles")
+            let resource =
+                jsonschema::Resource::from_contents(schema).expect("embedded schema has a draft");
+            let uri = format!("https://ingest.invalid/schemas/{name}");
+            let root = serde_json::json!({
+                "$schema": "https://json-schema.org/draft/2020-12/schema",
+                "$ref": uri,
+            });
+            jsonschema::options()
+                .with_resource(uri, resource)
+                .build(&root)
+                .expect("embedded schema compiles")
         };
         Validator {
-            envelope: compile(json_schema::ENVELOPE),
+            envelope: compile("envelope", json_schema::ENVELOPE),
             payloads: SchemaId::KNOWN
                 .into_iter()
-                .map(|id| (id, compile(json_schema::payload(id))))
+                .map(|id| (id, compile(&id.to_string(), json_schema::payload(id))))
                 .collect(),
             max_clock_skew: time::Duration::seconds(
                 i64::try_from(max_clock_skew_secs).unwrap_or(i64::MAX),
