@@ -174,11 +174,12 @@ impl Default for RateLimits {
 #[serde(deny_unknown_fields, default)]
 pub struct Dedup {
     pub window_secs: u64,
-    /// Ids remembered at most. Each takes ~100 bytes once the cache is
-    /// full (a 32-byte key in a hash set and again, with its time, in a
-    /// queue; both grow by doubling): the default 200,000 is ~20 MB of
-    /// ingest's memory (bench/RESULTS.md, B5), and covers the window at
-    /// 333 accepted reports/s. 0 turns the cache off.
+    /// Ids remembered at most. Each takes 46.6 bytes once the cache is
+    /// full (its 32-byte key and time in a ring, its place in an index;
+    /// both allocated for the capacity at start, resident as they fill):
+    /// the default 200,000 is 9.3 MB of ingest's memory (bench/RESULTS.md,
+    /// B5), and covers the window at 333 accepted reports/s. 0 turns the
+    /// cache off.
     pub capacity: usize,
 }
 

@@ -6,10 +6,12 @@
 //! report of its own. Exactness does not rest on this (another instance or a
 //! restart forgets); the processor counts each report once whatever arrives.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
+use std::hash::BuildHasher;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use hashbrown::HashTable;
 use sha2::Digest;
 use uuid::Uuid;
 
@@ -18,8 +20,7 @@ use uuid::Uuid;
 ///
 /// The machine is kept as the 16 bytes its 32 hex digits spell
 /// ([`crate::privacy::MachineHasher`]), not as the text: no allocation per
-/// report, and a 32-byte key per remembered report, in the set and again
-/// in the queue of when it was seen.
+/// report, and a 32-byte key per remembered report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ReportKey {
     machine: [u8; 16],
@@ -40,32 +41,111 @@ impl ReportKey {
     }
 }
 
+/// The reports accepted in the last `window`, `capacity` at most, the
+/// oldest forgotten first.
+///
+/// Memory: 40 bytes per id in a ring (the key and when it was accepted, in
+/// the order accepted) and 6.6 in an index (each id's 4-byte sequence
+/// number, found by the key's hash; the table is a power of two of slots,
+/// at most 7/8 full, one control byte each): 46.6 bytes per id, 9.3 MB at
+/// the default 200,000 (`a_full_cache_takes_under_48_bytes_per_id`), where
+/// a hash set of keys beside a queue of keys and times took ~100 bytes per
+/// id, 20 MB (bench/RESULTS.md, "B5: what ingest's memory is"). Both are
+/// allocated for `capacity` at the start, so neither is ever copied to
+/// grow, and the ring's pages become resident only as it fills.
 #[derive(Debug)]
 pub struct RecentIds {
     window: Duration,
     capacity: usize,
+    /// Times are kept as nanoseconds since this instant (8 bytes, not an
+    /// `Instant`'s 16); a time before it counts as this instant.
+    epoch: Instant,
     inner: Mutex<Inner>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Inner {
-    ids: HashSet<ReportKey>,
-    order: VecDeque<(Instant, ReportKey)>,
+    /// The remembered ids, oldest first.
+    ring: VecDeque<Seen>,
+    /// The sequence number of `ring[0]`; `ring[i]` has `first + i`
+    /// (wrapping: the capacity is below 2^32, so the numbers of the ids in
+    /// the ring are distinct).
+    first: u32,
+    /// The sequence number of every id in the ring, by the key's hash.
+    index: HashTable<u32>,
+    hasher: foldhash::fast::RandomState,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    key: ReportKey,
+    /// Nanoseconds since [`RecentIds::epoch`].
+    at: u64,
+}
+
+impl Inner {
+    fn position(&self, sequence: u32) -> usize {
+        sequence.wrapping_sub(self.first) as usize
+    }
+
+    fn find(&self, key: &ReportKey) -> bool {
+        let hash = self.hasher.hash_one(key);
+        self.index
+            .find(hash, |&sequence| {
+                self.ring[self.position(sequence)].key == *key
+            })
+            .is_some()
+    }
+
+    fn pop_oldest(&mut self) {
+        let Some(oldest) = self.ring.pop_front() else {
+            return;
+        };
+        let hash = self.hasher.hash_one(oldest.key);
+        let first = self.first;
+        if let Ok(entry) = self.index.find_entry(hash, |&sequence| sequence == first) {
+            entry.remove();
+        }
+        self.first = first.wrapping_add(1);
+    }
+
+    fn push(&mut self, key: ReportKey, at: u64) {
+        let Inner {
+            ring,
+            first,
+            index,
+            hasher,
+        } = self;
+        // The ring holds fewer than 2^32 ids (`RecentIds::new`).
+        let sequence = first.wrapping_add(ring.len() as u32);
+        ring.push_back(Seen { key, at });
+        index.insert_unique(hasher.hash_one(key), sequence, |&sequence| {
+            hasher.hash_one(ring[sequence.wrapping_sub(*first) as usize].key)
+        });
+    }
 }
 
 impl RecentIds {
+    /// `capacity` above 2^32 - 1 (160 GB of ids) counts as that.
     pub fn new(window: Duration, capacity: usize) -> Self {
+        let capacity = capacity.min(u32::MAX as usize);
         RecentIds {
             window,
             capacity,
-            inner: Mutex::default(),
+            epoch: Instant::now(),
+            inner: Mutex::new(Inner {
+                ring: VecDeque::with_capacity(capacity),
+                first: 0,
+                index: HashTable::with_capacity(capacity),
+                hasher: foldhash::fast::RandomState::default(),
+            }),
         }
     }
 
     pub fn contains(&self, id: &ReportKey, now: Instant) -> bool {
         let mut inner = self.lock();
         self.expire(&mut inner, now);
-        inner.ids.contains(id)
+        inner.find(id)
     }
 
     pub fn insert(&self, id: ReportKey, now: Instant) {
@@ -74,25 +154,27 @@ impl RecentIds {
         }
         let mut inner = self.lock();
         self.expire(&mut inner, now);
-        while inner.order.len() >= self.capacity {
-            if let Some((_, old)) = inner.order.pop_front() {
-                inner.ids.remove(&old);
-            }
+        while inner.ring.len() >= self.capacity {
+            inner.pop_oldest();
         }
-        if inner.ids.insert(id) {
-            inner.order.push_back((now, id));
+        if !inner.find(&id) {
+            inner.push(id, self.since_epoch(now));
         }
     }
 
     fn expire(&self, inner: &mut Inner, now: Instant) {
-        while let Some((at, _)) = inner.order.front() {
-            if now.saturating_duration_since(*at) < self.window {
+        let now = self.since_epoch(now);
+        let window = u64::try_from(self.window.as_nanos()).unwrap_or(u64::MAX);
+        while let Some(oldest) = inner.ring.front() {
+            if now.saturating_sub(oldest.at) < window {
                 break;
             }
-            if let Some((_, id)) = inner.order.pop_front() {
-                inner.ids.remove(&id);
-            }
+            inner.pop_oldest();
         }
+    }
+
+    fn since_epoch(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -140,6 +222,72 @@ mod tests {
         let hash = hasher.hash("m-7d2f9a41c0b84e55");
         let key = ReportKey::new(&hash, Uuid::nil());
         assert_eq!(hex::encode(key.machine), hash, "no digest of the digest");
+    }
+
+    /// The cache against the plainest model of it (a set and a queue of
+    /// when each id came), over a pseudo-random mix of new and repeated
+    /// ids, growing time and a small capacity, with sequence numbers that
+    /// wrap past 2^32 on the way.
+    #[test]
+    fn answers_as_a_set_and_a_queue_would() {
+        use std::collections::{HashSet, VecDeque};
+        let window = Duration::from_secs(10);
+        let capacity = 7;
+        let recent = RecentIds::new(window, capacity);
+        recent.lock().first = u32::MAX - 20;
+        let start = Instant::now();
+        let pool: Vec<ReportKey> = (0..30).map(|_| key()).collect();
+        let mut set = HashSet::new();
+        let mut queue: VecDeque<(Instant, ReportKey)> = VecDeque::new();
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut now = start;
+        for _ in 0..5_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            now += Duration::from_millis(state % 1_500);
+            while let Some((at, id)) = queue.front().copied() {
+                if now.duration_since(at) < window {
+                    break;
+                }
+                queue.pop_front();
+                set.remove(&id);
+            }
+            let id = pool[(state >> 32) as usize % pool.len()];
+            assert_eq!(recent.contains(&id, now), set.contains(&id));
+            if !state.is_multiple_of(3) {
+                recent.insert(id, now);
+                while queue.len() >= capacity {
+                    let (_, old) = queue.pop_front().expect("not empty");
+                    set.remove(&old);
+                }
+                if set.insert(id) {
+                    queue.push_back((now, id));
+                }
+            }
+            for id in &pool {
+                assert_eq!(recent.contains(id, now), set.contains(id));
+            }
+        }
+    }
+
+    /// What a full cache of the default 200,000 ids holds: the ring and the
+    /// index, allocated at the start.
+    #[test]
+    fn a_full_cache_takes_under_48_bytes_per_id() {
+        let capacity = 200_000;
+        let recent = RecentIds::new(Duration::from_secs(600), capacity);
+        let now = Instant::now();
+        for _ in 0..capacity + 1_000 {
+            recent.insert(key(), now);
+        }
+        let inner = recent.lock();
+        assert_eq!(inner.ring.len(), capacity);
+        assert_eq!(inner.ring.capacity(), capacity, "never grown");
+        let bytes = inner.ring.capacity() * size_of::<Seen>() + inner.index.allocation_size();
+        let per_id = bytes as f64 / capacity as f64;
+        println!("{bytes} bytes, {per_id:.1} per id");
+        assert!(per_id < 48.0, "{per_id:.1} bytes per id");
     }
 
     #[test]
