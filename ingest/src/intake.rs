@@ -15,7 +15,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use schemas::{Consent, Outcome, SchemaId};
+use schemas::{AcceptedReport, Consent, Outcome, SchemaId};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -101,18 +101,14 @@ pub fn prepare(
     // A payload scrubbing left as it was goes on as sent (the fast way
     // decoded exactly that text); one it changed is encoded anew.
     let report_id = report.report_id;
-    let (encoded, key) = match checked.sent_payload {
-        Some(sent) if !replaced => {
-            let report = report.with_payload(sent);
-            let encoded = serde_json::to_writer(&mut payload, &report);
-            (encoded, report.machine_hash)
+    let encoded = match checked.sent_payload {
+        Some(sent) if !replaced && report.scrubbed.is_empty() => {
+            let report = report.with_payload(());
+            encode_with_payload(&mut payload, &report, sent).map(|()| report.machine_hash)
         }
-        _ => (
-            serde_json::to_writer(&mut payload, &report),
-            report.machine_hash,
-        ),
+        _ => serde_json::to_writer(&mut payload, &report).map(|()| report.machine_hash),
     };
-    encoded.map_err(|e| {
+    let key = encoded.map_err(|e| {
         tracing::error!(error = %e, "encoding an accepted report failed");
         refuse(ApiError::Unavailable)
     })?;
@@ -125,6 +121,32 @@ pub fn prepare(
             payload,
         },
     }))
+}
+
+/// Encodes `report` with `sent`, one JSON object, as its payload.
+///
+/// The report is encoded with a `null` payload, its last field (nothing
+/// was scrubbed, so no `scrubbed` follows), and the `null` is replaced by
+/// the text. By hand because serde_json writes a value's text as it is
+/// only from a `RawValue`, and a borrowed one is had only by reading the
+/// text again, the reading the fast way saves.
+fn encode_with_payload(
+    out: &mut Vec<u8>,
+    report: &AcceptedReport<()>,
+    sent: &str,
+) -> serde_json::Result<()> {
+    let start = out.len();
+    serde_json::to_writer(&mut *out, report)?;
+    const TAIL: &[u8] = b"\"payload\":null}";
+    if !out[start..].ends_with(TAIL) {
+        return Err(serde::ser::Error::custom(
+            "the payload is not the last field encoded",
+        ));
+    }
+    out.truncate(out.len() - b"null}".len());
+    out.extend_from_slice(sent.as_bytes());
+    out.push(b'}');
+    Ok(())
 }
 
 /// A report may be sent only if both the machine's consent and its
@@ -259,5 +281,32 @@ mod tests {
         assert!(check_consent(&org(Consent::Required), Consent::Optional, feature).is_err());
         assert!(check_consent(&org(Consent::Required), Consent::Required, crash).is_ok());
         assert!(check_consent(&org(Consent::Required), Consent::Optional, crash).is_ok());
+    }
+
+    /// The payload spliced in as sent is the payload the typed form
+    /// encodes to, and the rest of the report is as serde writes it.
+    #[test]
+    fn a_payload_as_sent_encodes_the_same_report() {
+        let validator = crate::validate::Validator::new(86_400);
+        let now = OffsetDateTime::now_utc();
+        for text in schemas::fixtures::ALL {
+            let checked = validator
+                .check_body(
+                    text.as_bytes(),
+                    time::macros::datetime!(2026-11-20 12:00 UTC),
+                )
+                .expect("valid");
+            let sent = checked.sent_payload.expect("the fast way took it");
+            let report = checked
+                .envelope
+                .accept(checked.schema, "grid".into(), "ab12".into(), now);
+            let typed = serde_json::to_vec(&report).expect("encodes");
+            let mut spliced = Vec::new();
+            encode_with_payload(&mut spliced, &report.with_payload(()), sent).expect("encodes");
+            let value = |bytes: &[u8]| {
+                serde_json::from_slice::<serde_json::Value>(bytes).expect("one JSON value")
+            };
+            assert_eq!(value(&spliced), value(&typed));
+        }
     }
 }

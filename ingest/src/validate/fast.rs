@@ -11,11 +11,10 @@
 
 use schemas::build::BuildVersion;
 use schemas::{
-    Consent, CrashPayload, Envelope, FeatureRequestPayload, FeedbackPayload, HeartbeatPayload,
-    OsInfo, Payload, SchemaId,
+    AppInfo, Consent, CrashPayload, Envelope, FeatureRequestPayload, FeedbackPayload, Frame,
+    HeartbeatPayload, ModuleInfo, OsInfo, Payload, ReportKind, SchemaId,
 };
 use serde::Deserialize;
-use serde_json::value::RawValue;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
@@ -24,21 +23,214 @@ use uuid::Uuid;
 /// takes: the envelope, the payload, a crash's `frames`, a frame.
 pub(super) const MAX_DEPTH: usize = 4;
 
-/// The envelope as sent. Borrowed strings fail on escapes, which sends
-/// such a report the reference way; unknown or repeated fields do too.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+/// An envelope's fields as sent. Borrowed strings fail on escapes, which
+/// sends such a report the reference way; unknown or repeated fields do too.
+#[derive(Default)]
 struct Incoming<'a> {
-    report_id: &'a str,
-    schema: &'a str,
-    machine_id: String,
+    report_id: Option<&'a str>,
+    schema: Option<&'a str>,
+    machine_id: Option<String>,
     /// As text: serde would also take a unit variant written as a map
     /// (`{"optional": null}`), which the schema refuses.
-    consent: &'a str,
-    sent_at: &'a str,
-    os: OsInfo,
-    #[serde(borrow)]
-    payload: &'a RawValue,
+    consent: Option<&'a str>,
+    sent_at: Option<&'a str>,
+    os: Option<OsInfo>,
+    /// The payload, and its JSON text as sent.
+    payload: Option<(AnyPayload, &'a str)>,
+}
+
+/// Every payload type's fields in one: the load generator (like any
+/// client that sorts its keys) writes `payload` before `schema`, so the
+/// payload is read before its type is known. Which fields a type has is
+/// checked once the schema is known ([`AnyPayload::into_payload`]); the
+/// field types are the payload types' own, so each field decodes as it
+/// would there, and serde refuses a repeated or unknown field here as it
+/// does there.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AnyPayload {
+    app: Option<AppInfo>,
+    exception_code: Option<String>,
+    module: Option<ModuleInfo>,
+    frames: Option<Vec<Frame>>,
+    title: Option<String>,
+    body: Option<String>,
+    category: Option<String>,
+    language: Option<String>,
+    rating: Option<u8>,
+    text: Option<String>,
+    day: Option<String>,
+    uptime_minutes: Option<u32>,
+}
+
+impl AnyPayload {
+    /// The payload of `kind`, if the fields sent are all of that type and
+    /// include every one it requires.
+    fn into_payload(self, kind: ReportKind) -> Option<Payload> {
+        Some(match (kind, self) {
+            (
+                ReportKind::Crash,
+                AnyPayload {
+                    app: Some(app),
+                    exception_code: Some(exception_code),
+                    module: Some(module),
+                    frames: Some(frames),
+                    title: None,
+                    body: None,
+                    category: None,
+                    language: None,
+                    rating: None,
+                    text: None,
+                    day: None,
+                    uptime_minutes: None,
+                },
+            ) => Payload::Crash(CrashPayload {
+                app,
+                exception_code,
+                module,
+                frames,
+            }),
+            (
+                ReportKind::FeatureRequest,
+                AnyPayload {
+                    app: None,
+                    exception_code: None,
+                    module: None,
+                    frames: None,
+                    title: Some(title),
+                    body,
+                    category: Some(category),
+                    language,
+                    rating: None,
+                    text: None,
+                    day: None,
+                    uptime_minutes: None,
+                },
+            ) => Payload::FeatureRequest(FeatureRequestPayload {
+                title,
+                body,
+                category,
+                language,
+            }),
+            (
+                ReportKind::Feedback,
+                AnyPayload {
+                    app: None,
+                    exception_code: None,
+                    module: None,
+                    frames: None,
+                    title: None,
+                    body: None,
+                    category: Some(category),
+                    language: None,
+                    rating: Some(rating),
+                    text,
+                    day: None,
+                    uptime_minutes: None,
+                },
+            ) => Payload::Feedback(FeedbackPayload {
+                rating,
+                text,
+                category,
+            }),
+            (
+                ReportKind::Heartbeat,
+                AnyPayload {
+                    app: None,
+                    exception_code: None,
+                    module: None,
+                    frames: None,
+                    title: None,
+                    body: None,
+                    category: None,
+                    language: None,
+                    rating: None,
+                    text: None,
+                    day: Some(day),
+                    uptime_minutes,
+                },
+            ) => Payload::Heartbeat(HeartbeatPayload {
+                day,
+                uptime_minutes,
+            }),
+            _ => return None,
+        })
+    }
+}
+
+/// The report's top-level object, read field by field.
+///
+/// Hand-written around serde_json for one reason: the payload must be
+/// decoded and its exact text taken in one reading. serde_json hands out a
+/// value's text only as a `RawValue`, which is a second reading of the
+/// payload (a skip of every byte, a fifth of the fast way), and then the
+/// typed decoding reads it again. Here only the object's punctuation
+/// (`{`, `:`, `,`, `}` and whitespace) is read by hand; each key and each
+/// value is decoded by serde_json, which also says where it ended.
+fn incoming(body: &[u8]) -> Option<Incoming<'_>> {
+    let mut fields = Incoming::default();
+    let mut at = 0;
+    if punctuation(body, &mut at)? != b'{' {
+        return None;
+    }
+    loop {
+        let key: &str = value(body, &mut at)?;
+        if punctuation(body, &mut at)? != b':' {
+            return None;
+        }
+        let taken = match key {
+            "report_id" => fields.report_id.replace(value(body, &mut at)?).is_none(),
+            "schema" => fields.schema.replace(value(body, &mut at)?).is_none(),
+            "machine_id" => fields.machine_id.replace(value(body, &mut at)?).is_none(),
+            "consent" => fields.consent.replace(value(body, &mut at)?).is_none(),
+            "sent_at" => fields.sent_at.replace(value(body, &mut at)?).is_none(),
+            "os" => fields.os.replace(value(body, &mut at)?).is_none(),
+            "payload" => {
+                skip_whitespace(body, &mut at);
+                let start = at;
+                let payload = value(body, &mut at)?;
+                let text = std::str::from_utf8(&body[start..at]).ok()?;
+                fields.payload.replace((payload, text)).is_none()
+            }
+            _ => false,
+        };
+        if !taken {
+            return None;
+        }
+        match punctuation(body, &mut at)? {
+            b',' => continue,
+            b'}' => break,
+            _ => return None,
+        }
+    }
+    skip_whitespace(body, &mut at);
+    (at == body.len()).then_some(fields)
+}
+
+/// One JSON value at `at`, decoded by serde_json; `at` moves past it.
+fn value<'a, T: Deserialize<'a>>(body: &'a [u8], at: &mut usize) -> Option<T> {
+    let mut values = serde_json::Deserializer::from_slice(body.get(*at..)?).into_iter::<T>();
+    let decoded = values.next()?.ok()?;
+    *at += values.byte_offset();
+    Some(decoded)
+}
+
+/// The next byte after whitespace at `at`; `at` moves past it.
+fn punctuation(body: &[u8], at: &mut usize) -> Option<u8> {
+    skip_whitespace(body, at);
+    let byte = *body.get(*at)?;
+    *at += 1;
+    Some(byte)
+}
+
+/// JSON's whitespace: space, tab, line feed, carriage return.
+fn skip_whitespace(body: &[u8], at: &mut usize) {
+    while body
+        .get(*at)
+        .is_some_and(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+    {
+        *at += 1;
+    }
 }
 
 /// The checked report, or `None` for "ask the schemas".
@@ -49,42 +241,43 @@ pub(super) fn check(body: &[u8]) -> Option<(Envelope<Payload>, SchemaId)> {
 
 /// [`check`], with the payload's JSON text as sent: it decodes to the
 /// returned payload and holds no `null`.
-pub(super) fn check_raw(body: &[u8]) -> Option<(Envelope<Payload>, SchemaId, &RawValue)> {
-    let incoming: Incoming = serde_json::from_slice(body).ok()?;
-    let schema = schema_id(incoming.schema)?;
-    let report_id = uuid(incoming.report_id)?;
-    let consent = match incoming.consent {
+pub(super) fn check_raw(body: &[u8]) -> Option<(Envelope<Payload>, SchemaId, &str)> {
+    let incoming = incoming(body)?;
+    let schema_text = incoming.schema?;
+    let schema = schema_id(schema_text)?;
+    let report_id = uuid(incoming.report_id?)?;
+    let consent = match incoming.consent? {
         "required" => Consent::Required,
         "optional" => Consent::Optional,
         _ => return None,
     };
-    let envelope_ok = chars_within(&incoming.machine_id, 8, 128)
-        && chars_within(incoming.sent_at, 0, 64)
-        && os(&incoming.os);
+    let (machine_id, sent_at, os) = (incoming.machine_id?, incoming.sent_at?, incoming.os?);
+    let envelope_ok =
+        chars_within(&machine_id, 8, 128) && chars_within(sent_at, 0, 64) && self::os(&os);
     if !envelope_ok {
         return None;
     }
-    let sent_at = OffsetDateTime::parse(incoming.sent_at, &Rfc3339).ok()?;
-    let raw = incoming.payload.get();
+    let sent_at = OffsetDateTime::parse(sent_at, &Rfc3339).ok()?;
+    let (payload, raw) = incoming.payload?;
     // An optional field sent as `null` decodes as absent, but the schemas
     // refuse it: leave anything with a `null` in it to them.
     if memchr::memmem::find(raw.as_bytes(), b"null").is_some() {
         return None;
     }
-    let payload = Payload::decode_json(schema, raw).ok()?;
+    let payload = payload.into_payload(schema.kind)?;
     if !payload_ok(&payload) {
         return None;
     }
     let envelope = Envelope {
         report_id,
-        schema: incoming.schema.to_string(),
-        machine_id: incoming.machine_id,
+        schema: schema_text.to_string(),
+        machine_id,
         consent,
         sent_at,
-        os: incoming.os,
+        os,
         payload,
     };
-    Some((envelope, schema, incoming.payload))
+    Some((envelope, schema, raw))
 }
 
 /// `^[a-z_]+/[0-9]+$`, and a schema this build knows.
