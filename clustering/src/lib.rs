@@ -30,7 +30,10 @@
 //!   `feature_request_signatures.embedding`); the request joins the cluster
 //!   whose members it resembles most on average (cosine at least
 //!   `embedding_threshold`, 0.45) or founds one
-//!   ([`embed::SemanticClusterer`]). Ids follow the same rule as below
+//!   ([`embed::SemanticClusterer`]), unless that cluster's members name a
+//!   different concept of a kind the request names (another format, another
+//!   application: read back from the stored vectors, so rebuilt indexes
+//!   and other instances agree). Ids follow the same rule as below
 //!   ([`cluster_id_for`] of the founder's text, never changed), and the
 //!   index is rebuilt from the stored bytes, so a restart does not run the
 //!   model again and every instance compares the same values. About 3 ms

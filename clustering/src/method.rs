@@ -163,7 +163,8 @@ impl Clusterer {
                 s.requests += 1;
                 let embedding = s.recent.get_or_embed(text, &s.embedder);
                 let founding_id = cluster_id_for(text);
-                let a = s.index.assign(founding_id, &embedding);
+                let tags = s.embedder.glossary().decode(&embedding.unit());
+                let a = s.index.assign(founding_id, &embedding, &tags);
                 Assignment {
                     cluster_id: a.cluster_id,
                     is_new: a.is_new,
@@ -189,8 +190,9 @@ impl Clusterer {
             Kind::Embedding(s) => {
                 s.requests += 1;
                 if embedding.len() == DIM {
-                    s.index
-                        .insert_existing(cluster_id, &Quantized(embedding.to_vec()));
+                    let embedding = Quantized(embedding.to_vec());
+                    let tags = s.embedder.glossary().decode(&embedding.unit());
+                    s.index.insert_existing(cluster_id, &embedding, &tags);
                 } else {
                     s.index.insert_id(cluster_id);
                 }

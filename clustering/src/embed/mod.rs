@@ -35,7 +35,7 @@ use std::fs::File;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
-pub use glossary::{Glossary, strip_boilerplate};
+pub use glossary::{DECODE_THRESHOLD, Glossary, Tag, strip_boilerplate};
 pub use model::Model;
 pub use online::{Merge, SemanticAssignment, SemanticClusterer, SemanticConfig, SemanticStats};
 pub use tokenizer::Tokenizer;
