@@ -416,21 +416,32 @@ fn windows_version(text: &str) -> bool {
 /// `^[0-9]{1,5}(\.[0-9]{1,5}){0,3}$`, at most 64 characters, and not one of
 /// the dotted forms of the schema's `not`.
 fn file_version(text: &str) -> bool {
-    let parts: Vec<&str> = text.split('.').collect();
-    parts.len() <= 4
-        && parts.iter().all(|part| digits(part, 1, 5))
-        && !dotted_for_something_else(&parts)
+    let mut parts = [""; 4];
+    let mut count = 0;
+    for part in text.split('.') {
+        if count == parts.len() || !digits(part, 1, 5) {
+            return false;
+        }
+        parts[count] = part;
+        count += 1;
+    }
+    !dotted_for_something_else(&parts[..count])
 }
 
 /// The schema's `not` for versions: a Chinese mobile (3-4-4, 4-3-4) or
 /// landline number, a North American number, groups of four (a card, a
-/// MAC address), a private IPv4 address. `parts` are 1 to 5 digits each.
+/// MAC address), a private IPv4 address. `parts` are 1 to 5 digits each,
+/// at most 4 of them.
 fn dotted_for_something_else(parts: &[&str]) -> bool {
-    let lens: Vec<usize> = parts.iter().map(|p| p.len()).collect();
+    let mut lens = [0; 4];
+    for (len, part) in lens.iter_mut().zip(parts) {
+        *len = part.len();
+    }
+    let lens = &lens[..parts.len().min(4)];
     let first = |i: usize| parts[i].as_bytes()[0];
     let second = |i: usize| parts[i].as_bytes().get(1).copied().unwrap_or(0);
     let mobile_prefix = first(0) == b'1' && (b'3'..=b'9').contains(&second(0));
-    match lens.as_slice() {
+    match lens {
         [3, 4, 4] | [4, 3, 4] if mobile_prefix => true,
         [3 | 4, 3 | 4, 4]
             if first(0) == b'0'
