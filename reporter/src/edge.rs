@@ -19,6 +19,7 @@ use schemas::Envelope;
 use schemas::contract::{BatchResult, ErrorBody, MachineRequest, Policy};
 
 use crate::config::Config;
+use crate::edge::tls::Tls;
 use crate::retry::{Verdict, classify_answer, edge_code, parse_retry_after};
 
 pub mod tls;
@@ -93,6 +94,8 @@ pub struct Client {
     http: reqwest::Client,
     base: String,
     token: String,
+    /// The HTTPS settings, kept to probe a refusal (see [`Tls::probe`]).
+    tls: Option<Tls>,
 }
 
 impl Client {
@@ -108,6 +111,7 @@ impl Client {
             http,
             base: config.base_url().to_string(),
             token: config.token.clone(),
+            tls: config.tls.clone(),
         }
     }
 
@@ -117,15 +121,15 @@ impl Client {
         url: &str,
         timeout: Duration,
     ) -> Result<reqwest::Response, SendError> {
-        let response = request
+        let response = match request
             .bearer_auth(&self.token)
             .timeout(timeout.max(Duration::from_millis(100)))
             .send()
             .await
-            .map_err(|e| SendError::Connection {
-                url: url.to_string(),
-                message: error_chain(&e),
-            })?;
+        {
+            Ok(response) => response,
+            Err(e) => return Err(self.unanswered(url, &e).await),
+        };
         let status = response.status().as_u16();
         if (200..300).contains(&status) {
             return Ok(response);
@@ -259,6 +263,27 @@ fn not_the_edges(content_type: &str, body: &[u8]) -> String {
         "not the edge's JSON ({content_type}, {} bytes): {excerpt:?}",
         body.len()
     )
+}
+
+impl Client {
+    /// A request that got no answer, with what TLS says about it: the
+    /// error's own hint, or, when it has none and the request did not
+    /// time out, the hint of a probe of the edge (see [`Tls::probe`]).
+    async fn unanswered(&self, url: &str, error: &reqwest::Error) -> SendError {
+        let mut message = error_chain(error);
+        if let (Some(tls), Some(target)) = (&self.tls, error.url())
+            && target.scheme() == "https"
+            && !error.is_timeout()
+            && tls::hint(error).is_none()
+            && let Some(hint) = tls.probe(target).await
+        {
+            message.push_str(&format!(" ({hint})"));
+        }
+        SendError::Connection {
+            url: url.to_string(),
+            message,
+        }
+    }
 }
 
 fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {

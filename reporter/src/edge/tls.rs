@@ -109,7 +109,44 @@ impl Tls {
     pub(crate) fn client_config(&self) -> ClientConfig {
         (*self.0).clone()
     }
+
+    /// Why the edge at `url` drops this machine's TLS connections, when a
+    /// failed request did not say: one bare handshake with this
+    /// configuration, then a read until the edge speaks, closes or
+    /// `PROBE_TIME` passes.
+    ///
+    /// In TLS 1.3 the edge checks a client certificate only after the
+    /// client has finished its handshake. Its refusal, an alert, can reach
+    /// the HTTP client after it has given the connection up ("connection
+    /// was not ready"), and the alert is then lost with the connection.
+    /// The probe reads that alert itself.
+    pub(crate) async fn probe(&self, url: &reqwest::Url) -> Option<&'static str> {
+        // An IPv6 host comes bracketed, as in the URL.
+        let host = url
+            .host_str()?
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        let port = url.port_or_known_default()?;
+        let name = ServerName::try_from(host.to_string()).ok()?;
+        let connector = tokio_rustls::TlsConnector::from(Arc::clone(&self.0));
+        let attempt = async {
+            let tcp = tokio::net::TcpStream::connect((host, port)).await.ok()?;
+            let mut stream = match connector.connect(name, tcp).await {
+                Ok(stream) => stream,
+                Err(e) => return hint(&e),
+            };
+            let mut byte = [0u8; 1];
+            match tokio::io::AsyncReadExt::read(&mut stream, &mut byte).await {
+                Err(e) => hint(&e),
+                Ok(_) => None,
+            }
+        };
+        tokio::time::timeout(PROBE_TIME, attempt).await.ok()?
+    }
 }
+
+/// How long [`Tls::probe`] waits for the edge's answer.
+const PROBE_TIME: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Trusts what the system trusts, or what chains to `ca_file`.
 #[derive(Debug)]
@@ -219,5 +256,108 @@ fn rustls_error<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a 
             return Some(tls);
         }
         error = error.downcast_ref::<std::io::Error>()?.get_ref()?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    use rustls::RootCertStore;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use rustls::server::{ServerConfig, WebPkiClientVerifier};
+    use tokio::io::AsyncWriteExt;
+
+    use super::Tls;
+
+    /// A CA's PEM, and a certificate for 127.0.0.1 it issued, with its key.
+    fn server_identity() -> (String, CertificateDer<'static>, PrivateKeyDer<'static>) {
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
+        let issuer = Issuer::new(ca, ca_key);
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec!["127.0.0.1".to_string()])
+            .unwrap()
+            .signed_by(&key, &issuer)
+            .unwrap();
+        let key = PrivateKeyDer::try_from(key.serialize_der()).unwrap();
+        (ca_pem, cert.der().clone(), key)
+    }
+
+    /// Serves TLS 1.3 on a loopback port: each connection finishes its
+    /// handshake, if the server lets it, and is closed.
+    async fn serve(client_ca: Option<&str>) -> (String, std::path::PathBuf, tempfile::TempDir) {
+        let (ca_pem, cert, key) = server_identity();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap();
+        let builder = match client_ca {
+            Some(pem) => {
+                let mut roots = RootCertStore::empty();
+                for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+                    roots.add(cert.unwrap()).unwrap();
+                }
+                let verifier = WebPkiClientVerifier::builder_with_provider(roots.into(), provider)
+                    .build()
+                    .unwrap();
+                builder.with_client_cert_verifier(verifier)
+            }
+            None => builder.with_no_client_auth(),
+        };
+        let config = builder.with_single_cert(vec![cert], key).unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("https://{}/v1/policy", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                if let Ok(mut stream) = acceptor.accept(tcp).await {
+                    let _ = stream.shutdown().await;
+                }
+            }
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let ca_file = dir.path().join("ca.pem");
+        std::fs::write(&ca_file, ca_pem).unwrap();
+        (url, ca_file, dir)
+    }
+
+    #[tokio::test]
+    async fn a_probe_reads_the_refusal_of_an_edge_that_wants_a_client_certificate() {
+        let machines = CertificateParams::new(Vec::<String>::new())
+            .unwrap()
+            .self_signed(&KeyPair::generate().unwrap())
+            .unwrap()
+            .pem();
+        let (url, ca_file, _dir) = serve(Some(&machines)).await;
+        let tls = Tls::load(Some(&ca_file), None).unwrap();
+        let hint = tls.probe(&url.parse().unwrap()).await;
+        assert!(
+            hint.is_some_and(|h| h.contains("client_cert_file")),
+            "{hint:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_probe_of_an_edge_that_takes_the_machine_says_nothing() {
+        let (url, ca_file, _dir) = serve(None).await;
+        let tls = Tls::load(Some(&ca_file), None).unwrap();
+        assert_eq!(tls.probe(&url.parse().unwrap()).await, None);
+    }
+
+    #[tokio::test]
+    async fn a_probe_of_an_untrusted_edge_names_the_certificate() {
+        let (url, _, _dir) = serve(None).await;
+        let (other_ca, _, _) = server_identity();
+        let dir = tempfile::tempdir().unwrap();
+        let other = dir.path().join("other.pem");
+        std::fs::write(&other, other_ca).unwrap();
+        let tls = Tls::load(Some(&other), None).unwrap();
+        let hint = tls.probe(&url.parse().unwrap()).await;
+        assert!(hint.is_some_and(|h| h.contains("not trusted")), "{hint:?}");
     }
 }
