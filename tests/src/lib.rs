@@ -8,7 +8,10 @@
 //! - ingest and processor started in-process, each stopped by dropping its
 //!   handle's sender (the processor's database migrated first, as
 //!   `telemetry-admin migrate` does before a rollout: [`migrate`]);
-//! - [`eventually`]: polling with a deadline, never a fixed sleep.
+//! - [`eventually`]: polling with a deadline, never a fixed sleep;
+//! - [`cluster`]: the local cluster's addresses and queries on a replica.
+
+pub mod cluster;
 
 use std::future::Future;
 use std::net::SocketAddr;

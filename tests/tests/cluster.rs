@@ -9,41 +9,23 @@
 //!   on both replicas, which then count alike;
 //! - with `insert_quorum = 2` an insert through one replica is read at once
 //!   through the other;
-//! - replica 2 stopped 60 s under load while the processor writes to replica 1:
-//!   it catches up, and both count every report answered 2xx once (prints
-//!   sent, 2xx, stored, lost, doubled). It stops a replica, so the check
-//!   runs these tests one at a time;
 //! - the configurations of docker-compose's `cluster` profile load.
 //!
-//! Run by `scripts/cluster/check`, which starts the cluster and waits for it;
-//! not run by a plain `cargo test` (`test = false` in `Cargo.toml`), since the
+//! A replica stopped under load is `cluster_replicas.rs`. Run by
+//! `scripts/cluster/check`, which starts the cluster and waits for it; not
+//! run by a plain `cargo test` (`test = false` in `Cargo.toml`), since the
 //! single-node services are all that `.ci/run` starts. Addresses from
-//! `CLUSTER_KAFKA_BROKERS` and `CLUSTER_CLICKHOUSE_URLS` (comma-separated),
-//! with the cluster's loopback defaults.
+//! [`e2e::cluster`].
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use e2e::cluster::{brokers, cluster_config, query, replica_urls};
 use e2e::eventually;
 use pipeline::KafkaConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use uuid::Uuid;
-
-fn brokers() -> String {
-    std::env::var("CLUSTER_KAFKA_BROKERS")
-        .unwrap_or_else(|_| "127.0.0.1:29092,127.0.0.1:29093,127.0.0.1:29094".into())
-}
-
-fn replica_urls() -> Vec<String> {
-    std::env::var("CLUSTER_CLICKHOUSE_URLS")
-        .unwrap_or_else(|_| "http://127.0.0.1:28123,http://127.0.0.1:28124".into())
-        .split(',')
-        .map(str::to_owned)
-        .collect()
-}
 
 fn suffix() -> String {
     Uuid::new_v4().simple().to_string()[..12].to_owned()
@@ -94,20 +76,6 @@ async fn topics_on_three_brokers_get_three_replicas_and_two_in_sync() {
         .delete_topics(&[&topic], &AdminOptions::new())
         .await
         .expect("topic deleted");
-}
-
-/// One statement on one replica over HTTP; the body of the answer.
-async fn query(http: &reqwest::Client, url: &str, sql: &str) -> String {
-    let response = http
-        .post(url)
-        .body(sql.to_owned())
-        .send()
-        .await
-        .expect("clickhouse reachable");
-    let status = response.status();
-    let body = response.text().await.expect("answer");
-    assert!(status.is_success(), "{sql}: {status} {body}");
-    body
 }
 
 #[tokio::test]
@@ -190,15 +158,6 @@ async fn a_row_inserted_on_one_replica_is_read_on_the_other() {
         &format!("DROP DATABASE {database} ON CLUSTER telemetry"),
     )
     .await;
-}
-
-/// A database of the cluster's replicas, migrated as `telemetry-admin
-/// migrate` does with `[clickhouse] cluster = "telemetry"`.
-fn cluster_config(url: &str, database: &str) -> processor::config::ClickHouseConfig {
-    processor::config::ClickHouseConfig {
-        cluster: "telemetry".into(),
-        ..processor::config::ClickHouseConfig::local(url, database)
-    }
 }
 
 #[tokio::test]
@@ -360,226 +319,6 @@ async fn a_quorum_insert_on_one_replica_is_found_at_once_on_the_other() {
         &format!("DROP DATABASE {database} ON CLUSTER telemetry"),
     )
     .await;
-}
-
-/// What a load run saw: every report sent, and the ids answered 2xx.
-#[derive(Debug, Default)]
-struct Sent {
-    sent: usize,
-    accepted: std::collections::HashSet<Uuid>,
-}
-
-/// Posts crash reports from `workers` loops, each at most ten a second,
-/// until `stop` is set; each report comes from one of 300 machines.
-async fn load(url: String, token: String, workers: usize, stop: Arc<AtomicBool>) -> Sent {
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .expect("client");
-    let mut tasks = tokio::task::JoinSet::new();
-    for worker in 0..workers {
-        let (http, url, token, stop) = (http.clone(), url.clone(), token.clone(), stop.clone());
-        tasks.spawn(async move {
-            let mut sent = Sent::default();
-            let mut ticks = tokio::time::interval(Duration::from_millis(100));
-            while !stop.load(Ordering::Relaxed) {
-                ticks.tick().await;
-                let mut report = e2e::fresh_report(e2e::fixtures::CRASH);
-                report["machine_id"] = serde_json::json!(format!(
-                    "replica-fault-{:03}",
-                    (sent.sent * workers + worker) % 300
-                ));
-                let id: Uuid = report["report_id"]
-                    .as_str()
-                    .and_then(|s| s.parse().ok())
-                    .expect("uuid");
-                sent.sent += 1;
-                let answer = http
-                    .post(format!("{url}/v1/reports"))
-                    .bearer_auth(&token)
-                    .json(&report)
-                    .send()
-                    .await;
-                if answer.is_ok_and(|a| a.status().is_success()) {
-                    sent.accepted.insert(id);
-                }
-            }
-            sent
-        });
-    }
-    let mut all = Sent::default();
-    while let Some(done) = tasks.join_next().await {
-        let done = done.expect("load worker");
-        all.sent += done.sent;
-        all.accepted.extend(done.accepted);
-    }
-    all
-}
-
-/// One number from one replica.
-async fn count(http: &reqwest::Client, url: &str, sql: &str) -> u64 {
-    query(http, url, sql)
-        .await
-        .trim()
-        .parse()
-        .expect("a number")
-}
-
-/// Replica 2 stopped for 60 s under a steady load while the processor
-/// writes to replica 1 (without a quorum, so it keeps writing); after its
-/// restart replica 2 fetches what it missed, and both count every report
-/// answered 2xx exactly once. The processor talks to one replica: stopping
-/// that one is an outage for it, which it waits out as on a single server.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_replica_stopped_under_load_catches_up_and_both_count_every_report_once() {
-    // The services' logs on stderr (`RUST_LOG`, default `info`): a failure
-    // is read from them.
-    pipeline::logging::init();
-    let http = reqwest::Client::new();
-    let urls = replica_urls();
-    let (first, second) = (urls[0].clone(), urls[1].clone());
-    let env = e2e::TestEnv::new();
-    let kafka_line = |brokers: &str| format!("brokers = \"{brokers}\"");
-    let ingest_toml = env
-        .ingest_toml("")
-        .replace(&kafka_line(&e2e::kafka_brokers()), &kafka_line(&brokers()));
-    let ingest =
-        e2e::start_ingest(ingest::Config::from_toml(&ingest_toml).expect("ingest config")).await;
-    let mut config = env.processor_config();
-    config.kafka = KafkaConfig::local(brokers());
-    config.clickhouse = cluster_config(&first, &env.database);
-    let processor = e2e::start_processor(config);
-
-    let stop = Arc::new(AtomicBool::new(false));
-    let load = tokio::spawn(load(
-        ingest.url.clone(),
-        env.token("grid").to_string(),
-        8,
-        stop.clone(),
-    ));
-    let db = &env.database;
-    let raw_on = |table: &str| format!("SELECT count() FROM {db}.{table}");
-    let stored_on_first = || {
-        let (http, first, sql) = (http.clone(), first.clone(), raw_on("crash_reports"));
-        async move {
-            let body = http
-                .post(&first)
-                .body(sql)
-                .send()
-                .await
-                .ok()?
-                .text()
-                .await
-                .ok()?;
-            body.trim().parse::<u64>().ok()
-        }
-    };
-    let before = eventually(
-        "the first reports stored",
-        Duration::from_secs(120),
-        || async { stored_on_first().await.filter(|n| *n > 100) },
-    )
-    .await;
-
-    let outage = tokio::time::Instant::now();
-    tokio::task::spawn_blocking(|| e2e::services(&["stop-replica", "--cluster", "2"]))
-        .await
-        .expect("replica 2 stopped");
-    // The processor goes on writing to replica 1 meanwhile.
-    eventually(
-        "reports stored while replica 2 is down",
-        Duration::from_secs(60),
-        || async { stored_on_first().await.filter(|n| *n > before + 200) },
-    )
-    .await;
-    tokio::time::sleep_until(outage + Duration::from_secs(60)).await;
-    tokio::task::spawn_blocking(|| {
-        e2e::services(&["start", "--cluster"]);
-        e2e::services(&["wait", "--cluster"]);
-    })
-    .await
-    .expect("replica 2 back");
-    let down = outage.elapsed();
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    stop.store(true, Ordering::Relaxed);
-    let sent = load.await.expect("load");
-    let expected = sent.accepted.len() as u64;
-    assert!(expected > 500, "the load ran: {} sent", sent.sent);
-
-    // Replica 1 holds every accepted report, and its views counted them.
-    // The backlog of a 60 s stop is drained while replica 2 fetches what it
-    // missed, on the same two cores: as long a deadline as the fault suite's.
-    let distinct = format!("SELECT uniqExact(report_id) FROM {db}.crash_reports");
-    let aggregated = format!("SELECT toUInt64(sum(reports)) FROM {db}.crash_signatures");
-    eventually(
-        "every accepted report on replica 1",
-        Duration::from_secs(300),
-        || async {
-            (count(&http, &first, &distinct).await >= expected
-                && count(&http, &first, &aggregated).await >= expected)
-                .then_some(())
-        },
-    )
-    .await;
-    // Replica 2 fetches what it missed.
-    for table in ["crash_reports", "crash_signatures_agg"] {
-        query(&http, &second, &format!("SYSTEM SYNC REPLICA {db}.{table}")).await;
-    }
-    let ids: std::collections::HashSet<Uuid> = query(
-        &http,
-        &second,
-        &format!("SELECT toString(report_id) FROM {db}.crash_reports"),
-    )
-    .await
-    .lines()
-    .map(|l| l.parse().expect("uuid"))
-    .collect();
-    let lost = sent.accepted.difference(&ids).count();
-    for url in [&first, &second] {
-        let rows = count(&http, url, &raw_on("crash_reports")).await;
-        let stored = count(&http, url, &distinct).await;
-        let counted = count(&http, url, &aggregated).await;
-        println!(
-            "replica 2 away {:.0} s (stopped 60 s, then restarted until ready), read on {url}: sent {}, 2xx {expected}, stored {stored}, \
-             lost {lost}, doubled {}, counted {counted}",
-            down.as_secs_f64(),
-            sent.sent,
-            rows - stored
-        );
-        assert_eq!(lost, 0, "{url}: accepted reports missing");
-        assert_eq!(
-            stored, expected,
-            "{url}: rows for reports never answered 2xx"
-        );
-        assert_eq!(rows, stored, "{url}: reports written twice");
-        assert_eq!(
-            counted, expected,
-            "{url}: the aggregate counts each report once"
-        );
-    }
-
-    processor.shutdown().await.expect("processor stops");
-    ingest.running.shutdown().await.expect("ingest stops");
-    query(
-        &http,
-        &first,
-        &format!("DROP DATABASE {db} ON CLUSTER telemetry"),
-    )
-    .await;
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .create()
-        .expect("admin client");
-    let _ = admin
-        .delete_topics(
-            &[
-                &env.reports_topic,
-                &env.outcomes_topic,
-                &env.dead_letters_topic,
-            ],
-            &AdminOptions::new(),
-        )
-        .await;
 }
 
 /// The configurations of docker-compose's `cluster` profile load, and name

@@ -26,10 +26,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use e2e::cluster::{cluster_config, query, replica_urls, try_count};
 use e2e::{ChildProcessor, TestEnv, eventually, fixtures, fresh_report, services, start_ingest};
-use processor::config::ClickHouseConfig;
-use rdkafka::admin::{AdminClient, AdminOptions};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use serde_json::json;
@@ -63,23 +61,6 @@ fn cluster_brokers() -> String {
         "KAFKA_BROKERS must list the cluster's three brokers (scripts/cluster/check sets it)"
     );
     brokers
-}
-
-fn replica_urls() -> Vec<String> {
-    std::env::var("CLUSTER_CLICKHOUSE_URLS")
-        .unwrap_or_else(|_| "http://127.0.0.1:28123,http://127.0.0.1:28124".into())
-        .split(',')
-        .map(str::to_owned)
-        .collect()
-}
-
-/// A database on the cluster's replicas, as `telemetry-admin migrate` makes
-/// it with `[clickhouse] cluster = "telemetry"`.
-fn cluster_config(url: &str, database: &str) -> ClickHouseConfig {
-    ClickHouseConfig {
-        cluster: "telemetry".into(),
-        ..ClickHouseConfig::local(url, database)
-    }
 }
 
 /// Ingest as deployed: a spool for what Kafka does not take within the
@@ -190,25 +171,6 @@ async fn load(urls: Vec<String>, token: String, per_second: u32, until: Stop) ->
         .expect("lock")
 }
 
-/// One statement on one replica over HTTP; the body of the answer.
-async fn query(http: &reqwest::Client, url: &str, sql: &str) -> String {
-    let response = http
-        .post(url)
-        .body(sql.to_owned())
-        .send()
-        .await
-        .expect("clickhouse reachable");
-    let status = response.status();
-    let body = response.text().await.expect("answer");
-    assert!(status.is_success(), "{sql}: {status} {body}");
-    body
-}
-
-async fn try_count(http: &reqwest::Client, url: &str, sql: &str) -> Option<u64> {
-    let response = http.post(url).body(sql.to_owned()).send().await.ok()?;
-    response.text().await.ok()?.trim().parse().ok()
-}
-
 /// The counts on one replica: every accepted report stored once, and
 /// counted once by the aggregate. Prints them; asserts 0 lost, 0 doubled.
 async fn count_on(scenario: &str, http: &reqwest::Client, url: &str, database: &str, sent: &Sent) {
@@ -276,33 +238,6 @@ async fn all_stored(http: &reqwest::Client, url: &str, database: &str, sent: &Se
         || async { try_count(http, url, &sql).await.filter(|n| *n >= expected) },
     )
     .await;
-}
-
-/// Drops the test's database on both replicas and its topics.
-async fn cleanup(http: &reqwest::Client, env: &TestEnv) {
-    query(
-        http,
-        &replica_urls()[0],
-        &format!(
-            "DROP DATABASE IF EXISTS {} ON CLUSTER telemetry",
-            env.database
-        ),
-    )
-    .await;
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", cluster_brokers())
-        .create()
-        .expect("admin client");
-    let _ = admin
-        .delete_topics(
-            &[
-                &env.reports_topic,
-                &env.outcomes_topic,
-                &env.dead_letters_topic,
-            ],
-            &AdminOptions::new(),
-        )
-        .await;
 }
 
 /// `(partition, leader, replicas, in-sync replicas)` of each partition of
@@ -494,7 +429,7 @@ async fn a_broker_leading_partitions_killed_for_30_s_under_load_loses_nothing() 
 
     processor.shutdown().await.expect("processor stops");
     ingest.running.shutdown().await.expect("ingest stops");
-    cleanup(&http, &env).await;
+    e2e::cluster::cleanup(&http, &env, &cluster_brokers()).await;
 }
 
 /// The partitions a processor holds (assigned less revoked) and the rows
@@ -643,5 +578,5 @@ async fn one_of_two_processors_killed_under_load_its_partitions_move_and_nothing
     for ingest in ingests {
         ingest.running.shutdown().await.expect("ingest stops");
     }
-    cleanup(&http, &env).await;
+    e2e::cluster::cleanup(&http, &env, &cluster_brokers()).await;
 }

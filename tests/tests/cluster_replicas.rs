@@ -1,0 +1,265 @@
+//! A ClickHouse replica stopped under load, against the local cluster of
+//! `scripts/services start --cluster` (three Kafka brokers, ZooKeeper, two
+//! ClickHouse replicas of one shard). In: crash reports posted to ingest at
+//! a steady rate; out: the counts on each replica, printed (sent, 2xx,
+//! stored, lost, doubled) and asserted.
+//!
+//! - replica 2 stopped 60 s while the processor writes to replica 1 without
+//!   a quorum: it catches up, and both count every report answered 2xx once;
+//! - the same with `insert_quorum = 2` and replica 2 stopped 30 s: inserts
+//!   are refused and retried meanwhile, none set aside, and both replicas
+//!   then count every report once.
+//!
+//! They stop a replica, so `scripts/cluster/check` runs them one at a time;
+//! not run by a plain `cargo test` (`test = false` in `Cargo.toml`).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use e2e::cluster::{brokers, cluster_config, count, query, replica_urls, try_count};
+use e2e::eventually;
+use pipeline::KafkaConfig;
+use uuid::Uuid;
+
+/// What a load run saw: every report sent, and the ids answered 2xx.
+#[derive(Debug, Default)]
+struct Sent {
+    sent: usize,
+    accepted: std::collections::HashSet<Uuid>,
+}
+
+/// Posts crash reports from `workers` loops, each at most ten a second,
+/// until `stop` is set; each report comes from one of 300 machines.
+async fn load(url: String, token: String, workers: usize, stop: Arc<AtomicBool>) -> Sent {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client");
+    let mut tasks = tokio::task::JoinSet::new();
+    for worker in 0..workers {
+        let (http, url, token, stop) = (http.clone(), url.clone(), token.clone(), stop.clone());
+        tasks.spawn(async move {
+            let mut sent = Sent::default();
+            let mut ticks = tokio::time::interval(Duration::from_millis(100));
+            while !stop.load(Ordering::Relaxed) {
+                ticks.tick().await;
+                let mut report = e2e::fresh_report(e2e::fixtures::CRASH);
+                report["machine_id"] = serde_json::json!(format!(
+                    "replica-fault-{:03}",
+                    (sent.sent * workers + worker) % 300
+                ));
+                let id: Uuid = report["report_id"]
+                    .as_str()
+                    .and_then(|s| s.parse().ok())
+                    .expect("uuid");
+                sent.sent += 1;
+                let answer = http
+                    .post(format!("{url}/v1/reports"))
+                    .bearer_auth(&token)
+                    .json(&report)
+                    .send()
+                    .await;
+                if answer.is_ok_and(|a| a.status().is_success()) {
+                    sent.accepted.insert(id);
+                }
+            }
+            sent
+        });
+    }
+    let mut all = Sent::default();
+    while let Some(done) = tasks.join_next().await {
+        let done = done.expect("load worker");
+        all.sent += done.sent;
+        all.accepted.extend(done.accepted);
+    }
+    all
+}
+
+/// Replica 2 stopped for 60 s under a steady load while the processor
+/// writes to replica 1 (without a quorum, so it keeps writing); after its
+/// restart replica 2 fetches what it missed, and both count every report
+/// answered 2xx exactly once. The processor talks to one replica: stopping
+/// that one is an outage for it, which it waits out as on a single server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_stopped_under_load_catches_up_and_both_count_every_report_once() {
+    replica_stopped_under_load(0, Duration::from_secs(60)).await;
+}
+
+/// The same with `insert_quorum = 2`, replica 2 stopped for 30 s: no insert
+/// can reach its quorum meanwhile, so each fails (transient) and is retried
+/// with its offsets unmoved, none is set aside, and once replica 2 is back
+/// the backlog is written and both count every report answered 2xx once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_quorum_of_two_a_replica_stop_holds_inserts_back_and_loses_nothing() {
+    replica_stopped_under_load(2, Duration::from_secs(30)).await;
+}
+
+/// Starts replica 2 again if a test ends while it is stopped, so the
+/// tests after it find the whole cluster.
+struct ReplicaBack(bool);
+
+impl Drop for ReplicaBack {
+    fn drop(&mut self) {
+        if self.0 {
+            e2e::services(&["start", "--cluster"]);
+            e2e::services(&["wait", "--cluster"]);
+        }
+    }
+}
+
+/// How long the oldest uncommitted message must wait before the quorum
+/// test takes its offsets as held back: far above a batch's time to be
+/// written and committed here (about a second).
+const HELD_BACK: Duration = Duration::from_secs(10);
+
+async fn replica_stopped_under_load(insert_quorum: u32, outage_for: Duration) {
+    // The services' logs on stderr (`RUST_LOG`, default `info`), once per
+    // binary: a failure is read from them.
+    static LOGS: std::sync::Once = std::sync::Once::new();
+    LOGS.call_once(pipeline::logging::init);
+    let http = reqwest::Client::new();
+    let urls = replica_urls();
+    let (first, second) = (urls[0].clone(), urls[1].clone());
+    let env = e2e::TestEnv::new();
+    let kafka_line = |brokers: &str| format!("brokers = \"{brokers}\"");
+    let ingest_toml = env
+        .ingest_toml("")
+        .replace(&kafka_line(&e2e::kafka_brokers()), &kafka_line(&brokers()));
+    let ingest =
+        e2e::start_ingest(ingest::Config::from_toml(&ingest_toml).expect("ingest config")).await;
+    let mut config = env.processor_config();
+    config.kafka = KafkaConfig::local(brokers());
+    config.clickhouse = cluster_config(&first, &env.database);
+    config.clickhouse.insert_quorum = insert_quorum;
+    config.batch.lag_interval_ms = 500;
+    let metrics = Arc::new(processor::Metrics::default());
+    let processor = e2e::start_processor_with(config, metrics.clone());
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = tokio::spawn(load(
+        ingest.url.clone(),
+        env.token("grid").to_string(),
+        8,
+        stop.clone(),
+    ));
+    let db = &env.database;
+    let raw_on = |table: &str| format!("SELECT count() FROM {db}.{table}");
+    let stored_on_first = || {
+        let (http, first, sql) = (http.clone(), first.clone(), raw_on("crash_reports"));
+        async move { try_count(&http, &first, &sql).await }
+    };
+    let before = eventually(
+        "the first reports stored",
+        Duration::from_secs(120),
+        || async { stored_on_first().await.filter(|n| *n > 100) },
+    )
+    .await;
+
+    let outage = tokio::time::Instant::now();
+    let mut back = ReplicaBack(true);
+    tokio::task::spawn_blocking(|| e2e::services(&["stop-replica", "--cluster", "2"]))
+        .await
+        .expect("replica 2 stopped");
+    let failures_before = processor::Metrics::get(&metrics.insert_failures);
+    if insert_quorum < 2 {
+        // The processor goes on writing to replica 1 meanwhile.
+        eventually(
+            "reports stored while replica 2 is down",
+            Duration::from_secs(60),
+            || async { stored_on_first().await.filter(|n| *n > before + 200) },
+        )
+        .await;
+    } else {
+        // No insert reaches its quorum: replica 1 refuses it (fewer live
+        // replicas than the quorum) or, if it began before replica 2 left,
+        // holds it until replica 2 is back. Either way no offset moves.
+        eventually(
+            "offsets held back for want of a quorum",
+            outage_for,
+            || async {
+                let oldest = metrics.lag().values().map(|l| l.oldest_uncommitted).max();
+                oldest.filter(|oldest| *oldest >= HELD_BACK).map(|_| ())
+            },
+        )
+        .await;
+    }
+    tokio::time::sleep_until(outage + outage_for).await;
+    tokio::task::spawn_blocking(|| {
+        e2e::services(&["start", "--cluster"]);
+        e2e::services(&["wait", "--cluster"]);
+    })
+    .await
+    .expect("replica 2 back");
+    back.0 = false;
+    let down = outage.elapsed();
+    let refused = processor::Metrics::get(&metrics.insert_failures) - failures_before;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    stop.store(true, Ordering::Relaxed);
+    let sent = load.await.expect("load");
+    let expected = sent.accepted.len() as u64;
+    assert!(expected > 500, "the load ran: {} sent", sent.sent);
+
+    // Replica 1 holds every accepted report, and its views counted them.
+    // The backlog of a 60 s stop is drained while replica 2 fetches what it
+    // missed, on the same two cores: as long a deadline as the fault suite's.
+    let distinct = format!("SELECT uniqExact(report_id) FROM {db}.crash_reports");
+    let aggregated = format!("SELECT toUInt64(sum(reports)) FROM {db}.crash_signatures");
+    eventually(
+        "every accepted report on replica 1",
+        Duration::from_secs(300),
+        || async {
+            (count(&http, &first, &distinct).await >= expected
+                && count(&http, &first, &aggregated).await >= expected)
+                .then_some(())
+        },
+    )
+    .await;
+    // Replica 2 fetches what it missed.
+    for table in ["crash_reports", "crash_signatures_agg"] {
+        query(&http, &second, &format!("SYSTEM SYNC REPLICA {db}.{table}")).await;
+    }
+    let ids: std::collections::HashSet<Uuid> = query(
+        &http,
+        &second,
+        &format!("SELECT toString(report_id) FROM {db}.crash_reports"),
+    )
+    .await
+    .lines()
+    .map(|l| l.parse().expect("uuid"))
+    .collect();
+    let lost = sent.accepted.difference(&ids).count();
+    for url in [&first, &second] {
+        let rows = count(&http, url, &raw_on("crash_reports")).await;
+        let stored = count(&http, url, &distinct).await;
+        let counted = count(&http, url, &aggregated).await;
+        println!(
+            "replica 2 away {:.0} s (stopped {} s, then restarted until ready; insert_quorum {insert_quorum}; \
+             inserts refused meanwhile {refused}), read on {url}: \
+             sent {}, 2xx {expected}, stored {stored}, lost {lost}, doubled {}, counted {counted}",
+            down.as_secs_f64(),
+            outage_for.as_secs(),
+            sent.sent,
+            rows - stored
+        );
+        assert_eq!(lost, 0, "{url}: accepted reports missing");
+        assert_eq!(
+            stored, expected,
+            "{url}: rows for reports never answered 2xx"
+        );
+        assert_eq!(rows, stored, "{url}: reports written twice");
+        assert_eq!(
+            counted, expected,
+            "{url}: the aggregate counts each report once"
+        );
+    }
+    assert_eq!(
+        processor::Metrics::get(&metrics.dead_letters),
+        0,
+        "an insert refused for want of a replica is retried, not set aside"
+    );
+
+    processor.shutdown().await.expect("processor stops");
+    ingest.running.shutdown().await.expect("ingest stops");
+    e2e::cluster::cleanup(&http, &env, &brokers()).await;
+}
