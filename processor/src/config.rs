@@ -178,6 +178,11 @@ pub struct BatchConfig {
     /// (`processor_partition_lag_messages` and the age of the oldest
     /// uncommitted message), in milliseconds.
     pub lag_interval_ms: u64,
+    /// How long the writer waits for an erasure's deletions to be done
+    /// (the machine's rows gone) before it records the erasure; past it
+    /// the deletions stay queued in ClickHouse, the erasure is not
+    /// recorded, and the writer goes on with the next batch.
+    pub erasure_wait_ms: u64,
 }
 
 impl Default for BatchConfig {
@@ -189,6 +194,7 @@ impl Default for BatchConfig {
             max_backoff_ms: 30_000,
             commit_interval_ms: 1_000,
             lag_interval_ms: 10_000,
+            erasure_wait_ms: 60_000,
         }
     }
 }

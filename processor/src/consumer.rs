@@ -198,6 +198,7 @@ impl Worker {
             Retry {
                 min_backoff: Duration::from_millis(config.batch.min_backoff_ms),
                 max_backoff: Duration::from_millis(config.batch.max_backoff_ms),
+                erasure_wait: Duration::from_millis(config.batch.erasure_wait_ms),
                 stop: stop.clone(),
             },
             in_flight,

@@ -10,22 +10,30 @@
 //! naming the organisation and the counts, never the machine.
 //!
 //! The deletions are mutations (`ALTER TABLE ... DELETE`), which ClickHouse
-//! applies in the background; the erasure is recorded only once every one
-//! is done. A request read again (a restart before its offset was
-//! committed, or a replay from the earliest offset that stored the reports
-//! before it again) deletes whatever names the machine again, and is
-//! recorded once.
+//! applies in the background; the erasure is recorded only once nothing
+//! names the machine any more. That is waited for at most
+//! `batch.erasure_wait_ms`: a mutation queued ahead of the deletions that
+//! never finishes (an analyst's `ALTER` that fails on every part) holds
+//! them back on its table, and must not hold back every other machine's
+//! reports with them. Past the wait the deletions stay queued, the erasure
+//! is not recorded (`processor_erasures_unconfirmed_total`, and a warning
+//! naming the tables), and the writer goes on; asking again records it
+//! once the deletions are done. A request read again (a restart before its
+//! offset was committed, or a replay from the earliest offset that stored
+//! the reports before it again) deletes whatever names the machine again,
+//! and is recorded once.
 
 use clickhouse::Row;
 use schemas::clickhouse::uuid_literals;
 use schemas::erasure::{ErasureRequest, MACHINE_TABLES, RAW_MACHINE_TABLES, erasure_statements};
-use schemas::tables::{ERASURES, FEATURE_REQUESTS, PROCESSING_ERRORS};
+use schemas::tables::{ERASURES, FEATURE_REQUEST_SIGNATURES, FEATURE_REQUESTS, PROCESSING_ERRORS};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::store::{Store, StoreError};
+use crate::writer::Retry;
 
 /// One row of `erasures`.
 #[derive(Debug, Clone, PartialEq, Row, Serialize)]
@@ -42,19 +50,37 @@ pub struct ErasureRow {
     pub merged_rows: u64,
 }
 
-/// How often the mutations are looked at while they run.
+/// The first pause between looks at the deletions; it doubles up to
+/// [`MUTATION_POLL_MAX`].
 const MUTATION_POLL: Duration = Duration::from_millis(200);
+const MUTATION_POLL_MAX: Duration = Duration::from_secs(2);
 
-/// Erases the machine of `request` and records it; the record, or `None`
-/// if the request was already recorded or nothing named the machine. A machine hash that is not the
-/// edge's hex is refused before anything runs (the router sets such a
-/// message aside, so this is a second line).
+/// What became of one erasure request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Erasure {
+    /// Carried out and recorded in `erasures`.
+    Recorded(ErasureRow),
+    /// Nothing to record: recorded before (a request read again), nothing
+    /// named the machine, or its hash is not the edge's hex.
+    Nothing,
+    /// The deletions are queued but were not done within the wait; these
+    /// tables still name the machine.
+    Unconfirmed(Vec<&'static str>),
+    /// The processor is stopping; the request will be read again.
+    Stopped,
+}
+
+/// Erases the machine of `request` and records it once its rows are gone,
+/// waiting for that at most `retry.erasure_wait`. A machine hash that is
+/// not the edge's hex is refused before anything runs (the router sets
+/// such a message aside, so this is a second line).
 pub async fn erase(
     store: &Store,
     request: &ErasureRequest,
-) -> Result<Option<ErasureRow>, StoreError> {
+    retry: &Retry,
+) -> Result<Erasure, StoreError> {
     let Some(machine) = request.machine_literal() else {
-        return Ok(None);
+        return Ok(Erasure::Nothing);
     };
     let recorded = count(
         store,
@@ -123,23 +149,30 @@ pub async fn erase(
                 .await
                 .map_err(StoreError::from)?;
         }
-        // Every mutation of this database, not only this erasure's: nothing
-        // else here mutates, and an earlier erasure's must be done too.
-        while count(
-            store,
-            "SELECT count() FROM system.mutations WHERE database = currentDatabase() AND is_done = 0",
-        )
-        .await?
-            > 0
-        {
-            tokio::time::sleep(MUTATION_POLL).await;
+        // Done when nothing names the machine: this erasure's own
+        // deletions, whatever else mutates the database.
+        let deadline = tokio::time::Instant::now() + retry.erasure_wait;
+        let mut pause = MUTATION_POLL;
+        loop {
+            let left = tables_naming(store, &machine, &requests).await?;
+            if left.is_empty() {
+                break;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(Erasure::Unconfirmed(left));
+            }
+            tokio::select! {
+                () = retry.stop.cancelled() => return Ok(Erasure::Stopped),
+                () = tokio::time::sleep(pause) => {}
+            }
+            pause = (pause * 2).min(MUTATION_POLL_MAX);
         }
     }
     if recorded {
         // Read again from before its offset (a replay from the earliest
         // offset stored the reports it follows again): deleted again, and
         // recorded once.
-        return Ok(None);
+        return Ok(Erasure::Nothing);
     }
     let row = ErasureRow {
         erasure_id: request.erasure_id,
@@ -159,11 +192,61 @@ pub async fn erase(
         merged_rows,
         "machine erased"
     );
-    Ok(Some(row))
+    Ok(Erasure::Recorded(row))
 }
 
 async fn count(store: &Store, sql: &str) -> Result<u64, StoreError> {
     Ok(store.client().query(sql).fetch_one::<u64>().await?)
+}
+
+/// The tables that still name the machine (`machine`, a quoted literal)
+/// or hold the signatures of its feature requests (`requests`), in one
+/// query.
+async fn tables_naming(
+    store: &Store,
+    machine: &str,
+    requests: &[Uuid],
+) -> Result<Vec<&'static str>, StoreError> {
+    let mut checks: Vec<(&'static str, String)> = MACHINE_TABLES
+        .iter()
+        .map(|table| (*table, format!("machine_hash = {machine}")))
+        .collect();
+    checks.push((
+        PROCESSING_ERRORS,
+        format!("position(detail, {machine}) > 0"),
+    ));
+    if !requests.is_empty() {
+        checks.push((
+            FEATURE_REQUEST_SIGNATURES,
+            schemas::clickhouse::uuid_in("report_id", &uuid_literals(requests)),
+        ));
+    }
+    let sql = checks
+        .iter()
+        .enumerate()
+        .map(|(i, (table, condition))| {
+            format!("SELECT toUInt32({i}) AS i, count() AS n FROM {table} WHERE {condition}")
+        })
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ");
+    #[derive(Row, Deserialize)]
+    struct Left {
+        i: u32,
+        n: u64,
+    }
+    let rows = store
+        .client()
+        .query(&sql)
+        .fetch_all::<Left>()
+        .await
+        .map_err(StoreError::from)?;
+    let mut left: Vec<&'static str> = rows
+        .iter()
+        .filter(|r| r.n > 0)
+        .filter_map(|r| checks.get(r.i as usize).map(|(table, _)| *table))
+        .collect();
+    left.sort_unstable();
+    Ok(left)
 }
 
 /// Runs [`erase`] until it succeeds, with backoff while ClickHouse fails;
@@ -171,18 +254,31 @@ async fn count(store: &Store, sql: &str) -> Result<u64, StoreError> {
 pub(crate) async fn erase_until_done(
     store: &Store,
     metrics: &crate::Metrics,
-    retry: &crate::writer::Retry,
+    retry: &Retry,
     request: &ErasureRequest,
 ) -> bool {
     let mut backoff = retry.min_backoff;
     loop {
-        match erase(store, request).await {
-            Ok(done) => {
-                if done.is_some() {
-                    crate::Metrics::add(&metrics.erasures, 1);
-                }
+        match erase(store, request, retry).await {
+            Ok(Erasure::Recorded(_)) => {
+                crate::Metrics::add(&metrics.erasures, 1);
                 return true;
             }
+            Ok(Erasure::Nothing) => return true,
+            Ok(Erasure::Unconfirmed(tables)) => {
+                crate::Metrics::add(&metrics.erasures_unconfirmed, 1);
+                tracing::warn!(
+                    erasure_id = %request.erasure_id,
+                    org_id = %request.org_id,
+                    waited = ?retry.erasure_wait,
+                    ?tables,
+                    "erasure not done in time: its deletions stay queued behind another \
+                     mutation of these tables (see system.mutations); not recorded, \
+                     ask again once they are done"
+                );
+                return true;
+            }
+            Ok(Erasure::Stopped) => return false,
             Err(error) => {
                 tracing::warn!(%error, erasure_id = %request.erasure_id, retry_in = ?backoff, "erasure not done")
             }

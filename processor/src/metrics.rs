@@ -57,6 +57,7 @@ counters! {
     duplicates_skipped: "Reports and events not written again because their id was already stored",
     aggregates_refed: "Stored reports whose aggregate rows were fed again (idempotently) when they arrived again",
     erasures: "Machines erased on their operator's request",
+    erasures_unconfirmed: "Erasures whose deletions were queued but not done within batch.erasure_wait_ms (not recorded)",
     dead_letters: "Messages set aside on the dead-letter topic",
     batches: "Batches written",
     insert_failures: "Failed batch inserts (retried with backoff)",
@@ -191,10 +192,10 @@ mod tests {
         Metrics::add(&metrics.rows_inserted, 3);
         let text = metrics.render();
         assert!(text.contains("processor_rows_inserted_total 3"));
-        // 12 counters and the overall lag gauge; the per-partition gauges
+        // 13 counters and the overall lag gauge; the per-partition gauges
         // show once a partition is seen (`lag_is_rendered_per_partition`).
-        assert_eq!(text.matches("# TYPE ").count(), 13);
-        assert_eq!(text.matches("# HELP ").count(), 13);
+        assert_eq!(text.matches("# TYPE ").count(), 14);
+        assert_eq!(text.matches("# HELP ").count(), 14);
     }
 
     #[test]

@@ -84,6 +84,8 @@ impl InFlight {
 pub(crate) struct Retry {
     pub min_backoff: Duration,
     pub max_backoff: Duration,
+    /// How long an erasure's deletions are waited for ([`crate::erase`]).
+    pub erasure_wait: Duration,
     pub stop: CancellationToken,
 }
 

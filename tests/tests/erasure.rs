@@ -4,9 +4,13 @@
 //! just before the request, still on their way through Kafka, are erased
 //! too.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use e2e::{TestEnv, eventually, fixtures, fresh_report, scalar, start_ingest, start_processor};
+use e2e::{
+    TestEnv, eventually, fixtures, fresh_report, scalar, start_ingest, start_processor,
+    start_processor_with,
+};
 use ingest::privacy::{MachineHasher, MachineIdHash};
 use serde_json::{Value, json};
 
@@ -268,6 +272,101 @@ async fn an_erased_machine_is_counted_nowhere_and_the_others_still_are() {
         .await,
         1,
         "recorded once"
+    );
+
+    processor.shutdown().await.expect("processor stops");
+    ingest.running.shutdown().await.expect("ingest stops");
+    env.cleanup().await;
+}
+
+/// A mutation that never finishes (here one that fails on every part, as
+/// an analyst's mistaken `ALTER` would) holds back an erasure's deletion on
+/// its table, since a table's mutations run in order. The processor waits
+/// `batch.erasure_wait_ms` for the erasure, then leaves that deletion
+/// queued, does not record the erasure, and goes on: the reports sent
+/// after it, by other machines, are stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mutation_that_never_finishes_holds_back_an_erasure_but_no_other_report() {
+    let env = TestEnv::new();
+    let ingest = start_ingest(env.ingest_config()).await;
+    let mut config = env.processor_config();
+    config.batch.erasure_wait_ms = 2_000;
+    let metrics = Arc::new(processor::Metrics::default());
+    let processor = start_processor_with(config, Arc::clone(&metrics));
+    let store = env.clickhouse().await;
+    let http = reqwest::Client::new();
+    let post = |path: &'static str, body: Value| {
+        let (http, url, token) = (http.clone(), ingest.url.clone(), env.token("grid"));
+        async move {
+            let response = http
+                .post(format!("{url}{path}"))
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .expect("ingest answers");
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.expect("JSON answer"))
+        }
+    };
+
+    let erased = "m-erase-0002-lihua000";
+    for report in every_type(erased, "Stuck") {
+        assert_eq!(post("/v1/reports", report).await.0, 202);
+    }
+    env.caught_up(WAIT).await;
+    let sql = "ALTER TABLE heartbeats DELETE WHERE throwIf(length(machine_hash) > 0) = 1";
+    store.client().query(sql).execute().await.expect(sql);
+
+    let (status, answer) = post("/v1/machines/erase", json!({"machine_id": erased})).await;
+    assert_eq!(status, 202, "{answer}");
+    let erasure_id = answer["erasure_id"]
+        .as_str()
+        .expect("erasure id")
+        .to_string();
+    let mut after = Vec::new();
+    for i in 0..20 {
+        let mut report = fresh_report(fixtures::CRASH);
+        report["machine_id"] = json!(format!("m-after-{i:04}-bbbbbbbb"));
+        after.push(format!(
+            "toUUID({})",
+            report["report_id"].to_string().replace('"', "'")
+        ));
+        assert_eq!(post("/v1/reports", report).await.0, 202);
+    }
+    let stored = format!(
+        "SELECT count() FROM crash_reports WHERE report_id IN ({})",
+        after.join(", ")
+    );
+    eventually(
+        "the reports sent after the erasure stored",
+        WAIT,
+        || async { (e2e::try_scalar(&store, &stored).await == Some(20)).then_some(()) },
+    )
+    .await;
+
+    assert_eq!(processor::Metrics::get(&metrics.erasures_unconfirmed), 1);
+    assert_eq!(processor::Metrics::get(&metrics.erasures), 0);
+    assert_eq!(
+        scalar(
+            &store,
+            &format!("SELECT count() FROM erasures WHERE erasure_id = toUUID('{erasure_id}')")
+        )
+        .await,
+        0,
+        "an erasure not done is not recorded"
+    );
+    let hash = MachineHasher::new(MachineIdHash::HmacSha256, e2e::MACHINE_ID_KEY).hash(erased);
+    let named = |table: &str| format!("SELECT count() FROM {table} WHERE machine_hash = '{hash}'");
+    assert_eq!(
+        scalar(&store, &named("heartbeats")).await,
+        1,
+        "the heartbeat's deletion waits behind the mutation that never finishes"
+    );
+    assert_eq!(
+        scalar(&store, &named("crash_reports")).await,
+        0,
+        "the other tables' deletions were done"
     );
 
     processor.shutdown().await.expect("processor stops");
