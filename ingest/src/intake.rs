@@ -183,8 +183,31 @@ pub struct Item {
 }
 
 /// Delivers the ready items together, records every item's outcome, and
-/// returns one answer per item, in order.
-pub async fn finish(state: &AppState, org_id: Option<&str>, items: Vec<Item>) -> Vec<Answer> {
+/// returns one answer per item, in order. A report that comes again later
+/// in the same batch (same machine and report id) is a duplicate of the
+/// first: it is not sent twice.
+pub async fn finish(state: &AppState, org_id: Option<&str>, mut items: Vec<Item>) -> Vec<Answer> {
+    if items.len() > 1 {
+        let mut seen = std::collections::HashSet::with_capacity_and_hasher(
+            items.len(),
+            foldhash::fast::RandomState::default(),
+        );
+        let repeats: Vec<usize> = (0..items.len())
+            .filter(|&i| match &items[i].prepared {
+                Ok(Prepared::Ready(ready)) => {
+                    !seen.insert((ready.outgoing.key.as_str(), ready.report_id))
+                }
+                _ => false,
+            })
+            .collect();
+        drop(seen);
+        for i in repeats {
+            if let Ok(Prepared::Ready(ready)) = &items[i].prepared {
+                let (report_id, schema) = (ready.report_id, ready.schema);
+                items[i].prepared = Ok(Prepared::Duplicate { report_id, schema });
+            }
+        }
+    }
     let ready: Vec<&Outgoing> = items
         .iter()
         .filter_map(|item| match &item.prepared {

@@ -473,6 +473,40 @@ async fn a_retried_report_is_sent_once() {
     env.cleanup().await;
 }
 
+/// The same report twice in one batch (a client that queued it twice) is
+/// one report: the second is answered `duplicate` and not sent again, as a
+/// retry in a later request would be.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_twice_in_one_batch_is_sent_once() {
+    let env = TestEnv::new();
+    let ingest = start_ingest(env.ingest_config()).await;
+    let client = Client::new(&ingest.url);
+    let report = fresh_report(fixtures::CRASH);
+    let array = json!([report, fresh_report(fixtures::HEARTBEAT), report]);
+    let reply = client
+        .send(
+            client
+                .http
+                .post(format!("{}/v1/reports/batch", ingest.url))
+                .bearer_auth(env.token("grid"))
+                .json(&array),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    let statuses: Vec<&str> = reply.body["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|r| r["status"].as_str().expect("status"))
+        .collect();
+    assert_eq!(statuses, ["accepted", "accepted", "duplicate"]);
+    assert_eq!(reply.body["results"][2]["report_id"], report["report_id"]);
+    assert_eq!(env.reports_in_kafka().await, 2);
+
+    ingest.running.shutdown().await.expect("ingest stops");
+    env.cleanup().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_report_ends_in_one_outcome_and_refusals_are_published() {
     let env = TestEnv::new();
