@@ -40,6 +40,12 @@ pub struct Config {
     pub limits: Limits,
     #[serde(default)]
     pub rate_limits: RateLimits,
+    /// Token buckets for a machine's rights (`/v1/machines/erase` and
+    /// `/export`), apart from its reports': each erasure rewrites parts of
+    /// every table that names the machine, so a machine, or a token, that
+    /// asks again and again must not load ClickHouse for everyone.
+    #[serde(default = "RateLimits::rights")]
+    pub rights_limits: RateLimits,
     #[serde(default)]
     pub dedup: Dedup,
     /// Without a spool, reports Kafka cannot take are refused with 503.
@@ -155,6 +161,20 @@ pub struct RateLimits {
     pub machine_burst: f64,
     pub organisation_per_second: f64,
     pub organisation_burst: f64,
+}
+
+impl RateLimits {
+    /// The defaults of `[rights_limits]`: a machine may ask once a minute
+    /// after a burst of 5, an organisation 10 times a second after 1,000
+    /// (a fleet decommissioned at once).
+    pub fn rights() -> Self {
+        RateLimits {
+            machine_per_second: 1.0 / 60.0,
+            machine_burst: 5.0,
+            organisation_per_second: 10.0,
+            organisation_burst: 1_000.0,
+        }
+    }
 }
 
 impl Default for RateLimits {
@@ -368,15 +388,19 @@ impl Config {
         if l.max_bytes_in_flight < 2 * l.max_batch_bytes as u64 {
             return invalid("limits: need max_bytes_in_flight >= 2 * max_batch_bytes".into());
         }
-        let r = &self.rate_limits;
-        let rates = [
-            r.machine_per_second,
-            r.machine_burst,
-            r.organisation_per_second,
-            r.organisation_burst,
-        ];
-        if rates.iter().any(|v| !v.is_finite() || *v <= 0.0) {
-            return invalid("rate_limits: every rate and burst must be positive".into());
+        for (name, r) in [
+            ("rate_limits", &self.rate_limits),
+            ("rights_limits", &self.rights_limits),
+        ] {
+            let rates = [
+                r.machine_per_second,
+                r.machine_burst,
+                r.organisation_per_second,
+                r.organisation_burst,
+            ];
+            if rates.iter().any(|v| !v.is_finite() || *v <= 0.0) {
+                return invalid(format!("{name}: every rate and burst must be positive"));
+            }
         }
         scrub::Scrubber::new(&self.scrub.all_rules())
             .map_err(|e| ConfigError::Invalid(format!("scrub: {e}")))?;

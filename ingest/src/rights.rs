@@ -6,10 +6,12 @@
 //! the machine's reports (through the spool when Kafka is away, in order),
 //! and `202 {"erasure_id", "status": "accepted"}`. The processor carries it
 //! out after every report the machine sent before it (`processor::erase`)
-//! and records it in `erasures`, without the machine.
+//! and records it in `erasures`, without the machine. Both routes are held
+//! to `[rights_limits]`, token buckets apart from the reports' (429
+//! `rate_limited`).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::body::Body;
@@ -71,6 +73,24 @@ async fn machine_request(
     Ok(request)
 }
 
+/// Takes one request from the machine's and the organisation's buckets of
+/// `[rights_limits]`, or refuses it with 429 `rate_limited`.
+fn within_rights_limits(
+    state: &AppState,
+    org_id: &str,
+    machine_hash: &str,
+) -> Result<(), ApiError> {
+    state
+        .rights_limiter
+        .check(
+            &state.settings().rights_limits,
+            org_id,
+            machine_hash,
+            Instant::now(),
+        )
+        .map_err(|secs| refuse_request(state, ApiError::RateLimited(secs), Some(org_id), 0))
+}
+
 /// `POST /v1/machines/erase`.
 pub(crate) async fn erase_machine(
     State(state): State<Arc<AppState>>,
@@ -85,10 +105,12 @@ pub(crate) async fn erase_machine(
     let request = machine_request(&state, &headers, request_body)
         .await
         .map_err(|e| refuse_request(&state, e, Some(&org.id), 0))?;
+    let machine_hash = state.hasher.hash(&request.machine_id);
+    within_rights_limits(&state, &org.id, &machine_hash)?;
     let erasure = ErasureRequest {
         erasure_id: Uuid::new_v4(),
         org_id: org.id.clone(),
-        machine_hash: state.hasher.hash(&request.machine_id),
+        machine_hash,
         requested_at: OffsetDateTime::now_utc(),
     };
     let outgoing = Outgoing {
@@ -134,6 +156,7 @@ pub(crate) async fn export_machine(
         return Err(ApiError::ExportUnavailable);
     };
     let machine_hash = state.hasher.hash(&request.machine_id);
+    within_rights_limits(&state, &org.id, &machine_hash)?;
     let export = read_export(warehouse, &org.id, &machine_hash)
         .await
         .map_err(|error| {

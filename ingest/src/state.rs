@@ -23,6 +23,7 @@ use crate::validate::Validator;
 pub struct Settings {
     pub tokens: Tokens,
     pub rate_limits: RateLimits,
+    pub rights_limits: RateLimits,
     pub scrubber: scrub::Scrubber,
 }
 
@@ -31,6 +32,7 @@ impl Settings {
         Ok(Settings {
             tokens: Tokens::from_config(config),
             rate_limits: config.rate_limits.clone(),
+            rights_limits: config.rights_limits.clone(),
             scrubber: scrub::Scrubber::new(&config.scrub.all_rules())
                 .map_err(|e| ConfigError::Invalid(format!("scrub: {e}")))?,
         })
@@ -44,6 +46,8 @@ pub struct AppState {
     pub validator: Validator,
     pub hasher: MachineHasher,
     pub rate_limiter: RateLimiter,
+    /// The buckets of `[rights_limits]`, for erasures and exports.
+    pub rights_limiter: RateLimiter,
     pub recent: RecentIds,
     pub delivery: Arc<Delivery>,
     pub outcomes: Outcomes,
@@ -70,6 +74,7 @@ impl AppState {
             validator: Validator::new(config.limits.max_clock_skew_secs),
             hasher: MachineHasher::new(config.machine_id_hash, &config.machine_id_key),
             rate_limiter: RateLimiter::default(),
+            rights_limiter: RateLimiter::default(),
             recent: RecentIds::new(
                 Duration::from_secs(config.dedup.window_secs),
                 config.dedup.capacity,

@@ -377,7 +377,9 @@ async fn a_mutation_that_never_finishes_holds_back_an_erasure_but_no_other_repor
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_erasure_request_is_checked_like_any_other() {
     let env = TestEnv::new();
-    let ingest = start_ingest(env.ingest_config()).await;
+    let mut config = env.ingest_config();
+    config.rights_limits.machine_burst = 2.0;
+    let ingest = start_ingest(config).await;
     let http = reqwest::Client::new();
     let url = format!("{}/v1/machines/erase", ingest.url);
     let unauthenticated = http
@@ -418,6 +420,39 @@ async fn an_erasure_request_is_checked_like_any_other() {
     assert_eq!(response.status(), 503, "no warehouse configured");
     let answer: Value = response.json().await.expect("JSON error");
     assert_eq!(answer["error"], "export_unavailable");
+
+    // A machine that asks again and again is held to `[rights_limits]`
+    // (here a burst of 2), apart from its reports; another machine is not.
+    let erase = |machine: &'static str| {
+        let (http, url, token) = (http.clone(), url.clone(), env.token("grid"));
+        async move {
+            http.post(&url)
+                .bearer_auth(token)
+                .json(&json!({"machine_id": machine}))
+                .send()
+                .await
+                .expect("answer")
+        }
+    };
+    for _ in 0..2 {
+        assert_eq!(erase("m-asks-again-0001").await.status(), 202);
+    }
+    let refused = erase("m-asks-again-0001").await;
+    assert_eq!(refused.status(), 429);
+    assert!(refused.headers().contains_key("retry-after"));
+    let answer: Value = refused.json().await.expect("JSON error");
+    assert_eq!(answer["error"], "rate_limited");
+    assert_eq!(erase("m-asks-once-00002").await.status(), 202);
+    let mut report = fresh_report(fixtures::HEARTBEAT);
+    report["machine_id"] = json!("m-asks-again-0001");
+    let sent = http
+        .post(format!("{}/v1/reports", ingest.url))
+        .bearer_auth(env.token("grid"))
+        .json(&report)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(sent.status(), 202, "its reports have buckets of their own");
     ingest.running.shutdown().await.expect("ingest stops");
     env.cleanup().await;
 }
