@@ -436,6 +436,27 @@ async fn ingest_started_before_kafka_waits_for_it_and_is_not_ready_meanwhile() {
     assert_eq!(status("/healthz").await, Some(200));
     assert_eq!(status("/readyz").await, Some(503));
     assert_eq!(metric(&http, &url, "ingest_kafka_ready").await, 0);
+    // A report or an erasure that arrives anyway, with no spool to hold it,
+    // is refused in the API's terms: 503 `unavailable`, to be retried.
+    for (path, body) in [
+        ("/v1/reports", fresh_report(fixtures::HEARTBEAT)),
+        (
+            "/v1/machines/erase",
+            json!({"machine_id": "m-while-kafka-down"}),
+        ),
+    ] {
+        let reply = http
+            .post(format!("{url}{path}"))
+            .bearer_auth(env.token("grid"))
+            .json(&body)
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(reply.status(), 503, "{path}");
+        assert!(reply.headers().contains_key("retry-after"), "{path}");
+        let answer: Value = reply.json().await.expect("a JSON error");
+        assert_eq!(answer["error"], "unavailable", "{path}: {answer}");
+    }
 
     // Kafka "comes up" on that port.
     let broker = tokio::net::TcpListener::bind(("127.0.0.1", port))
