@@ -48,6 +48,19 @@ fn every_type(machine: &str, tag: &str) -> Vec<Value> {
         .collect()
 }
 
+/// Posts `body` to `url` with `token`: the status and the JSON answer.
+async fn post(http: reqwest::Client, url: String, token: &str, body: Value) -> (u16, Value) {
+    let response = http
+        .post(url)
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .expect("ingest answers");
+    let status = response.status().as_u16();
+    (status, response.json::<Value>().await.expect("JSON answer"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_erased_machine_is_counted_nowhere_and_the_others_still_are() {
     let env = TestEnv::new();
@@ -63,20 +76,13 @@ async fn an_erased_machine_is_counted_nowhere_and_the_others_still_are() {
     let processor = start_processor(env.processor_config());
     let store = env.clickhouse().await;
     let http = reqwest::Client::new();
-    let token = env.token("grid").to_string();
     let post = |path: &'static str, body: Value| {
-        let (http, url, token) = (http.clone(), ingest.url.clone(), token.clone());
-        async move {
-            let response = http
-                .post(format!("{url}{path}"))
-                .bearer_auth(token)
-                .json(&body)
-                .send()
-                .await
-                .expect("ingest answers");
-            let status = response.status().as_u16();
-            (status, response.json::<Value>().await.expect("JSON answer"))
-        }
+        post(
+            http.clone(),
+            format!("{}{path}", ingest.url),
+            env.token("grid"),
+            body,
+        )
     };
 
     let erased = "m-erase-0001-zhangwei";
@@ -296,18 +302,12 @@ async fn a_mutation_that_never_finishes_holds_back_an_erasure_but_no_other_repor
     let store = env.clickhouse().await;
     let http = reqwest::Client::new();
     let post = |path: &'static str, body: Value| {
-        let (http, url, token) = (http.clone(), ingest.url.clone(), env.token("grid"));
-        async move {
-            let response = http
-                .post(format!("{url}{path}"))
-                .bearer_auth(token)
-                .json(&body)
-                .send()
-                .await
-                .expect("ingest answers");
-            let status = response.status().as_u16();
-            (status, response.json::<Value>().await.expect("JSON answer"))
-        }
+        post(
+            http.clone(),
+            format!("{}{path}", ingest.url),
+            env.token("grid"),
+            body,
+        )
     };
 
     let erased = "m-erase-0002-lihua000";

@@ -473,6 +473,16 @@ async fn a_retried_report_is_sent_once() {
     env.cleanup().await;
 }
 
+/// The status of each result of a batch's answer.
+fn statuses(body: &Value) -> Vec<&str> {
+    body["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|r| r["status"].as_str().expect("status"))
+        .collect()
+}
+
 /// The same report twice in one batch (a client that queued it twice) is
 /// one report: the second is answered `duplicate` and not sent again, as a
 /// retry in a later request would be.
@@ -493,13 +503,7 @@ async fn a_report_twice_in_one_batch_is_sent_once() {
         )
         .await;
     assert_eq!(reply.status, 200, "{:?}", reply.body);
-    let statuses: Vec<&str> = reply.body["results"]
-        .as_array()
-        .expect("results")
-        .iter()
-        .map(|r| r["status"].as_str().expect("status"))
-        .collect();
-    assert_eq!(statuses, ["accepted", "accepted", "duplicate"]);
+    assert_eq!(statuses(&reply.body), ["accepted", "accepted", "duplicate"]);
     assert_eq!(reply.body["results"][2]["report_id"], report["report_id"]);
     assert_eq!(env.reports_in_kafka().await, 2);
 
@@ -670,13 +674,7 @@ async fn a_batch_takes_each_report_on_its_own() {
         )
         .await;
     assert_eq!(reply.status, 200);
-    let statuses: Vec<&str> = reply.body["results"]
-        .as_array()
-        .expect("results")
-        .iter()
-        .map(|r| r["status"].as_str().expect("status"))
-        .collect();
-    assert_eq!(statuses, ["accepted", "rejected", "accepted"]);
+    assert_eq!(statuses(&reply.body), ["accepted", "rejected", "accepted"]);
     assert_eq!(reply.body["results"][1]["error"], "malformed_json");
 
     let too_many = Value::Array((0..501).map(|_| json!({})).collect());
