@@ -138,6 +138,12 @@ pub struct ClickHouseConfig {
     /// tables `ON CLUSTER` ([`schemas::replicated`]).
     #[serde(default)]
     pub cluster: String,
+    /// Other replicas' HTTP interfaces, tried in turn after `url` when a
+    /// write fails for a reason that is not the rows' (a stopped server, a
+    /// network fault): a replica stop is then not an outage. Each must hold
+    /// the same tables, so `cluster` must be named.
+    #[serde(default)]
+    pub fallback_urls: Vec<String>,
     /// Replicas that must have an insert before it is acknowledged; 0 (the
     /// default) for ClickHouse's own answer once one has it. Above 0, reads
     /// ask for sequential consistency too, so a look-up of stored ids sees
@@ -155,6 +161,7 @@ impl ClickHouseConfig {
             user: default_user(),
             password: String::new(),
             cluster: String::new(),
+            fallback_urls: Vec::new(),
             insert_quorum: 0,
         }
     }
@@ -244,6 +251,11 @@ impl Config {
         if !self.clickhouse.cluster.is_empty() && !is_identifier(&self.clickhouse.cluster) {
             return invalid("clickhouse.cluster must be letters, digits and underscores");
         }
+        if !self.clickhouse.fallback_urls.is_empty() && self.clickhouse.cluster.is_empty() {
+            return invalid(
+                "clickhouse.fallback_urls name replicas of clickhouse.cluster, which is not set",
+            );
+        }
         Ok(self)
     }
 }
@@ -308,6 +320,16 @@ mod tests {
         let replicated = with("cluster = \"telemetry\"\ninsert_quorum = 2\n").expect("valid");
         assert_eq!(replicated.clickhouse.cluster, "telemetry");
         assert_eq!(replicated.clickhouse.insert_quorum, 2);
+        let fallback =
+            with("cluster = \"telemetry\"\nfallback_urls = [\"http://y\"]\n").expect("valid");
+        assert_eq!(fallback.clickhouse.fallback_urls, ["http://y"]);
+        assert!(
+            matches!(
+                with("fallback_urls = [\"http://y\"]\n"),
+                Err(ConfigError::Invalid(_))
+            ),
+            "replicas to fall back on need a cluster"
+        );
         assert!(matches!(
             with("cluster = \"a b\"\n"),
             Err(ConfigError::Invalid(_))

@@ -246,7 +246,12 @@ impl Worker {
                             Metrics::add(&self.metrics.cluster_signatures_loaded, added as u64);
                             tracing::debug!(added, "clustering index refreshed");
                         }
-                        Err(error) => tracing::warn!(%error, "clustering index not refreshed"),
+                        Err(error) => {
+                            tracing::warn!(%error, clickhouse = %self.store.url(), "clustering index not refreshed");
+                            if self.store.fall_over() {
+                                Metrics::add(&self.metrics.clickhouse_replica_moves, 1);
+                            }
+                        }
                     }
                 }
                 received = self.consumer.recv() => {

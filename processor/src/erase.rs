@@ -257,7 +257,7 @@ pub(crate) async fn erase_until_done(
     retry: &Retry,
     request: &ErasureRequest,
 ) -> bool {
-    let mut backoff = retry.min_backoff;
+    let mut backoff = retry.backoff();
     loop {
         match erase(store, request, retry).await {
             Ok(Erasure::Recorded(_)) => {
@@ -280,13 +280,15 @@ pub(crate) async fn erase_until_done(
             }
             Ok(Erasure::Stopped) => return false,
             Err(error) => {
-                tracing::warn!(%error, erasure_id = %request.erasure_id, retry_in = ?backoff, "erasure not done")
+                let failed_on = store.url().to_string();
+                let pause = backoff.failed(store, metrics);
+                tracing::warn!(%error, clickhouse = %failed_on, erasure_id = %request.erasure_id,
+                    retry_in = ?pause, "erasure not done");
+                tokio::select! {
+                    () = retry.stop.cancelled() => return false,
+                    () = tokio::time::sleep(pause) => {}
+                }
             }
         }
-        tokio::select! {
-            () = retry.stop.cancelled() => return false,
-            () = tokio::time::sleep(backoff) => {}
-        }
-        backoff = (backoff * 2).min(retry.max_backoff);
     }
 }

@@ -61,6 +61,7 @@ counters! {
     dead_letters: "Messages set aside on the dead-letter topic",
     batches: "Batches written",
     insert_failures: "Failed batch inserts (retried with backoff)",
+    clickhouse_replica_moves: "Moves to the next ClickHouse server of clickhouse.fallback_urls after a failed write",
     offset_resets: "Partitions whose committed offset was out of range and restarted from the earliest available",
     partitions_revoked: "Partitions taken away by a rebalance",
     partitions_assigned: "Partitions given by a rebalance",

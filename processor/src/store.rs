@@ -1,7 +1,13 @@
 //! ClickHouse: the connection, chosen by the server's version, and the
 //! inserts of each table.
+//!
+//! A store talks to one server at a time: `[clickhouse] url`, or, after
+//! [`Store::fall_over`], the next of `fallback_urls` (other replicas of the
+//! cluster), round and round.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use clickhouse::{Client, Compression, Row};
 use schemas::clickhouse::pending;
@@ -115,10 +121,20 @@ const LOOKUP_CHUNK: usize = 20_000;
 /// refeed names each report's id and key), and the rest.
 const LOOKUP_QUERY_BYTES: usize = LOOKUP_CHUNK * 80 + 4096;
 
+/// One server the store may talk to.
+struct Server {
+    url: String,
+    client: Client,
+}
+
 /// A client for the pipeline's database, set up for the server it talks to.
+/// Clones share the server in use.
 #[derive(Clone)]
 pub struct Store {
-    client: Client,
+    /// `url`, then each of `fallback_urls`.
+    servers: Arc<[Server]>,
+    /// The index in `servers` of the one in use.
+    current: Arc<AtomicUsize>,
     version: ServerVersion,
     database: String,
     cluster: Option<String>,
@@ -127,6 +143,7 @@ pub struct Store {
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store")
+            .field("url", &self.url())
             .field("version", &self.version)
             .finish()
     }
@@ -134,11 +151,30 @@ impl std::fmt::Debug for Store {
 
 impl Store {
     /// Asks the server its version, creates the database if needed, and
-    /// returns a client with the settings that version needs.
+    /// returns a client with the settings that version needs. Tries `url`,
+    /// then each of `fallback_urls`, and keeps the first that answers.
     pub async fn connect(config: &ClickHouseConfig) -> Result<Self, StoreError> {
+        let urls: Vec<&str> = Self::urls(config).collect();
+        for (index, url) in urls.iter().enumerate() {
+            match Self::probe(config, url).await {
+                Ok(version) => {
+                    tracing::info!(%version, %url, database = %config.database, "connected to clickhouse");
+                    return Ok(Self::with_servers(config, version, index));
+                }
+                Err(StoreError::ClickHouse(error)) if index + 1 < urls.len() => {
+                    tracing::warn!(%error, %url, "clickhouse not reachable; trying the next replica");
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        unreachable!("the last server's failure is returned")
+    }
+
+    /// The version of the server at `url`, once its database exists.
+    async fn probe(config: &ClickHouseConfig, url: &str) -> Result<ServerVersion, StoreError> {
         // The first request must work on any version: no compression, no
         // row-type validation.
-        let probe = Self::server(config)
+        let probe = Self::server(config, url)
             .with_compression(Compression::None)
             .with_validation(false);
         let text: String = probe.query("SELECT version()").fetch_one().await?;
@@ -154,24 +190,68 @@ impl Store {
             ))
             .execute()
             .await?;
-        tracing::info!(%version, database = %config.database, "connected to clickhouse");
-        Ok(Store {
-            client: Self::client_for(config, version),
+        Ok(version)
+    }
+
+    /// The same settings on clients of their own (their own connections),
+    /// for use on another runtime, starting at the server in use here; asks
+    /// the server nothing.
+    pub fn separate(&self, config: &ClickHouseConfig) -> Store {
+        Self::with_servers(config, self.version, self.current.load(Ordering::Relaxed))
+    }
+
+    /// Clients of every server of `config`, the one at `current` in use;
+    /// asks no server anything.
+    pub(crate) fn with_servers(
+        config: &ClickHouseConfig,
+        version: ServerVersion,
+        current: usize,
+    ) -> Store {
+        let servers: Arc<[Server]> = Self::urls(config)
+            .map(|url| Server {
+                url: url.to_string(),
+                client: Self::client_for(config, url, version),
+            })
+            .collect();
+        Store {
+            current: Arc::new(AtomicUsize::new(current % servers.len())),
+            servers,
             version,
             database: config.database.clone(),
             cluster: Self::cluster_of(config),
-        })
+        }
     }
 
-    /// The same settings on a client of its own (its own connections), for
-    /// use on another runtime; asks the server nothing.
-    pub fn separate(&self, config: &ClickHouseConfig) -> Store {
-        Store {
-            client: Self::client_for(config, self.version),
-            version: self.version,
-            database: config.database.clone(),
-            cluster: Self::cluster_of(config),
+    /// `url`, then each of `fallback_urls`.
+    fn urls(config: &ClickHouseConfig) -> impl Iterator<Item = &str> {
+        std::iter::once(config.url.as_str()).chain(config.fallback_urls.iter().map(String::as_str))
+    }
+
+    /// How many servers the store may talk to.
+    pub fn servers(&self) -> usize {
+        self.servers.len()
+    }
+
+    /// The URL of the server in use.
+    pub fn url(&self) -> &str {
+        &self.servers[self.current.load(Ordering::Relaxed)].url
+    }
+
+    /// Moves to the next server, if there is another, after a failure that
+    /// was not the rows' fault; true if it moved. Without a quorum, a row
+    /// the last server took and the next has not fetched yet may then be
+    /// written again: raw tables collapse it by key and the aggregates
+    /// count distinct keys, so nothing counts twice.
+    pub fn fall_over(&self) -> bool {
+        if self.servers.len() < 2 {
+            return false;
         }
+        let from = self.current.load(Ordering::Relaxed);
+        let to = (from + 1) % self.servers.len();
+        self.current.store(to, Ordering::Relaxed);
+        tracing::warn!(from = %self.servers[from].url, to = %self.servers[to].url,
+            "clickhouse: moving to the next replica");
+        true
     }
 
     fn cluster_of(config: &ClickHouseConfig) -> Option<String> {
@@ -179,21 +259,21 @@ impl Store {
     }
 
     /// Where the server is and who logs in.
-    fn server(config: &ClickHouseConfig) -> Client {
+    fn server(config: &ClickHouseConfig, url: &str) -> Client {
         pipeline::clickhouse::client(config.ca_file.as_ref())
-            .with_url(&config.url)
+            .with_url(url)
             .with_user(&config.user)
             .with_password(&config.password)
     }
 
     /// The pipeline's database, with the settings `version` needs.
-    fn client_for(config: &ClickHouseConfig, version: ServerVersion) -> Client {
+    fn client_for(config: &ClickHouseConfig, url: &str, version: ServerVersion) -> Client {
         let compression = if version.supports_compressed_http() {
             Compression::Lz4
         } else {
             Compression::None
         };
-        let client = Self::server(config)
+        let client = Self::server(config, url)
             .with_database(&config.database)
             .with_compression(compression)
             .with_validation(version.supports_row_type_validation());
@@ -209,8 +289,9 @@ impl Store {
         self.version
     }
 
+    /// The client of the server in use.
     pub fn client(&self) -> &Client {
-        &self.client
+        &self.servers[self.current.load(Ordering::Relaxed)].client
     }
 
     /// The database's name.
@@ -233,7 +314,7 @@ impl Store {
             checksum: u64,
         }
         let exists: u8 = self
-            .client
+            .client()
             .query(
                 "SELECT count() > 0 FROM system.tables \
                  WHERE database = currentDatabase() AND name = 'schema_migrations'",
@@ -244,7 +325,7 @@ impl Store {
             return Ok(Vec::new());
         }
         let applied: Vec<Applied> = self
-            .client
+            .client()
             .query("SELECT version, checksum FROM schema_migrations")
             .fetch_all()
             .await?;
@@ -335,7 +416,7 @@ impl Store {
 
     /// A query naming up to [`LOOKUP_CHUNK`] ids, with room for them.
     fn lookup(&self, sql: &str) -> clickhouse::query::Query {
-        self.client
+        self.client()
             .query_raw(sql)
             .with_setting("max_query_size", LOOKUP_QUERY_BYTES.to_string())
     }
@@ -349,7 +430,7 @@ impl Store {
         if rows.is_empty() {
             return Ok(());
         }
-        let mut insert = self.client.insert::<T>(table).await?;
+        let mut insert = self.client().insert::<T>(table).await?;
         for row in rows {
             insert.write(row).await?;
         }

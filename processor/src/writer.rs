@@ -89,6 +89,47 @@ pub(crate) struct Retry {
     pub stop: CancellationToken,
 }
 
+impl Retry {
+    /// The pauses of one write's tries.
+    pub(crate) fn backoff(&self) -> Backoff {
+        Backoff {
+            next: self.min_backoff,
+            max: self.max_backoff,
+            min: self.min_backoff,
+            failures: 0,
+        }
+    }
+}
+
+/// The pauses between one write's tries: after a failure the store moves to
+/// the next replica, if it has others, which is tried after the shortest
+/// pause; the pause doubles, up to the longest, each time every server has
+/// failed once more. With one server, it doubles after every failure.
+#[derive(Debug)]
+pub(crate) struct Backoff {
+    next: Duration,
+    min: Duration,
+    max: Duration,
+    failures: usize,
+}
+
+impl Backoff {
+    /// Moves `store` on after a failure; returns the pause before the next
+    /// try.
+    pub(crate) fn failed(&mut self, store: &Store, metrics: &Metrics) -> Duration {
+        self.failures += 1;
+        if store.fall_over() {
+            Metrics::add(&metrics.clickhouse_replica_moves, 1);
+        }
+        if !self.failures.is_multiple_of(store.servers()) {
+            return self.min;
+        }
+        let pause = self.next;
+        self.next = (self.next * 2).min(self.max);
+        pause
+    }
+}
+
 /// Where rows refused for good go: the dead-letter topic, naming the
 /// topic their message came from.
 #[derive(Debug)]
@@ -198,7 +239,7 @@ async fn write_with_retry(
     set_aside: &SetAside,
     mut batch: Batch,
 ) {
-    let mut backoff = retry.min_backoff;
+    let mut backoff = retry.backoff();
     let refused = loop {
         match write(store, metrics, &mut batch).await {
             Ok((rows, refused)) => {
@@ -208,15 +249,16 @@ async fn write_with_retry(
             }
             Err(error) => {
                 Metrics::add(&metrics.insert_failures, 1);
-                tracing::warn!(%error, retry_in = ?backoff, messages = batch.messages, "batch not written");
+                let failed_on = store.url().to_string();
+                let pause = backoff.failed(store, metrics);
+                tracing::warn!(%error, clickhouse = %failed_on, retry_in = ?pause, messages = batch.messages, "batch not written");
                 tokio::select! {
                     () = retry.stop.cancelled() => {
                         tracing::warn!(messages = batch.messages, "stopping with an unwritten batch; it will be read again");
                         return;
                     }
-                    () = tokio::time::sleep(backoff) => {}
+                    () = tokio::time::sleep(pause) => {}
                 }
-                backoff = (backoff * 2).min(retry.max_backoff);
             }
         }
     };
@@ -308,19 +350,21 @@ async fn record_refused(
             size: culprit.row.len() as u64,
         });
     }
-    let mut backoff = retry.min_backoff;
+    let mut backoff = retry.backoff();
     loop {
-        match store.insert(PROCESSING_ERRORS, &errors).await {
+        let pause = match store.insert(PROCESSING_ERRORS, &errors).await {
             Ok(()) => return true,
             Err(error) => {
-                tracing::warn!(%error, retry_in = ?backoff, "processing errors not written")
+                let failed_on = store.url().to_string();
+                let pause = backoff.failed(store, metrics);
+                tracing::warn!(%error, clickhouse = %failed_on, retry_in = ?pause, "processing errors not written");
+                pause
             }
-        }
+        };
         tokio::select! {
             () = retry.stop.cancelled() => return false,
-            () = tokio::time::sleep(backoff) => {}
+            () = tokio::time::sleep(pause) => {}
         }
-        backoff = (backoff * 2).min(retry.max_backoff);
     }
 }
 
@@ -602,6 +646,68 @@ mod tests {
         let refused = run(insert_isolating(&table, &mut rows)).expect("no transient failure");
         assert!(refused.is_empty(), "nothing is a culprit: {refused:?}");
         assert_eq!(table.taken.borrow().len(), 3_000);
+    }
+
+    /// The pauses and servers of successive failures of one write.
+    fn tries(fallback_urls: &[&str], failures: usize) -> Vec<(u64, String)> {
+        let mut config = crate::config::ClickHouseConfig::local("http://a", "telemetry");
+        config.cluster = "telemetry".into();
+        config.fallback_urls = fallback_urls.iter().map(|u| u.to_string()).collect();
+        let version = schemas::ServerVersion::parse("18.16.1").expect("version");
+        let store = Store::with_servers(&config, version, 0);
+        let retry = Retry {
+            min_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_millis(400),
+            erasure_wait: Duration::ZERO,
+            stop: CancellationToken::new(),
+        };
+        let metrics = Metrics::default();
+        let mut backoff = retry.backoff();
+        let tried = (0..failures)
+            .map(|_| {
+                let pause = backoff.failed(&store, &metrics);
+                (pause.as_millis() as u64, store.url().to_string())
+            })
+            .collect();
+        let moves = Metrics::get(&metrics.clickhouse_replica_moves);
+        assert_eq!(
+            moves,
+            if fallback_urls.is_empty() {
+                0
+            } else {
+                failures as u64
+            }
+        );
+        tried
+    }
+
+    #[test]
+    fn a_failed_write_tries_the_next_replica_at_once_and_backs_off_per_round() {
+        let pauses =
+            |tried: Vec<(u64, String)>| tried.into_iter().map(|(p, _)| p).collect::<Vec<_>>();
+        let one = tries(&[], 4);
+        assert_eq!(pauses(one.clone()), [100, 200, 400, 400]);
+        assert!(one.iter().all(|(_, url)| url == "http://a"));
+
+        let two = tries(&["http://b"], 6);
+        let urls: Vec<&str> = two.iter().map(|(_, u)| u.as_str()).collect();
+        assert_eq!(
+            urls,
+            [
+                "http://b", "http://a", "http://b", "http://a", "http://b", "http://a"
+            ]
+        );
+        assert_eq!(pauses(two), [100, 100, 100, 200, 100, 400]);
+
+        let three = tries(&["http://b", "http://c"], 6);
+        let urls: Vec<&str> = three.iter().map(|(_, u)| u.as_str()).collect();
+        assert_eq!(
+            urls,
+            [
+                "http://b", "http://c", "http://a", "http://b", "http://c", "http://a"
+            ]
+        );
+        assert_eq!(pauses(three), [100, 100, 100, 100, 100, 200]);
     }
 
     #[test]

@@ -9,6 +9,8 @@
 //!   on both replicas, which then count alike;
 //! - with `insert_quorum = 2` an insert through one replica is read at once
 //!   through the other;
+//! - a store whose first replica does not answer connects to the next of
+//!   its `fallback_urls`;
 //! - the configurations of docker-compose's `cluster` profile load.
 //!
 //! A replica stopped under load is `cluster_replicas.rs`. Run by
@@ -19,7 +21,7 @@
 
 use std::time::Duration;
 
-use e2e::cluster::{brokers, cluster_config, query, replica_urls};
+use e2e::cluster::{brokers, cluster_config, count, query, replica_urls};
 use e2e::eventually;
 use pipeline::KafkaConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
@@ -321,6 +323,55 @@ async fn a_quorum_insert_on_one_replica_is_found_at_once_on_the_other() {
     .await;
 }
 
+/// A store whose first server does not answer connects to the next of its
+/// `fallback_urls`, and reads and writes there.
+#[tokio::test]
+async fn a_store_whose_first_replica_does_not_answer_connects_to_the_next() {
+    let http = reqwest::Client::new();
+    let urls = replica_urls();
+    let database = format!("cluster_fallback_{}", suffix());
+    // Nothing listens on port 1 of loopback: the connection is refused.
+    let config = processor::config::ClickHouseConfig {
+        fallback_urls: vec![urls[1].clone()],
+        ..cluster_config("http://127.0.0.1:1", &database)
+    };
+    let store = processor::Store::connect(&config)
+        .await
+        .expect("connected to the second replica");
+    assert_eq!(store.url(), urls[1]);
+    warehouse::migrate::apply_all(&store)
+        .await
+        .expect("migrations apply through the second replica");
+    store
+        .client()
+        .query(
+            "INSERT INTO feedback (report_id, received_at, sent_at, machine_hash, rating) \
+             SELECT generateUUIDv4(), now(), now(), 'machine', 5 FROM system.numbers LIMIT 10",
+        )
+        .execute()
+        .await
+        .expect("an insert through the second replica");
+    query(
+        &http,
+        &urls[0],
+        &format!("SYSTEM SYNC REPLICA {database}.feedback"),
+    )
+    .await;
+    let on_first = count(
+        &http,
+        &urls[0],
+        &format!("SELECT count() FROM {database}.feedback"),
+    )
+    .await;
+    assert_eq!(on_first, 10, "replica 1 fetched the insert");
+    query(
+        &http,
+        &urls[0],
+        &format!("DROP DATABASE {database} ON CLUSTER telemetry"),
+    )
+    .await;
+}
+
 /// The configurations of docker-compose's `cluster` profile load, and name
 /// every broker of the cluster and its replicated ClickHouse.
 #[test]
@@ -335,4 +386,8 @@ fn the_compose_cluster_configurations_load() {
     assert_eq!(processor.kafka.brokers, brokers);
     assert_eq!(processor.clickhouse.cluster, "telemetry");
     assert_eq!(processor.clickhouse.insert_quorum, 2);
+    assert_eq!(
+        processor.clickhouse.fallback_urls,
+        ["http://clickhouse-2:8123"]
+    );
 }

@@ -8,7 +8,10 @@
 //!   a quorum: it catches up, and both count every report answered 2xx once;
 //! - the same with `insert_quorum = 2` and replica 2 stopped 30 s: inserts
 //!   are refused and retried meanwhile, none set aside, and both replicas
-//!   then count every report once.
+//!   then count every report once;
+//! - replica 1, the one the processor writes to, stopped 30 s, with replica 2
+//!   among its `fallback_urls`: it moves to replica 2 and goes on writing,
+//!   and after its restart replica 1 fetches what it missed.
 //!
 //! They stop a replica, so `scripts/cluster/check` runs them one at a time;
 //! not run by a plain `cargo test` (`test = false` in `Cargo.toml`).
@@ -83,7 +86,7 @@ async fn load(url: String, token: String, workers: usize, stop: Arc<AtomicBool>)
 /// that one is an outage for it, which it waits out as on a single server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_stopped_under_load_catches_up_and_both_count_every_report_once() {
-    replica_stopped_under_load(0, Duration::from_secs(60)).await;
+    replica_stopped_under_load(0, 2, Duration::from_secs(60)).await;
 }
 
 /// The same with `insert_quorum = 2`, replica 2 stopped for 30 s: no insert
@@ -92,10 +95,22 @@ async fn a_replica_stopped_under_load_catches_up_and_both_count_every_report_onc
 /// the backlog is written and both count every report answered 2xx once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_a_quorum_of_two_a_replica_stop_holds_inserts_back_and_loses_nothing() {
-    replica_stopped_under_load(2, Duration::from_secs(30)).await;
+    replica_stopped_under_load(2, 2, Duration::from_secs(30)).await;
 }
 
-/// Starts replica 2 again if a test ends while it is stopped, so the
+/// Replica 1, the one the processor writes to, stopped for 30 s under the
+/// same load, with replica 2 in `clickhouse.fallback_urls`: the processor
+/// moves to replica 2 at its first failed write and goes on writing there
+/// meanwhile; after its restart replica 1 fetches what it missed, and both
+/// count every report answered 2xx once (a row replica 1 took and replica 2
+/// had not fetched when it stopped is written again: its raw table
+/// collapses the copies, and `FINAL` and the aggregates count it once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_processor_moves_to_another_replica_when_its_own_stops() {
+    replica_stopped_under_load(0, 1, Duration::from_secs(30)).await;
+}
+
+/// Starts a stopped replica again if a test ends while it is stopped, so the
 /// tests after it find the whole cluster.
 struct ReplicaBack(bool);
 
@@ -113,7 +128,10 @@ impl Drop for ReplicaBack {
 /// written and committed here (about a second).
 const HELD_BACK: Duration = Duration::from_secs(10);
 
-async fn replica_stopped_under_load(insert_quorum: u32, outage_for: Duration) {
+/// Stops replica `stopped` (1, the processor's, or 2) for `outage_for`
+/// under load; with replica 1 stopped, the processor has replica 2 to fall
+/// back on.
+async fn replica_stopped_under_load(insert_quorum: u32, stopped: u8, outage_for: Duration) {
     // The services' logs on stderr (`RUST_LOG`, default `info`), once per
     // binary: a failure is read from them.
     static LOGS: std::sync::Once = std::sync::Once::new();
@@ -132,6 +150,10 @@ async fn replica_stopped_under_load(insert_quorum: u32, outage_for: Duration) {
     config.kafka = KafkaConfig::local(brokers());
     config.clickhouse = cluster_config(&first, &env.database);
     config.clickhouse.insert_quorum = insert_quorum;
+    let falls_over = stopped == 1;
+    if falls_over {
+        config.clickhouse.fallback_urls = vec![second.clone()];
+    }
     config.batch.lag_interval_ms = 500;
     let metrics = Arc::new(processor::Metrics::default());
     let processor = e2e::start_processor_with(config, metrics.clone());
@@ -156,13 +178,35 @@ async fn replica_stopped_under_load(insert_quorum: u32, outage_for: Duration) {
     )
     .await;
 
+    let failures_before = processor::Metrics::get(&metrics.insert_failures);
     let outage = tokio::time::Instant::now();
     let mut back = ReplicaBack(true);
-    tokio::task::spawn_blocking(|| e2e::services(&["stop-replica", "--cluster", "2"]))
+    let which = stopped.to_string();
+    tokio::task::spawn_blocking(move || e2e::services(&["stop-replica", "--cluster", &which]))
         .await
-        .expect("replica 2 stopped");
-    let failures_before = processor::Metrics::get(&metrics.insert_failures);
-    if insert_quorum < 2 {
+        .expect("replica stopped");
+    if falls_over {
+        // The processor moves to replica 2 and goes on writing there.
+        eventually(
+            "the processor moved to replica 2",
+            Duration::from_secs(60),
+            || async {
+                (processor::Metrics::get(&metrics.clickhouse_replica_moves) > 0).then_some(())
+            },
+        )
+        .await;
+        let moved_with = count(&http, &second, &raw_on("crash_reports")).await;
+        eventually(
+            "reports stored on replica 2 while replica 1 is down",
+            Duration::from_secs(60),
+            || async {
+                try_count(&http, &second, &raw_on("crash_reports"))
+                    .await
+                    .filter(|n| *n > moved_with + 200)
+            },
+        )
+        .await;
+    } else if insert_quorum < 2 {
         // The processor goes on writing to replica 1 meanwhile.
         eventually(
             "reports stored while replica 2 is down",
@@ -190,7 +234,7 @@ async fn replica_stopped_under_load(insert_quorum: u32, outage_for: Duration) {
         e2e::services(&["wait", "--cluster"]);
     })
     .await
-    .expect("replica 2 back");
+    .expect("replica back");
     back.0 = false;
     let down = outage.elapsed();
     let refused = processor::Metrics::get(&metrics.insert_failures) - failures_before;
@@ -200,28 +244,39 @@ async fn replica_stopped_under_load(insert_quorum: u32, outage_for: Duration) {
     let expected = sent.accepted.len() as u64;
     assert!(expected > 500, "the load ran: {} sent", sent.sent);
 
-    // Replica 1 holds every accepted report, and its views counted them.
-    // The backlog of a 60 s stop is drained while replica 2 fetches what it
-    // missed, on the same two cores: as long a deadline as the fault suite's.
+    // The replica that stayed up holds every accepted report, and its
+    // views counted them. The backlog of a 60 s stop is drained while the
+    // other fetches what it missed, on the same two cores: as long a
+    // deadline as the fault suite's.
+    let (kept, restarted) = if falls_over {
+        (&second, &first)
+    } else {
+        (&first, &second)
+    };
     let distinct = format!("SELECT uniqExact(report_id) FROM {db}.crash_reports");
     let aggregated = format!("SELECT toUInt64(sum(reports)) FROM {db}.crash_signatures");
     eventually(
-        "every accepted report on replica 1",
+        "every accepted report on the replica that stayed up",
         Duration::from_secs(300),
         || async {
-            (count(&http, &first, &distinct).await >= expected
-                && count(&http, &first, &aggregated).await >= expected)
+            (count(&http, kept, &distinct).await >= expected
+                && count(&http, kept, &aggregated).await >= expected)
                 .then_some(())
         },
     )
     .await;
-    // Replica 2 fetches what it missed.
+    // The restarted replica fetches what it missed.
     for table in ["crash_reports", "crash_signatures_agg"] {
-        query(&http, &second, &format!("SYSTEM SYNC REPLICA {db}.{table}")).await;
+        query(
+            &http,
+            restarted,
+            &format!("SYSTEM SYNC REPLICA {db}.{table}"),
+        )
+        .await;
     }
     let ids: std::collections::HashSet<Uuid> = query(
         &http,
-        &second,
+        restarted,
         &format!("SELECT toString(report_id) FROM {db}.crash_reports"),
     )
     .await
@@ -229,29 +284,44 @@ async fn replica_stopped_under_load(insert_quorum: u32, outage_for: Duration) {
     .map(|l| l.parse().expect("uuid"))
     .collect();
     let lost = sent.accepted.difference(&ids).count();
+    let moves = processor::Metrics::get(&metrics.clickhouse_replica_moves);
+    let collapsed_sql = format!("SELECT count() FROM {db}.crash_reports FINAL");
     for url in [&first, &second] {
         let rows = count(&http, url, &raw_on("crash_reports")).await;
+        let collapsed = count(&http, url, &collapsed_sql).await;
         let stored = count(&http, url, &distinct).await;
         let counted = count(&http, url, &aggregated).await;
         println!(
-            "replica 2 away {:.0} s (stopped {} s, then restarted until ready; insert_quorum {insert_quorum}; \
-             inserts refused meanwhile {refused}), read on {url}: \
-             sent {}, 2xx {expected}, stored {stored}, lost {lost}, doubled {}, counted {counted}",
+            "replica {stopped} away {:.0} s (stopped {} s, then restarted until ready; \
+             insert_quorum {insert_quorum}; inserts failed meanwhile {refused}; \
+             moves to another replica {moves}), read on {url}: \
+             sent {}, 2xx {expected}, stored {stored}, lost {lost}, doubled {}, \
+             counted {counted}, copies awaiting a merge {}",
             down.as_secs_f64(),
             outage_for.as_secs(),
             sent.sent,
-            rows - stored
+            collapsed - stored,
+            rows - collapsed
         );
         assert_eq!(lost, 0, "{url}: accepted reports missing");
         assert_eq!(
             stored, expected,
             "{url}: rows for reports never answered 2xx"
         );
-        assert_eq!(rows, stored, "{url}: reports written twice");
+        assert_eq!(collapsed, stored, "{url}: reports written twice");
+        if !falls_over {
+            // Written to one replica throughout: not even a copy to merge.
+            assert_eq!(rows, stored, "{url}: reports written twice");
+        }
         assert_eq!(
             counted, expected,
             "{url}: the aggregate counts each report once"
         );
+    }
+    if falls_over {
+        assert!(moves >= 1, "the processor moved to replica 2");
+    } else {
+        assert_eq!(moves, 0, "no replica to move to");
     }
     assert_eq!(
         processor::Metrics::get(&metrics.dead_letters),
