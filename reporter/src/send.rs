@@ -23,8 +23,10 @@
 //! | not covered by the consent in force now ([`crate::consent`]: Group Policy or the file lowered it since) | dropped and counted, never sent |
 //!
 //! The policy's `min_interval_secs` is kept between two batches (also across
-//! runs: the last batch's time is in `stats.json`); a pause that would end
-//! after the deadline ends the flush instead.
+//! runs: the last batch's time is in `stats.json`); a pause that would leave
+//! less than [`MIN_ATTEMPT`] before the deadline ends the flush instead, so
+//! the flush ends on the last real answer rather than on a request cut
+//! short by the deadline.
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -107,10 +109,17 @@ impl FlushReport {
     }
 }
 
-/// Sleeps `delay` unless that would end after `deadline`; says whether it
-/// slept. Any `delay` is safe, however long.
+/// The least time a request is begun with after a pause: one begun with
+/// less could only time out, and its timeout would hide the error of the
+/// try before it (a certificate not trusted, a refused connection), the one
+/// that says what to fix.
+const MIN_ATTEMPT: Duration = Duration::from_secs(1);
+
+/// Sleeps `delay` unless that would leave less than [`MIN_ATTEMPT`] before
+/// `deadline`; says whether it slept. Any `delay` is safe, however long.
 async fn pause(delay: Duration, deadline: Instant) -> bool {
-    if delay >= deadline.saturating_duration_since(Instant::now()) {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if delay.saturating_add(MIN_ATTEMPT) >= left {
         return false;
     }
     tokio::time::sleep(delay).await;
@@ -404,6 +413,16 @@ mod tests {
         assert!(!pause(Duration::MAX, deadline).await);
         assert!(!pause(Duration::from_secs(u64::MAX), deadline).await);
         assert!(pause(Duration::from_millis(1), deadline).await);
+    }
+
+    #[tokio::test]
+    async fn no_pause_leaves_less_than_a_whole_attempt() {
+        let deadline = Instant::now() + MIN_ATTEMPT + Duration::from_millis(400);
+        assert!(
+            !pause(Duration::from_millis(500), deadline).await,
+            "a try after it would have under MIN_ATTEMPT"
+        );
+        assert!(pause(Duration::from_millis(10), deadline).await);
     }
 
     #[test]

@@ -242,7 +242,7 @@ fn a_502_is_retried_until_the_flush_ends_and_nothing_is_dropped() {
     let dir = tempfile::tempdir().unwrap();
     let config = setup(dir.path(), &server.url);
     let ids = queue_heartbeats(&config, 5);
-    let out = reporter(&config, &["flush", "--max-seconds", "2"], &[]);
+    let out = reporter(&config, &["flush", "--max-seconds", "5"], &[]);
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
