@@ -824,7 +824,7 @@ async fn revoking_a_token_takes_effect_without_a_restart() {
             ingest::auth::token_hash(&new_token)
         ),
     );
-    std::fs::write(&path, revoked).expect("rewrite config");
+    replace_file(&path, &revoked);
     let accepted_meanwhile = std::sync::atomic::AtomicI64::new(0);
     eventually("revocation in force", WAIT, || async {
         let reply = client
@@ -844,7 +844,7 @@ async fn revoking_a_token_takes_effect_without_a_restart() {
         202
     );
     // A broken file leaves the settings in force.
-    std::fs::write(&path, "this is not toml [").expect("break config");
+    replace_file(&path, "this is not toml [");
     eventually("failed reload counted", WAIT, || async {
         let metrics = client.get("/metrics", None).await;
         let text = metrics.body.as_str().unwrap_or_default().to_string();
@@ -924,4 +924,12 @@ async fn shutdown_turns_readiness_off_first_and_finishes_requests() {
         .expect("ingest stops cleanly");
     assert_eq!(env.reports_in_kafka().await, 1);
     env.cleanup().await;
+}
+
+/// Replaces the file at `path` with `text` at once (a rename), as an
+/// operator's editor does: the reload watcher never sees it half written.
+fn replace_file(path: &std::path::Path, text: &str) {
+    let next = path.with_extension("next");
+    std::fs::write(&next, text).expect("write the new file");
+    std::fs::rename(&next, path).expect("put the new file in place");
 }
