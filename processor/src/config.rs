@@ -144,6 +144,13 @@ pub struct ClickHouseConfig {
     /// the same tables, so `cluster` must be named.
     #[serde(default)]
     pub fallback_urls: Vec<String>,
+    /// How long one request of the stream (an insert, a look-up of stored
+    /// ids, an erasure's statements, a refresh of the clustering index) may
+    /// take before it counts as failed: a server that takes connections but
+    /// never answers then fails like a stopped one, and the writer retries,
+    /// on the next of `fallback_urls` if there is one.
+    #[serde(default = "default_request_timeout_ms")]
+    pub request_timeout_ms: u64,
     /// Replicas that must have an insert before it is acknowledged; 0 (the
     /// default) for ClickHouse's own answer once one has it. Above 0, reads
     /// ask for sequential consistency too, so a look-up of stored ids sees
@@ -162,6 +169,7 @@ impl ClickHouseConfig {
             password: String::new(),
             cluster: String::new(),
             fallback_urls: Vec::new(),
+            request_timeout_ms: default_request_timeout_ms(),
             insert_quorum: 0,
         }
     }
@@ -224,6 +232,10 @@ fn default_user() -> String {
     "default".to_string()
 }
 
+fn default_request_timeout_ms() -> u64 {
+    60_000
+}
+
 pub use pipeline::config::ConfigError;
 
 impl Config {
@@ -250,6 +262,9 @@ impl Config {
         }
         if !self.clickhouse.cluster.is_empty() && !is_identifier(&self.clickhouse.cluster) {
             return invalid("clickhouse.cluster must be letters, digits and underscores");
+        }
+        if self.clickhouse.request_timeout_ms == 0 {
+            return invalid("clickhouse.request_timeout_ms must be at least 1");
         }
         if !self.clickhouse.fallback_urls.is_empty() && self.clickhouse.cluster.is_empty() {
             return invalid(
@@ -329,6 +344,14 @@ mod tests {
                 Err(ConfigError::Invalid(_))
             ),
             "replicas to fall back on need a cluster"
+        );
+        assert_eq!(single.clickhouse.request_timeout_ms, 60_000);
+        assert!(
+            matches!(
+                with("request_timeout_ms = 0\n"),
+                Err(ConfigError::Invalid(_))
+            ),
+            "a request needs some time"
         );
         assert!(matches!(
             with("cluster = \"a b\"\n"),

@@ -241,7 +241,9 @@ impl Worker {
                     // last look ran is missed.
                     let since = refreshed_at - time::Duration::seconds(5);
                     refreshed_at = OffsetDateTime::now_utc();
-                    match crate::index::refresh(&self.store, &mut self.enricher, Some(since)).await {
+                    // Timed as a whole: it runs on the consumer's loop.
+                    let refresh = crate::index::refresh(&self.store, &mut self.enricher, Some(since));
+                    match self.store.timed(refresh).await {
                         Ok(added) => {
                             Metrics::add(&self.metrics.cluster_signatures_loaded, added as u64);
                             tracing::debug!(added, "clustering index refreshed");

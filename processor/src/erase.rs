@@ -121,14 +121,16 @@ pub async fn erase(
         id: Uuid,
     }
     let requests: Vec<Uuid> = store
-        .client()
-        .query(&format!(
-            "SELECT report_id AS id FROM {} WHERE machine_hash = {machine}",
-            FEATURE_REQUESTS.name
-        ))
-        .fetch_all::<Id>()
-        .await
-        .map_err(StoreError::from)?
+        .timed(
+            store
+                .client()
+                .query(&format!(
+                    "SELECT report_id AS id FROM {} WHERE machine_hash = {machine}",
+                    FEATURE_REQUESTS.name
+                ))
+                .fetch_all::<Id>(),
+        )
+        .await?
         .into_iter()
         .map(|r| r.id)
         .collect();
@@ -143,11 +145,8 @@ pub async fn erase(
     if raw_rows + aggregate_rows + errors > 0 || !requests.is_empty() {
         for statement in erasure_statements(&machine, &uuid_literals(&requests)) {
             store
-                .client()
-                .query_raw(&statement)
-                .execute()
-                .await
-                .map_err(StoreError::from)?;
+                .timed(store.client().query_raw(&statement).execute())
+                .await?;
         }
         // Done when nothing names the machine: this erasure's own
         // deletions, whatever else mutates the database.
@@ -196,7 +195,9 @@ pub async fn erase(
 }
 
 async fn count(store: &Store, sql: &str) -> Result<u64, StoreError> {
-    Ok(store.client().query(sql).fetch_one::<u64>().await?)
+    store
+        .timed(store.client().query(sql).fetch_one::<u64>())
+        .await
 }
 
 /// The tables that still name the machine (`machine`, a quoted literal)
@@ -235,11 +236,8 @@ async fn tables_naming(
         n: u64,
     }
     let rows = store
-        .client()
-        .query(&sql)
-        .fetch_all::<Left>()
-        .await
-        .map_err(StoreError::from)?;
+        .timed(store.client().query(&sql).fetch_all::<Left>())
+        .await?;
     let mut left: Vec<&'static str> = rows
         .iter()
         .filter(|r| r.n > 0)

@@ -8,6 +8,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use clickhouse::{Client, Compression, Row};
 use schemas::clickhouse::pending;
@@ -135,6 +136,8 @@ pub struct Store {
     servers: Arc<[Server]>,
     /// The index in `servers` of the one in use.
     current: Arc<AtomicUsize>,
+    /// The longest a request of [`Store::timed`] may take.
+    timeout: Duration,
     version: ServerVersion,
     database: String,
     cluster: Option<String>,
@@ -216,6 +219,7 @@ impl Store {
         Store {
             current: Arc::new(AtomicUsize::new(current % servers.len())),
             servers,
+            timeout: Duration::from_millis(config.request_timeout_ms),
             version,
             database: config.database.clone(),
             cluster: Self::cluster_of(config),
@@ -235,6 +239,19 @@ impl Store {
     /// The URL of the server in use.
     pub fn url(&self) -> &str {
         &self.servers[self.current.load(Ordering::Relaxed)].url
+    }
+
+    /// `request`, given at most `clickhouse.request_timeout_ms`: a server
+    /// that takes the connection and never answers (frozen, hung) fails it
+    /// as a stopped one would, transiently.
+    pub async fn timed<T, E: Into<StoreError>>(
+        &self,
+        request: impl Future<Output = Result<T, E>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.timeout, request).await {
+            Ok(answer) => answer.map_err(Into::into),
+            Err(_) => Err(StoreError::ClickHouse(clickhouse::error::Error::TimedOut)),
+        }
     }
 
     /// Moves to the next server, if there is another, after a failure that
@@ -383,7 +400,7 @@ impl Store {
                 counted = T::TABLE.counted_sql,
                 table = T::TABLE.name,
             );
-            let rows: Vec<Found> = self.lookup(&sql).fetch_all().await?;
+            let rows: Vec<Found> = self.timed(self.lookup(&sql).fetch_all()).await?;
             found.extend(
                 rows.into_iter()
                     .map(|r| ((r.id, r.machine), r.counted))
@@ -408,7 +425,8 @@ impl Store {
                 let ids: Vec<Uuid> = chunk.iter().map(|(id, _)| *id).collect();
                 let keys: Vec<Uuid> = chunk.iter().map(|(_, key)| *key).collect();
                 let filter = stored_reports(&uuid_literals(&ids), &uuid_literals(&keys));
-                self.lookup(&feed.refeed_sql(&filter)).execute().await?;
+                self.timed(self.lookup(&feed.refeed_sql(&filter)).execute())
+                    .await?;
             }
         }
         Ok(())
@@ -430,11 +448,14 @@ impl Store {
         if rows.is_empty() {
             return Ok(());
         }
-        let mut insert = self.client().insert::<T>(table).await?;
-        for row in rows {
-            insert.write(row).await?;
-        }
-        insert.end().await?;
+        self.timed(async {
+            let mut insert = self.client().insert::<T>(table).await?;
+            for row in rows {
+                insert.write(row).await?;
+            }
+            insert.end().await
+        })
+        .await?;
         Ok(())
     }
 }

@@ -1,4 +1,4 @@
-//! A ClickHouse replica stopped under load, against the local cluster of
+//! A ClickHouse replica stopped or hung under load, against the local cluster of
 //! `scripts/services start --cluster` (three Kafka brokers, ZooKeeper, two
 //! ClickHouse replicas of one shard). In: crash reports posted to ingest at
 //! a steady rate; out: the counts on each replica, printed (sent, 2xx,
@@ -11,7 +11,10 @@
 //!   then count every report once;
 //! - replica 1, the one the processor writes to, stopped 30 s, with replica 2
 //!   among its `fallback_urls`: it moves to replica 2 and goes on writing,
-//!   and after its restart replica 1 fetches what it missed.
+//!   and after its restart replica 1 fetches what it missed;
+//! - replica 1 hanging 30 s (its connections held open, nothing answered),
+//!   with replica 2 as fallback and a 3 s request timeout: the processor
+//!   moves to replica 2 as well.
 //!
 //! They stop a replica, so `scripts/cluster/check` runs them one at a time;
 //! not run by a plain `cargo test` (`test = false` in `Cargo.toml`).
@@ -86,7 +89,7 @@ async fn load(url: String, token: String, workers: usize, stop: Arc<AtomicBool>)
 /// that one is an outage for it, which it waits out as on a single server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_stopped_under_load_catches_up_and_both_count_every_report_once() {
-    replica_stopped_under_load(0, 2, Duration::from_secs(60)).await;
+    replica_fault_under_load(0, Fault::Stop(2), Duration::from_secs(60)).await;
 }
 
 /// The same with `insert_quorum = 2`, replica 2 stopped for 30 s: no insert
@@ -95,7 +98,7 @@ async fn a_replica_stopped_under_load_catches_up_and_both_count_every_report_onc
 /// the backlog is written and both count every report answered 2xx once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_a_quorum_of_two_a_replica_stop_holds_inserts_back_and_loses_nothing() {
-    replica_stopped_under_load(2, 2, Duration::from_secs(30)).await;
+    replica_fault_under_load(2, Fault::Stop(2), Duration::from_secs(30)).await;
 }
 
 /// Replica 1, the one the processor writes to, stopped for 30 s under the
@@ -107,7 +110,28 @@ async fn with_a_quorum_of_two_a_replica_stop_holds_inserts_back_and_loses_nothin
 /// collapses the copies, and `FINAL` and the aggregates count it once).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_processor_moves_to_another_replica_when_its_own_stops() {
-    replica_stopped_under_load(0, 1, Duration::from_secs(30)).await;
+    replica_fault_under_load(0, Fault::Stop(1), Duration::from_secs(30)).await;
+}
+
+/// Replica 1 taking the processor's connections and answering nothing for
+/// 30 s (a proxy in front of it holds every byte), with replica 2 in
+/// `fallback_urls` and `request_timeout_ms` at 3 s: the request times out,
+/// the processor moves to replica 2 and goes on writing there, and both
+/// count every report answered 2xx once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_processor_moves_to_another_replica_when_its_own_hangs() {
+    replica_fault_under_load(0, Fault::Hang, Duration::from_secs(30)).await;
+}
+
+/// What befalls a replica in [`replica_fault_under_load`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Fault {
+    /// Replica N stopped (`scripts/services stop-replica --cluster N`) and
+    /// started again after the outage.
+    Stop(u8),
+    /// Replica 1, reached through a [`e2e::PausableProxy`], stops answering
+    /// while its connections stay open, and answers again after the outage.
+    Hang,
 }
 
 /// Starts a stopped replica again if a test ends while it is stopped, so the
@@ -128,10 +152,10 @@ impl Drop for ReplicaBack {
 /// written and committed here (about a second).
 const HELD_BACK: Duration = Duration::from_secs(10);
 
-/// Stops replica `stopped` (1, the processor's, or 2) for `outage_for`
-/// under load; with replica 1 stopped, the processor has replica 2 to fall
-/// back on.
-async fn replica_stopped_under_load(insert_quorum: u32, stopped: u8, outage_for: Duration) {
+/// Lets `fault` befall a replica for `outage_for` under load. The processor
+/// writes to replica 1; when the fault is replica 1's, it has replica 2 to
+/// fall back on.
+async fn replica_fault_under_load(insert_quorum: u32, fault: Fault, outage_for: Duration) {
     // The services' logs on stderr (`RUST_LOG`, default `info`), once per
     // binary: a failure is read from them.
     static LOGS: std::sync::Once = std::sync::Once::new();
@@ -146,13 +170,27 @@ async fn replica_stopped_under_load(insert_quorum: u32, stopped: u8, outage_for:
         .replace(&kafka_line(&e2e::kafka_brokers()), &kafka_line(&brokers()));
     let ingest =
         e2e::start_ingest(ingest::Config::from_toml(&ingest_toml).expect("ingest config")).await;
+    let proxy = match fault {
+        Fault::Hang => {
+            let replica: std::net::SocketAddr = first
+                .trim_start_matches("http://")
+                .parse()
+                .expect("replica 1 at http://host:port");
+            Some(e2e::PausableProxy::start(replica).await)
+        }
+        Fault::Stop(_) => None,
+    };
     let mut config = env.processor_config();
     config.kafka = KafkaConfig::local(brokers());
-    config.clickhouse = cluster_config(&first, &env.database);
+    let processor_url = proxy
+        .as_ref()
+        .map_or_else(|| first.clone(), |p| format!("http://{}", p.addr));
+    config.clickhouse = cluster_config(&processor_url, &env.database);
     config.clickhouse.insert_quorum = insert_quorum;
-    let falls_over = stopped == 1;
+    let falls_over = fault != Fault::Stop(2);
     if falls_over {
         config.clickhouse.fallback_urls = vec![second.clone()];
+        config.clickhouse.request_timeout_ms = 3_000;
     }
     config.batch.lag_interval_ms = 500;
     let metrics = Arc::new(processor::Metrics::default());
@@ -180,11 +218,20 @@ async fn replica_stopped_under_load(insert_quorum: u32, stopped: u8, outage_for:
 
     let failures_before = processor::Metrics::get(&metrics.insert_failures);
     let outage = tokio::time::Instant::now();
-    let mut back = ReplicaBack(true);
-    let which = stopped.to_string();
-    tokio::task::spawn_blocking(move || e2e::services(&["stop-replica", "--cluster", &which]))
-        .await
-        .expect("replica stopped");
+    let mut back = ReplicaBack(false);
+    match (fault, &proxy) {
+        (Fault::Stop(which), _) => {
+            back.0 = true;
+            let which = which.to_string();
+            tokio::task::spawn_blocking(move || {
+                e2e::services(&["stop-replica", "--cluster", &which])
+            })
+            .await
+            .expect("replica stopped");
+        }
+        (Fault::Hang, Some(proxy)) => proxy.pause(),
+        (Fault::Hang, None) => unreachable!("a hang goes through the proxy"),
+    }
     if falls_over {
         // The processor moves to replica 2 and goes on writing there.
         eventually(
@@ -229,13 +276,17 @@ async fn replica_stopped_under_load(insert_quorum: u32, stopped: u8, outage_for:
         .await;
     }
     tokio::time::sleep_until(outage + outage_for).await;
-    tokio::task::spawn_blocking(|| {
-        e2e::services(&["start", "--cluster"]);
-        e2e::services(&["wait", "--cluster"]);
-    })
-    .await
-    .expect("replica back");
-    back.0 = false;
+    if let Some(proxy) = &proxy {
+        proxy.resume();
+    } else {
+        tokio::task::spawn_blocking(|| {
+            e2e::services(&["start", "--cluster"]);
+            e2e::services(&["wait", "--cluster"]);
+        })
+        .await
+        .expect("replica back");
+        back.0 = false;
+    }
     let down = outage.elapsed();
     let refused = processor::Metrics::get(&metrics.insert_failures) - failures_before;
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -292,7 +343,7 @@ async fn replica_stopped_under_load(insert_quorum: u32, stopped: u8, outage_for:
         let stored = count(&http, url, &distinct).await;
         let counted = count(&http, url, &aggregated).await;
         println!(
-            "replica {stopped} away {:.0} s (stopped {} s, then restarted until ready; \
+            "{fault:?} away {:.0} s (for {} s, then until ready; \
              insert_quorum {insert_quorum}; inserts failed meanwhile {refused}; \
              moves to another replica {moves}), read on {url}: \
              sent {}, 2xx {expected}, stored {stored}, lost {lost}, doubled {}, \
