@@ -33,12 +33,14 @@
 //! | `mac`         | `00:1A:2B:3C:4D:5E`, `00-1A-…`, `001a.2b3c.4d5e`, `001A2B3C4D5E`  | `<mac>`     |
 //! | `ipv6`        | `fe80::1ff:fe23:4567:890a%12`, `2001:db8::8a2e:370:7334`, `::ffff:192.168.1.20` | `<ipv6>` |
 //! | `ipv4`        | `192.168.1.20`, `backup_10.0.0.1_full.zip`                       | `<ipv4>`    |
-//! | `id_card`     | 18-digit resident identity numbers with a valid ISO 7064 MOD 11-2 check character (`X` too), whole or 6-8-4; any 18 or 15 digits after `身份证`/`证件`/`ID card` | `<id_card>` |
+//! | `id_card`     | 18-digit resident identity numbers with a valid ISO 7064 MOD 11-2 check character (`X` too), whole, 6-8-4 or in fours (4-4-4-4-2); any 18 or 15 digits after `身份证`/`证件`/`ID card` | `<id_card>` |
 //! | `bank_card`   | 13–19 digits passing Luhn, whole or in groups                    | `<bank_card>` |
 //! | `passport`    | `E12345678`, `EA1234567`, `G12345678`, `C/H/M` + 8 digits; any number after `护照`/`passport` | `<passport>` |
-//! | `phone`       | Chinese mobiles (`+86 138 0013 8000`, `138-0013-8000`, `138.0013.8000`), landlines (`010-6552 9988`, `(010) 6552 9988`, `+86 10 6552 9988`), local numbers after `电话`/`tel`, North American, any `+CC` number | `<phone>` |
+//! | `phone`       | Chinese mobiles (`+86 138 0013 8000`, `138-0013-8000`, `138.0013.8000`, `8613800138000`), landlines (`010-6552 9988`, `(010) 6552 9988`, `+86 10 6552 9988`), local numbers after `电话`/`tel`, North American, any `+CC` number | `<phone>` |
 //! | `qq`          | the number after `QQ`/`QQ号`                                     | `<qq>`      |
 //! | `plate`       | vehicle plates `京A·12345`, `粤BD12345`                          | `<plate>`   |
+//! | `person_name` | a Chinese name after a label that asks for one: `姓名：张伟`, `联系人: 欧阳娜娜`, `申请人：艾力·买买提` (`姓名`, `联系人`, `申请人`, `负责人`, `经办人`, `收件人`, `收货人`, `报告人`, `反馈人`, `提交人`, `填报人`, `登记人`) | `<name>` |
+//! | `address`     | a postal address after `住址`/`地址` (`家庭住址`, `通讯地址`, `收货地址`, …) and a colon, to the end of its clause, if it names a place (`省`, `市`, `区`, `路`, `号`, …) | `<address>` |
 //!
 //! Before matching, full-width digits, letters and `＠．－（）＼／` become
 //! ASCII, and U+3000, U+00A0 and other typographic spaces a space

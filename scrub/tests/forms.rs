@@ -132,3 +132,25 @@ fn a_second_scrub_changes_nothing() {
         assert!(counts.is_empty(), "{counts:?} in {once:?}");
     }
 }
+
+#[test]
+fn names_and_addresses_after_their_labels_and_the_labels_alone() {
+    #[rustfmt::skip]
+    check(&[
+        ("联系人：王小明，电话13912345678", "联系人：<name>，电话<phone>", &[("person_name", 1), ("phone", 1)]),
+        ("申请人：艾力·买买提", "申请人：<name>", &[("person_name", 1)]),
+        ("姓名: 欧阳娜娜 部门：信息中心", "姓名: <name> 部门：信息中心", &[("person_name", 1)]),
+        ("住址：北京市海淀区中关村大街27号1101室，谢谢", "住址：<address>，谢谢", &[("address", 1)]),
+        // The clause ends at a quote, and at what an earlier rule took.
+        ("value=\"收货地址: 上海市浦东新区世纪大道100号\"", "value=\"收货地址: <address>\"", &[("address", 1)]),
+        ("地址：深圳市南山区科技园路1号13912345678", "地址：<address><phone>", &[("address", 1), ("phone", 1)]),
+        // A label with no name or place after it stays.
+        ("地址：http://intranet.local/app", "地址：http://intranet.local/app", &[]),
+        ("服务器地址：内网", "服务器地址：内网", &[]),
+        ("地址栏输入网址后崩溃", "地址栏输入网址后崩溃", &[]),
+        ("登记表的姓名栏无法输入生僻字", "登记表的姓名栏无法输入生僻字", &[]),
+        // An identity number in fours; a mobile after 86 with no separator.
+        ("身份证号 1101 0119 9003 0712 33", "身份证号 <id_card>", &[("id_card", 1)]),
+        ("手机 8613912345678", "手机 <phone>", &[("phone", 1)]),
+    ]);
+}

@@ -207,7 +207,9 @@ fn default_rules_are_named_and_ordered() {
             "passport",
             "phone",
             "qq",
-            "plate"
+            "plate",
+            "person_name",
+            "address"
         ]
     );
     let scrubber = Scrubber::default();

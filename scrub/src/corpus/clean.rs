@@ -240,6 +240,14 @@ const PROSE_ZH: &[&str] = &[
     "系统提示磁盘空间不足，但实际还有很多空间",
     "请在下一个版本中保留经典开始菜单",
     "网络断开后重新连接需要等待很久",
+    // Labels of the name and address rules with no name or address after
+    // them.
+    "登记表的姓名栏无法输入生僻字",
+    "地址栏输入网址后浏览器崩溃",
+    "服务器地址：内网，端口未开放",
+    "代理地址：http://proxy.corp.local/proxy.pac 无法加载",
+    "联系人列表排序错误",
+    "MAC地址显示为全零",
 ];
 
 const PROSE_EN: &[&str] = &[

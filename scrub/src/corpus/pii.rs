@@ -7,7 +7,7 @@ use super::text::{
 use super::{PiiItem, Rng, Secret};
 
 /// Every category, named as the default rule that catches it.
-pub const CATEGORIES: [&str; 15] = [
+pub const CATEGORIES: [&str; 17] = [
     "user_path",
     "home_share",
     "domain_user",
@@ -23,6 +23,8 @@ pub const CATEGORIES: [&str; 15] = [
     "phone",
     "qq",
     "plate",
+    "person_name",
+    "address",
 ];
 
 pub(super) fn item(rng: &mut Rng, category: &'static str, turn: usize) -> PiiItem {
@@ -42,6 +44,8 @@ pub(super) fn item(rng: &mut Rng, category: &'static str, turn: usize) -> PiiIte
         "phone" => phone(rng, turn),
         "qq" => qq(rng, turn),
         "plate" => plate(rng, turn),
+        "person_name" => super::labelled::person_name(rng, turn),
+        "address" => super::labelled::address(rng, turn),
         other => unreachable!("no generator for {other}"),
     };
     PiiItem {
@@ -52,9 +56,9 @@ pub(super) fn item(rng: &mut Rng, category: &'static str, turn: usize) -> PiiIte
     }
 }
 
-type Generated = (&'static str, String, Vec<Secret>);
+pub(super) type Generated = (&'static str, String, Vec<Secret>);
 
-fn text_secret(s: &str) -> Vec<Secret> {
+pub(super) fn text_secret(s: &str) -> Vec<Secret> {
     vec![Secret::Text(s.to_owned())]
 }
 
@@ -410,7 +414,15 @@ fn id_card(rng: &mut Rng, turn: usize) -> Generated {
     let id = format!("{first17}{}", id_check(&first17));
     let digits = vec![Secret::Digits(first17.clone())];
     match turn % 8 {
-        0 | 1 => ("plain", id, digits),
+        0 => ("plain", id, digits),
+        1 => {
+            // In fours, as a form's boxes print it.
+            let fours: Vec<&str> = (0..18)
+                .step_by(4)
+                .map(|i| &id[i..(i + 4).min(18)])
+                .collect();
+            ("grouped_fours", fours.join(" "), digits)
+        }
         2 => ("lower_x", id.to_ascii_lowercase(), digits),
         3 => (
             "spaced",
@@ -508,7 +520,8 @@ fn phone(rng: &mut Rng, turn: usize) -> Generated {
     let local = format!("{}{}", rng.range(2, 8), rng.digits(local_len - 1));
     let (l1, l2) = local.split_at(local.len() - 4);
     let l = vec![Secret::Digits(local.clone())];
-    match turn % 17 {
+    match turn % 18 {
+        17 => ("mobile_86_unseparated", format!("86{mobile}"), m),
         16 => ("mobile_double_spaces", format!("{prefix}  {mid}  {end}"), m),
         0 => ("mobile_plain", mobile, m),
         1 => (

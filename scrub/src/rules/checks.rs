@@ -40,6 +40,11 @@ pub(crate) enum Check {
     Phone,
     Qq,
     Plate,
+    /// Replace the group `t`, a name after its label.
+    Named,
+    /// Replace the group `t`, an address after its label, if it names a
+    /// place.
+    Address,
 }
 
 impl Check {
@@ -53,6 +58,8 @@ impl Check {
                 | Check::DomainUser
                 | Check::PassportNamed
                 | Check::Qq
+                | Check::Named
+                | Check::Address
         )
     }
 
@@ -199,6 +206,15 @@ impl Check {
                 (digits >= 3 && after.is_none_or(|c| !c.is_ascii_alphanumeric()))
                     .then_some(m.range())
             }
+            Check::Named => group("t").map(|t| t.range()),
+            Check::Address => {
+                let t = group("t")?;
+                const PLACES: &str = "省市区县旗镇乡村街路道巷弄胡同号楼栋幢室单元组屯";
+                t.as_str()
+                    .chars()
+                    .any(|c| PLACES.contains(c))
+                    .then(|| t.range())
+            }
         }
         .filter(|span| !span.is_empty())
     }
@@ -288,6 +304,8 @@ pub(crate) struct TextStats {
     /// Which [`keyword`] groups the text holds, looked for on the first
     /// question (the passes that need one ask last).
     keywords: Cell<Option<u8>>,
+    /// The [`LABELS`] found, once looked for.
+    labels: Cell<Option<u8>>,
 }
 
 /// Groups of words some passes need in a text (see [`TextStats::has_keyword`]).
@@ -297,6 +315,8 @@ pub(crate) mod keyword {
     pub const QQ: u8 = 1 << 2;
     pub const MACHINE: u8 = 1 << 3;
     pub const ID_CARD: u8 = 1 << 4;
+    pub const NAME: u8 = 1 << 5;
+    pub const ADDRESS: u8 = 1 << 6;
 }
 
 /// Every keyword in one pattern: a single literal search (Teddy) per text.
@@ -306,6 +326,28 @@ static KEYWORDS: LazyLock<Regex> = LazyLock::new(|| {
     )
     .expect("the keywords compile")
 });
+
+/// The labels of the `person_name` and `address` rules in one pattern,
+/// apart from [`KEYWORDS`] so that texts without a colon (most of them)
+/// never pay for it. `住址` and `地址` end every address label; the name
+/// labels are written out.
+static LABELS: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        "姓名|联系人|申请人|负责人|经办人|收件人|收货人|报告人|反馈人|提交人|填报人|登记人|住址|地址",
+    )
+    .expect("the labels compile")
+});
+
+fn labels(text: &str) -> u8 {
+    LABELS.find_iter(text).fold(0, |found, m| {
+        found
+            | if m.as_str().ends_with("址") {
+                keyword::ADDRESS
+            } else {
+                keyword::NAME
+            }
+    })
+}
 
 fn keywords(text: &str) -> u8 {
     let mut found = 0;
@@ -390,6 +432,17 @@ impl TextStats {
         let found = self.keywords.get().unwrap_or_else(|| {
             let found = keywords(text);
             self.keywords.set(Some(found));
+            found
+        });
+        found & group != 0
+    }
+
+    /// Whether `text` (the text these are the stats of) holds a label of
+    /// the `keyword::NAME` or `keyword::ADDRESS` group.
+    pub(crate) fn has_label(&self, text: &str, group: u8) -> bool {
+        let found = self.labels.get().unwrap_or_else(|| {
+            let found = labels(text);
+            self.labels.set(Some(found));
             found
         });
         found & group != 0

@@ -20,7 +20,7 @@ use checks::has_plate_start;
 use checks::keyword;
 pub(crate) use checks::{Check, TextStats};
 /// Classes of bytes some pass needs one of: a text with none is left as it is.
-pub(crate) const ANY_NEEDS: u16 = DIGIT | SLASH | BACKSLASH | AT | HYPHEN | COLON;
+pub(crate) const ANY_NEEDS: u16 = DIGIT | SLASH | BACKSLASH | AT | HYPHEN | COLON | CJK;
 
 use crate::Rule;
 
@@ -62,7 +62,8 @@ macro_rules! name {
 /// before the numbers its parts look like; `mac` before `ipv6` (six hex
 /// groups an IPv6 candidate would start on); identity and card numbers,
 /// checked by their check digits, before phone numbers; the loosest
-/// phone form (any `+CC`) last.
+/// phone form (any `+CC`) after them; names and addresses named by a label
+/// last, so an address's clause ends at a number taken before it.
 pub(crate) const DEFAULTS: &[Default] = &[
     Default {
         name: "user_path",
@@ -219,11 +220,15 @@ pub(crate) const DEFAULTS: &[Default] = &[
         passes: &[
             Pass {
                 // Resident identity card (GB 11643): region, birth date,
-                // sequence, ISO 7064 MOD 11-2 check character; whole or
-                // grouped 6-8-4.
-                pattern: r"[1-8][0-9]{5}[ -]?(?:18|19|20)[0-9]{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])[ -]?[0-9]{3}[0-9Xx]",
+                // sequence, ISO 7064 MOD 11-2 check character; whole,
+                // grouped 6-8-4, or in fours as a form's boxes print it
+                // (4-4-4-4-2).
+                pattern: concat!(
+                    r"[1-8][0-9]{5}[ -]?(?:18|19|20)[0-9]{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])[ -]?[0-9]{3}[0-9Xx]",
+                    r"|[1-8][0-9]{3}[ -][0-9]{2}(?:18|19|20)[ -][0-9]{2}(?:0[1-9]|1[0-2])[ -](?:0[1-9]|[12][0-9]|3[01])[0-9]{2}[ -][0-9][0-9Xx]"
+                ),
                 check: Check::IdCard,
-                admit: |s, _| s.digits >= 17 && s.max_digit_run >= 8,
+                admit: |s, _| s.digits >= 17 && (s.max_digit_run >= 8 || s.long_digit_runs >= 4),
                 needs: DIGIT,
             },
             Pass {
@@ -277,13 +282,14 @@ pub(crate) const DEFAULTS: &[Default] = &[
             Pass {
                 // National numbers, tried in this order at each position:
                 // Chinese mobiles (`13800138000`, `+86 138 0013 8000`,
-                // `138-0013-8000`, `138.0013.8000`, `(+86)…`, `0086-…`);
+                // `138-0013-8000`, `138.0013.8000`, `(+86)…`, `0086-…`,
+                // `8613800138000` as exported address books write it);
                 // Chinese landlines with the area code (`010-6552 9988`,
                 // `(010) 6552 9988`, `+86 10 6552 9988`, `01065529988`,
                 // with an extension); North American (`(555) 123-4567`,
                 // `555-123-4567`, `555.123.4567`).
                 pattern: concat!(
-                    r"(?:(?:\+|00)86[ -]?|\(\+?86\)[ -]?|86-)?(?:1[3-9][0-9](?:(?:[.-]| {1,3})?[0-9]{4}){2}|1[3-9][0-9]{2}(?:[.-]| {1,3})[0-9]{3}(?:[.-]| {1,3})[0-9]{4})",
+                    r"(?:(?:\+|00)86[ -]?|\(\+?86\)[ -]?|86-?)?(?:1[3-9][0-9](?:(?:[.-]| {1,3})?[0-9]{4}){2}|1[3-9][0-9]{2}(?:[.-]| {1,3})[0-9]{3}(?:[.-]| {1,3})[0-9]{4})",
                     r"|(?:(?:\+|00)86[ -]?(?:\(0?[1-9][0-9]{1,2}\)|0?[1-9][0-9]{1,2})|\(0[1-9][0-9]{1,2}\)|0[1-9][0-9]{1,2})[ .-]?[2-8][0-9]{2,3}[ .-]?[0-9]{4}(?:(?:-|转|(?i:ext)\.? ?|x|#)[0-9]{1,5})?",
                     r"|\(?[2-9][0-9]{2}\)?[ -]?[0-9]{3}-[0-9]{4}|[2-9][0-9]{2}\.[0-9]{3}\.[0-9]{4}"
                 ),
@@ -328,6 +334,46 @@ pub(crate) const DEFAULTS: &[Default] = &[
             check: Check::Plate,
             admit: |s, t| s.digits >= 3 && s.any(CJK) && s.any(UPPER) && has_plate_start(t),
             needs: DIGIT,
+        }],
+    },
+    Default {
+        name: "person_name",
+        replacement: "<name>",
+        passes: &[Pass {
+            // A Chinese name given after a label that asks for one:
+            // `姓名：张伟`, `联系人: 欧阳娜娜`, `申请人：艾力·买买提`. Two to
+            // four characters (a name running into the next word takes a
+            // character or two of it along), and a second part after a
+            // middle dot for the names of minorities.
+            pattern: concat!(
+                r"(?:姓名|联系人|申请人|负责人|经办人|收件人|收货人|报告人|反馈人|提交人|填报人|登记人|用户姓名|真实姓名)",
+                r"[ ]*[:：][ ]*(?P<t>\p{Han}{2,4}(?:[·•・]\p{Han}{2,6})?)"
+            ),
+            check: Check::Named,
+            // The label is Chinese, the colon either width (`：` is not
+            // folded).
+            admit: |s, t| (s.any(COLON) || t.contains('：')) && s.has_label(t, keyword::NAME),
+            needs: CJK,
+        }],
+    },
+    Default {
+        name: "address",
+        replacement: "<address>",
+        passes: &[Pass {
+            // A postal address given after a label that asks for one:
+            // `住址：北京市海淀区中关村大街27号1101室`, up to the end of its
+            // clause (a comma, a full stop, a space, or what an earlier
+            // rule took), if it names a place (`省`, `市`, `区`, `路`,
+            // `号`, …): `地址：http://…` stays.
+            pattern: concat!(
+                r"(?:家庭住址|家庭地址|通讯地址|通信地址|联系地址|收货地址|邮寄地址|户籍地址|居住地址|现住址|住址|地址)",
+                r#"[ ]*[:：][ ]*(?P<t>[^,，。;；!！?？、\s\x01"'“”‘’()（）【】\[\]<>{}]{2,60})"#
+            ),
+            check: Check::Address,
+            // The label is Chinese, the colon either width (`：` is not
+            // folded).
+            admit: |s, t| (s.any(COLON) || t.contains('：')) && s.has_label(t, keyword::ADDRESS),
+            needs: CJK,
         }],
     },
 ];
