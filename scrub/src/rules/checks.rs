@@ -429,29 +429,28 @@ impl TextStats {
     /// Whether `text` (the text these are the stats of) holds a word of
     /// the [`keyword`] group.
     pub(crate) fn has_keyword(&self, text: &str, group: u8) -> bool {
-        let found = self.keywords.get().unwrap_or_else(|| {
-            let found = keywords(text);
-            self.keywords.set(Some(found));
-            found
-        });
-        found & group != 0
+        once(&self.keywords, || keywords(text)) & group != 0
     }
 
     /// Whether `text` (the text these are the stats of) holds a label of
     /// the `keyword::NAME` or `keyword::ADDRESS` group.
     pub(crate) fn has_label(&self, text: &str, group: u8) -> bool {
-        let found = self.labels.get().unwrap_or_else(|| {
-            let found = labels(text);
-            self.labels.set(Some(found));
-            found
-        });
-        found & group != 0
+        once(&self.labels, || labels(text)) & group != 0
     }
 
     /// Whether the text holds a byte of any of `classes`.
     pub(crate) fn any(&self, classes: u16) -> bool {
         self.classes & classes != 0
     }
+}
+
+/// What `find` finds, found the first time only and kept in `cell`.
+fn once(cell: &Cell<Option<u8>>, find: impl FnOnce() -> u8) -> u8 {
+    cell.get().unwrap_or_else(|| {
+        let found = find();
+        cell.set(Some(found));
+        found
+    })
 }
 
 /// Whether `text` holds a province's character followed by an upper-case
