@@ -193,10 +193,10 @@ mod tests {
         Metrics::add(&metrics.rows_inserted, 3);
         let text = metrics.render();
         assert!(text.contains("processor_rows_inserted_total 3"));
-        // 13 counters and the overall lag gauge; the per-partition gauges
+        // 14 counters and the overall lag gauge; the per-partition gauges
         // show once a partition is seen (`lag_is_rendered_per_partition`).
-        assert_eq!(text.matches("# TYPE ").count(), 14);
-        assert_eq!(text.matches("# HELP ").count(), 14);
+        assert_eq!(text.matches("# TYPE ").count(), 15);
+        assert_eq!(text.matches("# HELP ").count(), 15);
     }
 
     #[test]
