@@ -155,11 +155,18 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// Asks the server its version, creates the database if needed, and
     /// returns a client with the settings that version needs. Tries `url`,
-    /// then each of `fallback_urls`, and keeps the first that answers.
+    /// then each of `fallback_urls`, and keeps the first that answers
+    /// within `request_timeout_ms`.
     pub async fn connect(config: &ClickHouseConfig) -> Result<Self, StoreError> {
         let urls: Vec<&str> = Self::urls(config).collect();
+        let timeout = Duration::from_millis(config.request_timeout_ms);
         for (index, url) in urls.iter().enumerate() {
-            match Self::probe(config, url).await {
+            let probed = tokio::time::timeout(timeout, Self::probe(config, url))
+                .await
+                .unwrap_or(Err(StoreError::ClickHouse(
+                    clickhouse::error::Error::TimedOut,
+                )));
+            match probed {
                 Ok(version) => {
                     tracing::info!(%version, %url, database = %config.database, "connected to clickhouse");
                     return Ok(Self::with_servers(config, version, index));
@@ -182,6 +189,17 @@ impl Store {
             .with_validation(false);
         let text: String = probe.query("SELECT version()").fetch_one().await?;
         let version = ServerVersion::parse(&text).ok_or(StoreError::Version(text))?;
+        // Made only when missing: `ON CLUSTER` waits for every replica, so
+        // asking again for a database that is there would keep a store from
+        // starting while one replica is down.
+        let exists: u8 = probe
+            .query("SELECT count() > 0 FROM system.databases WHERE name = ?")
+            .bind(config.database.as_str())
+            .fetch_one()
+            .await?;
+        if exists == 1 {
+            return Ok(version);
+        }
         let on_cluster = match config.cluster.as_str() {
             "" => String::new(),
             cluster => format!(" ON CLUSTER {cluster}"),

@@ -14,7 +14,8 @@
 //!   and after its restart replica 1 fetches what it missed;
 //! - replica 1 hanging 30 s (its connections held open, nothing answered),
 //!   with replica 2 as fallback and a 3 s request timeout: the processor
-//!   moves to replica 2 as well.
+//!   moves to replica 2 as well;
+//! - a store starting while replica 2 is stopped connects.
 //!
 //! They stop a replica, so `scripts/cluster/check` runs them one at a time;
 //! not run by a plain `cargo test` (`test = false` in `Cargo.toml`).
@@ -121,6 +122,37 @@ async fn the_processor_moves_to_another_replica_when_its_own_stops() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_processor_moves_to_another_replica_when_its_own_hangs() {
     replica_fault_under_load(0, Fault::Hang, Duration::from_secs(30)).await;
+}
+
+/// A store (a processor, `telemetry-admin`) starting while replica 2 is
+/// stopped connects through replica 1: its database is there, so it is not
+/// made again `ON CLUSTER`, which would wait for replica 2 until the DDL
+/// timeout, longer than the store's request timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_starts_while_another_replica_is_down() {
+    let http = reqwest::Client::new();
+    let urls = replica_urls();
+    let env = e2e::TestEnv::new();
+    let config = cluster_config(&urls[0], &env.database);
+    processor::Store::connect(&config)
+        .await
+        .expect("the database made on both replicas");
+    let mut back = ReplicaBack(true);
+    tokio::task::spawn_blocking(|| e2e::services(&["stop-replica", "--cluster", "2"]))
+        .await
+        .expect("replica 2 stopped");
+    let store = processor::Store::connect(&config)
+        .await
+        .expect("connected while replica 2 is down");
+    assert_eq!(store.url(), urls[0]);
+    tokio::task::spawn_blocking(|| {
+        e2e::services(&["start", "--cluster"]);
+        e2e::services(&["wait", "--cluster"]);
+    })
+    .await
+    .expect("replica 2 back");
+    back.0 = false;
+    e2e::cluster::cleanup(&http, &env, &brokers()).await;
 }
 
 /// What befalls a replica in [`replica_fault_under_load`].
