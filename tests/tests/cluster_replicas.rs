@@ -137,21 +137,12 @@ async fn a_store_starts_while_another_replica_is_down() {
     processor::Store::connect(&config)
         .await
         .expect("the database made on both replicas");
-    let mut back = ReplicaBack(true);
-    tokio::task::spawn_blocking(|| e2e::services(&["stop-replica", "--cluster", "2"]))
-        .await
-        .expect("replica 2 stopped");
+    let stopped = Stopped::replica(2).await;
     let store = processor::Store::connect(&config)
         .await
         .expect("connected while replica 2 is down");
     assert_eq!(store.url(), urls[0]);
-    tokio::task::spawn_blocking(|| {
-        e2e::services(&["start", "--cluster"]);
-        e2e::services(&["wait", "--cluster"]);
-    })
-    .await
-    .expect("replica 2 back");
-    back.0 = false;
+    stopped.restart().await;
     e2e::cluster::cleanup(&http, &env, &brokers()).await;
 }
 
@@ -166,17 +157,44 @@ enum Fault {
     Hang,
 }
 
-/// Starts a stopped replica again if a test ends while it is stopped, so the
-/// tests after it find the whole cluster.
-struct ReplicaBack(bool);
+/// A replica stopped by a test, started again by [`Stopped::restart`] or,
+/// if the test ends first, when dropped, so the tests after it find the
+/// whole cluster.
+struct Stopped(bool);
 
-impl Drop for ReplicaBack {
+impl Stopped {
+    /// Stops replica `n` (`scripts/services stop-replica --cluster n`).
+    async fn replica(n: u8) -> Stopped {
+        // Armed first: a stop that fails half-way is undone too.
+        let stopped = Stopped(true);
+        let n = n.to_string();
+        tokio::task::spawn_blocking(move || e2e::services(&["stop-replica", "--cluster", &n]))
+            .await
+            .expect("replica stopped");
+        stopped
+    }
+
+    /// Starts the replica again and waits until the cluster is ready.
+    async fn restart(mut self) {
+        tokio::task::spawn_blocking(start_cluster)
+            .await
+            .expect("replica back");
+        self.0 = false;
+    }
+}
+
+impl Drop for Stopped {
     fn drop(&mut self) {
         if self.0 {
-            e2e::services(&["start", "--cluster"]);
-            e2e::services(&["wait", "--cluster"]);
+            start_cluster();
         }
     }
+}
+
+/// Starts whatever of the cluster is stopped, and waits for all of it.
+fn start_cluster() {
+    e2e::services(&["start", "--cluster"]);
+    e2e::services(&["wait", "--cluster"]);
 }
 
 /// How long the oldest uncommitted message must wait before the quorum
@@ -250,20 +268,14 @@ async fn replica_fault_under_load(insert_quorum: u32, fault: Fault, outage_for: 
 
     let failures_before = processor::Metrics::get(&metrics.insert_failures);
     let outage = tokio::time::Instant::now();
-    let mut back = ReplicaBack(false);
-    match (fault, &proxy) {
-        (Fault::Stop(which), _) => {
-            back.0 = true;
-            let which = which.to_string();
-            tokio::task::spawn_blocking(move || {
-                e2e::services(&["stop-replica", "--cluster", &which])
-            })
-            .await
-            .expect("replica stopped");
+    let stopped = match (fault, &proxy) {
+        (Fault::Stop(which), _) => Some(Stopped::replica(which).await),
+        (Fault::Hang, Some(proxy)) => {
+            proxy.pause();
+            None
         }
-        (Fault::Hang, Some(proxy)) => proxy.pause(),
         (Fault::Hang, None) => unreachable!("a hang goes through the proxy"),
-    }
+    };
     if falls_over {
         // The processor moves to replica 2 and goes on writing there.
         eventually(
@@ -308,16 +320,10 @@ async fn replica_fault_under_load(insert_quorum: u32, fault: Fault, outage_for: 
         .await;
     }
     tokio::time::sleep_until(outage + outage_for).await;
-    if let Some(proxy) = &proxy {
-        proxy.resume();
-    } else {
-        tokio::task::spawn_blocking(|| {
-            e2e::services(&["start", "--cluster"]);
-            e2e::services(&["wait", "--cluster"]);
-        })
-        .await
-        .expect("replica back");
-        back.0 = false;
+    match (stopped, &proxy) {
+        (Some(stopped), _) => stopped.restart().await,
+        (None, Some(proxy)) => proxy.resume(),
+        (None, None) => unreachable!("every fault is a stop or a hang"),
     }
     let down = outage.elapsed();
     let refused = processor::Metrics::get(&metrics.insert_failures) - failures_before;
